@@ -1,0 +1,127 @@
+"""`make demo`: migrate, create an admin, then run web, Celery worker and beat until Ctrl-C.
+
+Everything runs on this machine with no services: SQLite in var/ and kombu's filesystem
+broker (a real queue between the processes). With DATABASE_URL / CELERY_BROKER_URL set, the
+same command uses PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _free_port(preferred: int) -> int:
+    candidates: list[int] = [preferred, *range(preferred + 1, preferred + 50)]
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"no free port near {preferred}")
+
+
+def _prepare() -> None:
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    from django.contrib.auth import get_user_model
+
+    from servers.choices import Role
+    from servers.models import Membership
+
+    user_model = get_user_model()
+    if not user_model.objects.filter(username="admin").exists():
+        password = secrets.token_urlsafe(15)
+        admin = user_model.objects.create_superuser(username="admin", email="", password=password)
+        Membership.objects.create(user=admin, customer=None, role=Role.ADMIN)
+        print("\n  Created the MSP admin account (shown once, store it now):")
+        print(f"    username: admin\n    password: {password}\n")
+    else:
+        print("\n  The admin account already exists (reset it with: .venv/bin/python manage.py changepassword admin)\n")
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(BASE_DIR))
+    _prepare()
+    python = sys.executable
+    port = _free_port(int(os.environ.get("FLEET_DEMO_PORT", "8000")))
+    commands = {
+        "web": [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "16",
+            "-l",
+            "INFO",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(BASE_DIR / "var" / "celerybeat"),
+        ],
+    }
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    for name, command in commands.items():
+        children[name] = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+
+    stopping = False
+
+    def stop(_signum: int = 0, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"  Fleet Lockdown is running: http://127.0.0.1:{port}/   (Ctrl-C stops web, worker and beat)\n", flush=True)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"  {name} exited with {child.returncode}; stopping the demo", file=sys.stderr)
+                exit_code = 1
+                stopping = True
+        time.sleep(0.5)
+    for child in children.values():
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+    print("  Stopped.")
+    return exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ServersConfig(AppConfig):
+    """Inventory: customers (tenants), memberships, credentials, servers, audit trail."""
+
+    name = "servers"
+    verbose_name = "Inventory"

@@ -1,0 +1,53 @@
+"""One vocabulary for the inventory, with the colours the pages use for badges."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    OPERATOR = "operator", "Operator"
+    VIEWER = "viewer", "Viewer"
+
+
+class AuthMethod(models.TextChoices):
+    NTLM = "ntlm", "NTLM (message encryption)"
+    BASIC = "basic", "Basic (HTTPS with certificate verification only)"
+
+
+class WinRMScheme(models.TextChoices):
+    HTTP = "http", "HTTP (5985, NTLM-encrypted)"
+    HTTPS = "https", "HTTPS (5986)"
+
+
+class TLSVerify(models.TextChoices):
+    SYSTEM = "system", "System CAs"
+    CA_BUNDLE = "ca_bundle", "CA bundle"
+    PINNED = "pinned", "Pinned certificate fingerprint"
+    OFF = "off", "Off (insecure)"
+
+
+class Declared(models.TextChoices):
+    """An operator-declared fact that discovery cannot read reliably."""
+
+    YES = "yes", "Yes"
+    NO = "no", "No"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class ServerStatus(models.TextChoices):
+    COMPLIANT = "compliant", "Compliant"
+    DRIFTED = "drifted", "Drifted"
+    FAILING = "failing", "Failing"
+    UNREACHABLE = "unreachable", "Unreachable"
+    NEVER_VERIFIED = "never_verified", "Never verified"
+
+
+SERVER_STATUS_COLOURS = {
+    ServerStatus.COMPLIANT: "green",
+    ServerStatus.DRIFTED: "orange",
+    ServerStatus.FAILING: "red",
+    ServerStatus.UNREACHABLE: "grey",
+    ServerStatus.NEVER_VERIFIED: "blue",
+}

@@ -1,0 +1,192 @@
+"""Forms validate what people type, then the views call a service. No logic in save()."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from servers.choices import AuthMethod, TLSVerify, WinRMScheme
+from servers.models import Credential, Customer, Server
+from servers.tenancy import Action, Scope
+from servers.validators import (
+    normalise_fingerprint,
+    validate_fingerprint,
+    validate_host_address,
+    validate_no_control_characters,
+    validate_pem_bundle,
+)
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
+_USERNAME = re.compile(r"^[^\x00-\x1f\x7f\"/\[\]:;|=,+*?<>]{1,104}$")
+
+
+def parse_tags(text: str) -> list[str]:
+    tags = sorted({part.strip().lower() for part in re.split(r"[,\s]+", text) if part.strip()})
+    bad = [tag for tag in tags if not _TAG.match(tag)]
+    if bad:
+        raise ValidationError(
+            "Tags are lowercase letters, digits, '-' and '_' (at most 60): %(bad)s", params={"bad": ", ".join(bad)}
+        )
+    return tags
+
+
+class CustomerForm(forms.ModelForm[Customer]):
+    class Meta:
+        model = Customer
+        fields: ClassVar = ["name", "notes"]
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        validate_no_control_characters(name)
+        if not name:
+            raise ValidationError("Enter a name.")
+        return name
+
+
+class CredentialForm(forms.ModelForm[Credential]):
+    """Create or replace a credential. The secret field is write-only: never rendered back."""
+
+    secret = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        max_length=256,
+        help_text="Stored encrypted. It is never shown again; type a new one to replace it.",
+    )
+
+    class Meta:
+        model = Credential
+        fields: ClassVar = ["customer", "name", "username", "auth"]
+
+    def __init__(self, *args: Any, scope: Scope, replacing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["customer"].queryset = scope.filter(Customer.objects.all(), customer_field="")  # type: ignore[attr-defined]
+        if replacing:
+            self.fields["customer"].disabled = True
+            self.fields["secret"].required = False
+            self.fields["secret"].help_text = "Leave empty to keep the stored password."
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"].strip()
+        account = username.split("\\", 1)[-1].split("@", 1)[0]
+        if not _USERNAME.match(account) or username.count("\\") > 1:
+            raise ValidationError("Enter an account as NAME, HOST\\NAME, DOMAIN\\NAME or name@domain.")
+        return username
+
+    def clean_secret(self) -> str:
+        secret: str = self.cleaned_data.get("secret") or ""
+        if "\x00" in secret:
+            raise ValidationError("The password contains a NUL character.")
+        return secret
+
+
+class ServerForm(forms.ModelForm[Server]):
+    """Add or edit a server; also validates each row of a CSV import."""
+
+    tags_text = forms.CharField(label="Tags", required=False, help_text="Comma-separated, e.g. plesk, eu-west")
+
+    class Meta:
+        model = Server
+        fields: ClassVar = [
+            "customer",
+            "name",
+            "address",
+            "winrm_scheme",
+            "winrm_port",
+            "tls_verify",
+            "tls_ca_bundle",
+            "tls_fingerprint",
+            "credential",
+            "smtp_port",
+            "pop_port",
+            "imap_port",
+            "webmail_url",
+            "admin_url",
+            "sql_integrated",
+            "integrated_auth",
+            "notes",
+        ]
+        widgets: ClassVar = {
+            "tls_ca_bundle": forms.Textarea(attrs={"rows": 4}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, scope: Scope, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allowed = scope.customers_where(Action.EDIT_SERVERS)
+        customers = Customer.objects.all()
+        if allowed is not None:
+            customers = customers.filter(pk__in=sorted(allowed))
+        self.fields["customer"].queryset = customers  # type: ignore[attr-defined]
+        self.fields["credential"].queryset = scope.filter(  # type: ignore[attr-defined]
+            Credential.objects.select_related("customer")
+        )
+        for port_field in ("winrm_port", "smtp_port", "pop_port", "imap_port"):
+            self.fields[port_field].widget.attrs.update({"min": 1, "max": 65535})
+        if self.instance.pk and not self.is_bound:
+            self.initial["tags_text"] = ", ".join(tag.name for tag in self.instance.tags.all())
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        validate_no_control_characters(name)
+        if not name:
+            raise ValidationError("Enter a name.")
+        return name
+
+    def clean_address(self) -> str:
+        address: str = self.cleaned_data["address"].strip()
+        validate_host_address(address)
+        return address.lower()
+
+    def clean_tls_fingerprint(self) -> str:
+        value: str = self.cleaned_data.get("tls_fingerprint", "")
+        if value:
+            validate_fingerprint(value)
+            return normalise_fingerprint(value)
+        return ""
+
+    def clean_tags_text(self) -> list[str]:
+        return parse_tags(self.cleaned_data.get("tags_text", ""))
+
+    def _check_port(self, name: str) -> None:
+        port = self.cleaned_data.get(name)
+        if port is not None and not 1 <= port <= 65535:
+            self.add_error(name, "Ports are 1 to 65535.")
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        for port_field in ("winrm_port", "smtp_port", "pop_port", "imap_port"):
+            self._check_port(port_field)
+        customer: Customer | None = data.get("customer")
+        credential: Credential | None = data.get("credential")
+        scheme = data.get("winrm_scheme")
+        verify = data.get("tls_verify")
+        name = data.get("name")
+        if customer is not None and name:
+            clash = Server.objects.filter(customer=customer, name__iexact=name).exclude(pk=self.instance.pk)
+            if clash.exists():
+                self.add_error("name", f"{customer.name} already has a server called {name}.")
+        if credential is not None and customer is not None and credential.customer_id != customer.pk:
+            self.add_error("credential", "Choose a credential of the same customer.")
+        basic = credential is not None and credential.auth == AuthMethod.BASIC
+        if basic and (scheme != WinRMScheme.HTTPS or verify == TLSVerify.OFF):
+            self.add_error(
+                "credential", "Basic authentication is allowed only over HTTPS with certificate verification on."
+            )
+        if scheme == WinRMScheme.HTTPS:
+            if verify == TLSVerify.CA_BUNDLE:
+                bundle = data.get("tls_ca_bundle", "")
+                try:
+                    validate_pem_bundle(bundle)
+                except ValidationError as exc:
+                    self.add_error("tls_ca_bundle", exc)
+            if verify == TLSVerify.PINNED and not data.get("tls_fingerprint"):
+                self.add_error("tls_fingerprint", "Enter the certificate's SHA-256 fingerprint to pin it.")
+        return data
+
+
+class ServerImportForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, comma-separated, with a header row.")

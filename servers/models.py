@@ -1,0 +1,221 @@
+"""Inventory models: customers (the unit of tenancy), who may see them, and their servers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from servers.choices import AuthMethod, Declared, Role, ServerStatus, TLSVerify, WinRMScheme
+from servers.crypto import decrypt_secret, encrypt_secret
+
+
+class Customer(models.Model):
+    """An MSP's client: every server, credential and report belongs to exactly one."""
+
+    name = models.CharField(max_length=120, unique=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """What a user may see and do: MSP-wide (customer empty) or for one customer.
+
+    The permission table lives in `servers.tenancy`; a customer-scoped membership can be an
+    operator or a viewer, never an admin (a constraint enforces it).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["user", "customer"], name="membership_unique_user_customer"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(customer__isnull=True), name="membership_one_msp_role_per_user"
+            ),
+            models.CheckConstraint(
+                condition=Q(customer__isnull=True) | ~Q(role=Role.ADMIN), name="membership_customer_role_not_admin"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.customer.name if self.customer_id and self.customer else "MSP"
+        return f"{self.user} · {scope} {self.role}"
+
+
+class Credential(models.Model):
+    """A WinRM account, reusable across one customer's servers.
+
+    DANGER: `secret_encrypted` holds a Fernet token of an administrator password. It is
+    write-only from every page: set it with `set_secret`, read it only in `remote/`.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credentials")
+    name = models.CharField(max_length=120)
+    username = models.CharField(max_length=256)
+    secret_encrypted = models.TextField(editable=False)
+    auth = models.CharField(max_length=8, choices=AuthMethod.choices, default=AuthMethod.NTLM)
+    created_at = models.DateTimeField(auto_now_add=True)
+    secret_changed_at = models.DateTimeField(null=True, blank=True)
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret_encrypted"})
+
+    class Meta:
+        ordering: ClassVar = ["customer__name", "name"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["customer", "name"], name="credential_unique_name_per_customer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.username})"
+
+    def set_secret(self, plaintext: str) -> None:
+        self.secret_encrypted = encrypt_secret(plaintext)
+
+    def reveal_secret(self) -> str:
+        """Decrypt the password. Only the WinRM transport may call this."""
+        return decrypt_secret(self.secret_encrypted)
+
+
+class Tag(models.Model):
+    """A free label on servers (e.g. "plesk", "eu-west"), for filtering and bulk jobs."""
+
+    name = models.SlugField(max_length=60, unique=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Server(models.Model):
+    """A managed MailEnable server and how to reach it over WinRM."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="servers")
+    name = models.CharField(max_length=120)
+    address = models.CharField(max_length=253, help_text="DNS name or IP address of the host")
+    winrm_scheme = models.CharField(max_length=5, choices=WinRMScheme.choices, default=WinRMScheme.HTTPS)
+    winrm_port = models.PositiveIntegerField(default=5986)
+    tls_verify = models.CharField(max_length=10, choices=TLSVerify.choices, default=TLSVerify.SYSTEM)
+    tls_ca_bundle = models.TextField(blank=True, help_text="PEM certificates trusted for this server")
+    tls_fingerprint = models.CharField(max_length=95, blank=True, help_text="SHA-256 of the certificate (hex)")
+    smtp_port = models.PositiveIntegerField(default=25)
+    pop_port = models.PositiveIntegerField(default=110)
+    imap_port = models.PositiveIntegerField(default=143)
+    webmail_url = models.URLField(blank=True)
+    admin_url = models.URLField(blank=True)
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="servers")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="servers")
+    notes = models.TextField(blank=True)
+    sql_integrated = models.CharField(
+        "SQL Server in integrated mode", max_length=8, choices=Declared.choices, default=Declared.UNKNOWN
+    )
+    integrated_auth = models.CharField(
+        "Integrated authentication", max_length=8, choices=Declared.choices, default=Declared.UNKNOWN
+    )
+    # Discovered facts (written by discover jobs; untrusted host output, validated on the way in).
+    facts = models.JSONField(default=dict, blank=True)
+    facts_updated_at = models.DateTimeField(null=True, blank=True)
+    # Denormalised compliance summary (written by verify jobs).
+    status = models.CharField(max_length=16, choices=ServerStatus.choices, default=ServerStatus.NEVER_VERIFIED)
+    compliance_pct = models.FloatField(null=True, blank=True)
+    compliance_counts = models.JSONField(default=dict, blank=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["customer__name", "name"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["customer", "name"], name="server_unique_name_per_customer"),
+            models.CheckConstraint(condition=Q(winrm_port__gte=1, winrm_port__lte=65535), name="server_winrm_port"),
+            models.CheckConstraint(condition=Q(smtp_port__gte=1, smtp_port__lte=65535), name="server_smtp_port"),
+            models.CheckConstraint(condition=Q(pop_port__gte=1, pop_port__lte=65535), name="server_pop_port"),
+            models.CheckConstraint(condition=Q(imap_port__gte=1, imap_port__lte=65535), name="server_imap_port"),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status"], name="server_status_idx"),
+            models.Index(fields=["name"], name="server_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tls_insecure(self) -> bool:
+        """HTTPS without certificate verification: shown as a warning wherever it appears."""
+        return self.winrm_scheme == WinRMScheme.HTTPS and self.tls_verify == TLSVerify.OFF
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.winrm_scheme}://{self.address}:{self.winrm_port}/wsman"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Append-only: bulk updates and deletes are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("audit events are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where, to which object: a field diff, never a secret.
+
+    Rows are only ever inserted (`servers.audit.audit_record`); `save()` of an existing row
+    and deletes raise. The actor's and customer's names are copied so history survives
+    their deletion.
+    """
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # No database constraint and DO_NOTHING: deleting a user or customer must not touch
+    # (update) audit rows; the copied names keep the history readable.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    customer_name = models.CharField(max_length=120, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are append-only")

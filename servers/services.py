@@ -1,0 +1,163 @@
+"""Writes to the inventory. Each service checks permission, writes, and audits in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from servers.audit import Actor, audit_record, diff, snapshot
+from servers.models import Credential, Customer, Server, Tag
+from servers.tenancy import Action, Scope, require
+
+SERVER_AUDIT_FIELDS = (
+    "customer",
+    "name",
+    "address",
+    "winrm_scheme",
+    "winrm_port",
+    "tls_verify",
+    "tls_fingerprint",
+    "credential",
+    "smtp_port",
+    "pop_port",
+    "imap_port",
+    "webmail_url",
+    "admin_url",
+    "sql_integrated",
+    "integrated_auth",
+    "notes",
+)
+CREDENTIAL_AUDIT_FIELDS = ("customer", "name", "username", "auth")
+CUSTOMER_AUDIT_FIELDS = ("name", "notes")
+
+
+def _apply(instance: Any, data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    for name in fields:
+        if name in data:
+            setattr(instance, name, data[name])
+
+
+def _set_tags(server: Server, tags: list[str]) -> None:
+    existing = {tag.name: tag for tag in Tag.objects.filter(name__in=tags)}
+    missing = [Tag(name=name) for name in tags if name not in existing]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {tag.name: tag for tag in Tag.objects.filter(name__in=tags)}
+    server.tags.set([existing[name] for name in tags])
+
+
+# --- Customers ------------------------------------------------------------------------------
+@transaction.atomic
+def customer_create(*, scope: Scope, actor: Actor, name: str, notes: str = "") -> Customer:
+    require(scope, Action.MANAGE_CUSTOMERS)
+    customer = Customer.objects.create(name=name, notes=notes)
+    audit_record(
+        actor=actor, action="customer.create", obj=customer, changes=diff({}, snapshot(customer, CUSTOMER_AUDIT_FIELDS))
+    )
+    return customer
+
+
+@transaction.atomic
+def customer_update(*, scope: Scope, actor: Actor, customer: Customer, data: dict[str, Any]) -> Customer:
+    require(scope, Action.MANAGE_CUSTOMERS)
+    before = snapshot(Customer.objects.get(pk=customer.pk), CUSTOMER_AUDIT_FIELDS)
+    _apply(customer, data, CUSTOMER_AUDIT_FIELDS)
+    customer.save()
+    audit_record(
+        actor=actor,
+        action="customer.update",
+        obj=customer,
+        changes=diff(before, snapshot(customer, CUSTOMER_AUDIT_FIELDS)),
+    )
+    return customer
+
+
+# --- Credentials ----------------------------------------------------------------------------
+@transaction.atomic
+def credential_create(
+    *, scope: Scope, actor: Actor, customer: Customer, name: str, username: str, auth: str, secret: str
+) -> Credential:
+    require(scope, Action.MANAGE_CREDENTIALS, customer)
+    credential = Credential(customer=customer, name=name, username=username, auth=auth)
+    credential.set_secret(secret)
+    credential.secret_changed_at = timezone.now()
+    credential.save()
+    changes: dict[str, Any] = diff({}, snapshot(credential, CREDENTIAL_AUDIT_FIELDS))
+    changes["secret"] = "set"  # noqa: S105  (a marker, not the secret)
+    audit_record(actor=actor, action="credential.create", obj=credential, changes=changes)
+    return credential
+
+
+@transaction.atomic
+def credential_update(
+    *, scope: Scope, actor: Actor, credential: Credential, data: dict[str, Any], secret: str = ""
+) -> Credential:
+    """Rename, change username or auth, and optionally replace the secret (never read it)."""
+    require(scope, Action.MANAGE_CREDENTIALS, credential.customer_id)
+    before = snapshot(Credential.objects.get(pk=credential.pk), CREDENTIAL_AUDIT_FIELDS)
+    _apply(credential, data, ("name", "username", "auth"))
+    changes: dict[str, Any] = {}
+    if secret:
+        credential.set_secret(secret)
+        credential.secret_changed_at = timezone.now()
+        changes["secret"] = "replaced"  # noqa: S105  (a marker, not the secret)
+    credential.save()
+    changes.update(diff(before, snapshot(credential, CREDENTIAL_AUDIT_FIELDS)))
+    audit_record(actor=actor, action="credential.update", obj=credential, changes=changes)
+    return credential
+
+
+@transaction.atomic
+def credential_delete(*, scope: Scope, actor: Actor, credential: Credential) -> None:
+    require(scope, Action.MANAGE_CREDENTIALS, credential.customer_id)
+    audit_record(
+        actor=actor,
+        action="credential.delete",
+        obj=credential,
+        changes=diff(snapshot(credential, CREDENTIAL_AUDIT_FIELDS), {}),
+    )
+    credential.delete()
+
+
+# --- Servers --------------------------------------------------------------------------------
+@transaction.atomic
+def server_create(*, scope: Scope, actor: Actor, data: dict[str, Any], tags: list[str]) -> Server:
+    require(scope, Action.EDIT_SERVERS, data["customer"])
+    server = Server()
+    _apply(server, data, (*SERVER_AUDIT_FIELDS, "tls_ca_bundle"))
+    server.save()
+    _set_tags(server, tags)
+    changes: dict[str, Any] = diff({}, snapshot(server, SERVER_AUDIT_FIELDS))
+    if tags:
+        changes["tags"] = [[], tags]
+    audit_record(actor=actor, action="server.create", obj=server, changes=changes)
+    return server
+
+
+@transaction.atomic
+def server_update(*, scope: Scope, actor: Actor, server: Server, data: dict[str, Any], tags: list[str]) -> Server:
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    if "customer" in data:
+        require(scope, Action.EDIT_SERVERS, data["customer"])
+    stored = Server.objects.get(pk=server.pk)
+    before = snapshot(stored, SERVER_AUDIT_FIELDS)
+    old_tags = sorted(stored.tags.values_list("name", flat=True))
+    _apply(server, data, (*SERVER_AUDIT_FIELDS, "tls_ca_bundle"))
+    server.save()
+    _set_tags(server, tags)
+    changes: dict[str, Any] = diff(before, snapshot(server, SERVER_AUDIT_FIELDS))
+    if old_tags != sorted(tags):
+        changes["tags"] = [old_tags, sorted(tags)]
+    audit_record(actor=actor, action="server.update", obj=server, changes=changes)
+    return server
+
+
+@transaction.atomic
+def server_delete(*, scope: Scope, actor: Actor, server: Server) -> None:
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    audit_record(
+        actor=actor, action="server.delete", obj=server, changes=diff(snapshot(server, SERVER_AUDIT_FIELDS), {})
+    )
+    server.delete()

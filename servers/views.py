@@ -1,0 +1,297 @@
+"""Inventory pages. Thin: scope → selector or form → service → redirect or render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import ProtectedError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from servers import selectors, services
+from servers.audit import Actor
+from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
+from servers.csv_import import ALL_COLUMNS, import_servers_csv
+from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
+from servers.models import Credential, Customer, Server
+from servers.tenancy import Action, request_scope, require, scoped_get
+
+PAGE_SIZE = 50
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _page(request: HttpRequest, items: Any, size: int = PAGE_SIZE) -> Any:
+    return Paginator(items, size).get_page(request.GET.get("page"))
+
+
+# --- Dashboard ------------------------------------------------------------------------------
+def dashboard(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    counts = selectors.status_counts(scope=scope)
+    customers = selectors.customer_list(scope=scope)
+    return render(
+        request,
+        "servers/dashboard.html",
+        {
+            "status_counts": [(ServerStatus(s), n, SERVER_STATUS_COLOURS[ServerStatus(s)]) for s, n in counts.items()],
+            "server_total": sum(counts.values()),
+            "customers": customers,
+        },
+    )
+
+
+# --- Servers --------------------------------------------------------------------------------
+def server_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    filters = selectors.ServerFilter(
+        q=request.GET.get("q", "").strip()[:100],
+        customer_id=_int_or_none(request.GET.get("customer")),
+        tag=request.GET.get("tag", "").strip()[:60],
+        status=request.GET.get("status", ""),
+        sort=request.GET.get("sort", "customer"),
+    )
+    page = _page(request, selectors.server_list(scope=scope, filters=filters))
+    context = {
+        "page": page,
+        "filters": filters,
+        "customers": selectors.visible_customers(scope=scope),
+        "tags": selectors.visible_tags(scope=scope),
+        "statuses": ServerStatus.choices,
+        "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
+        "query_without_page": _query_without(request, "page"),
+        "query_without_sort": _query_without(request, "sort", "page"),
+    }
+    partial = bool(getattr(request, "htmx", False))
+    template = "servers/_server_table.html" if partial else "servers/server_list.html"
+    return render(request, template, context)
+
+
+def _query_without(request: HttpRequest, *keys: str) -> str:
+    query = request.GET.copy()
+    for key in keys:
+        query.pop(key, None)
+    return query.urlencode()
+
+
+@require_http_methods(["GET", "POST"])
+def server_create(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.EDIT_SERVERS)
+    form = ServerForm(request.POST or None, scope=scope)
+    if request.method == "POST" and form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if k != "tags_text"}
+        server = services.server_create(
+            scope=scope, actor=Actor.from_request(request), data=data, tags=form.cleaned_data["tags_text"]
+        )
+        messages.success(request, f"Server {server.name} added.")
+        return redirect("server_detail", server_id=server.pk)
+    return render(request, "servers/server_form.html", {"form": form, "creating": True})
+
+
+def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer", "credential"), pk=server_id)
+    return render(
+        request,
+        "servers/server_detail.html",
+        {
+            "server": server,
+            "tags": server.tags.all(),
+            "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
+            "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def server_edit(request: HttpRequest, server_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    form = ServerForm(request.POST or None, instance=server, scope=scope)
+    if request.method == "POST" and form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if k != "tags_text"}
+        services.server_update(
+            scope=scope,
+            actor=Actor.from_request(request),
+            server=server,
+            data=data,
+            tags=form.cleaned_data["tags_text"],
+        )
+        messages.success(request, f"Server {server.name} saved.")
+        return redirect("server_detail", server_id=server.pk)
+    return render(request, "servers/server_form.html", {"form": form, "server": server, "creating": False})
+
+
+@require_http_methods(["GET", "POST"])
+def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    if request.method == "POST":
+        name = server.name
+        services.server_delete(scope=scope, actor=Actor.from_request(request), server=server)
+        messages.success(request, f"Server {name} deleted.")
+        return redirect("server_list")
+    return render(request, "servers/confirm_delete.html", {"object": server, "kind": "server"})
+
+
+@require_http_methods(["GET", "POST"])
+def server_import(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.EDIT_SERVERS)
+    form = ServerImportForm(request.POST or None, request.FILES or None)
+    errors: list[str] = []
+    if request.method == "POST" and form.is_valid():
+        result = import_servers_csv(scope=scope, actor=Actor.from_request(request), upload=form.cleaned_data["file"])
+        if result.ok:
+            messages.success(request, f"Imported {len(result.created)} servers.")
+            return redirect("server_list")
+        errors = result.errors[:200]
+    status = 400 if errors else 200
+    return render(
+        request, "servers/server_import.html", {"form": form, "errors": errors, "columns": ALL_COLUMNS}, status=status
+    )
+
+
+# --- Customers ------------------------------------------------------------------------------
+def customer_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    return render(request, "servers/customer_list.html", {"customers": selectors.customer_list(scope=scope)})
+
+
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    servers = Server.objects.filter(customer=customer).select_related("credential").order_by("name")
+    return render(
+        request,
+        "servers/customer_detail.html",
+        {
+            "customer": customer,
+            "page": _page(request, servers),
+            "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
+            "can_manage": scope.can(Action.MANAGE_CUSTOMERS),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def customer_create(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.MANAGE_CUSTOMERS)
+    form = CustomerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        customer = services.customer_create(scope=scope, actor=Actor.from_request(request), **form.cleaned_data)
+        messages.success(request, f"Customer {customer.name} added.")
+        return redirect("customer_detail", customer_id=customer.pk)
+    return render(request, "servers/customer_form.html", {"form": form, "creating": True})
+
+
+@require_http_methods(["GET", "POST"])
+def customer_edit(request: HttpRequest, customer_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    require(scope, Action.MANAGE_CUSTOMERS)
+    form = CustomerForm(request.POST or None, instance=customer)
+    if request.method == "POST" and form.is_valid():
+        services.customer_update(
+            scope=scope, actor=Actor.from_request(request), customer=customer, data=form.cleaned_data
+        )
+        messages.success(request, f"Customer {customer.name} saved.")
+        return redirect("customer_detail", customer_id=customer.pk)
+    return render(request, "servers/customer_form.html", {"form": form, "customer": customer, "creating": False})
+
+
+# --- Credentials (MSP admins only; secrets are write-only) ----------------------------------
+def credential_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.MANAGE_CREDENTIALS)
+    return render(request, "servers/credential_list.html", {"credentials": selectors.credential_list(scope=scope)})
+
+
+@require_http_methods(["GET", "POST"])
+def credential_create(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.MANAGE_CREDENTIALS)
+    form = CredentialForm(request.POST or None, scope=scope)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        credential = services.credential_create(
+            scope=scope,
+            actor=Actor.from_request(request),
+            customer=data["customer"],
+            name=data["name"],
+            username=data["username"],
+            auth=data["auth"],
+            secret=data["secret"],
+        )
+        messages.success(request, f"Credential {credential.name} stored (encrypted).")
+        return redirect("credential_list")
+    return render(request, "servers/credential_form.html", {"form": form, "creating": True})
+
+
+@require_http_methods(["GET", "POST"])
+def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)
+    require(scope, Action.MANAGE_CREDENTIALS, credential.customer_id)
+    form = CredentialForm(request.POST or None, instance=credential, scope=scope, replacing=True)
+    if request.method == "POST" and form.is_valid():
+        services.credential_update(
+            scope=scope,
+            actor=Actor.from_request(request),
+            credential=credential,
+            data=form.cleaned_data,
+            secret=form.cleaned_data.get("secret", ""),
+        )
+        messages.success(request, f"Credential {credential.name} saved.")
+        return redirect("credential_list")
+    return render(request, "servers/credential_form.html", {"form": form, "credential": credential, "creating": False})
+
+
+@require_http_methods(["GET", "POST"])
+def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)
+    require(scope, Action.MANAGE_CREDENTIALS, credential.customer_id)
+    if request.method == "POST":
+        try:
+            services.credential_delete(scope=scope, actor=Actor.from_request(request), credential=credential)
+        except ProtectedError:
+            messages.error(request, f"Credential {credential.name} is used by servers; assign them another first.")
+            return redirect("credential_list")
+        messages.success(request, "Credential deleted.")
+        return redirect("credential_list")
+    return render(request, "servers/confirm_delete.html", {"object": credential, "kind": "credential"})
+
+
+# --- Audit trail ----------------------------------------------------------------------------
+def audit_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    require(scope, Action.VIEW_AUDIT)
+    actor = request.GET.get("actor", "").strip()[:150]
+    action = request.GET.get("action", "").strip()[:64]
+    customer_id = _int_or_none(request.GET.get("customer"))
+    events = selectors.audit_list(scope=scope, actor=actor, action=action, customer_id=customer_id)
+    return render(
+        request,
+        "servers/audit_list.html",
+        {
+            "page": _page(request, events, 100),
+            "actor": actor,
+            "action": action,
+            "customer_id": customer_id,
+            "customers": selectors.visible_customers(scope=scope),
+            "query_without_page": _query_without(request, "page"),
+        },
+    )
