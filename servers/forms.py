@@ -87,6 +87,8 @@ class ServerForm(forms.ModelForm[Server]):
     """Add or edit a server; also validates each row of a CSV import."""
 
     tags_text = forms.CharField(label="Tags", required=False, help_text="Comma-separated, e.g. plesk, eu-west")
+    webmail_url = forms.URLField(label="Webmail URL", required=False, assume_scheme="https", max_length=200)
+    admin_url = forms.URLField(label="Web admin URL", required=False, assume_scheme="https", max_length=200)
 
     class Meta:
         model = Server

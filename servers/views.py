@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
 from servers.audit import Actor
@@ -34,6 +34,7 @@ def _page(request: HttpRequest, items: Any, size: int = PAGE_SIZE) -> Any:
 
 
 # --- Dashboard ------------------------------------------------------------------------------
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     counts = selectors.status_counts(scope=scope)
@@ -50,6 +51,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 # --- Servers --------------------------------------------------------------------------------
+@require_GET
 def server_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     filters = selectors.ServerFilter(
@@ -97,6 +99,7 @@ def server_create(request: HttpRequest) -> HttpResponse:
     return render(request, "servers/server_form.html", {"form": form, "creating": True})
 
 
+@require_GET
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     scope = request_scope(request)
     server = scoped_get(scope, Server.objects.select_related("customer", "credential"), pk=server_id)
@@ -164,11 +167,13 @@ def server_import(request: HttpRequest) -> HttpResponse:
 
 
 # --- Customers ------------------------------------------------------------------------------
+@require_GET
 def customer_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     return render(request, "servers/customer_list.html", {"customers": selectors.customer_list(scope=scope)})
 
 
+@require_GET
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     scope = request_scope(request)
     customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
@@ -213,6 +218,7 @@ def customer_edit(request: HttpRequest, customer_id: int) -> HttpResponse:
 
 
 # --- Credentials (MSP admins only; secrets are write-only) ----------------------------------
+@require_GET
 def credential_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.MANAGE_CREDENTIALS)
@@ -276,6 +282,7 @@ def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
 
 
 # --- Audit trail ----------------------------------------------------------------------------
+@require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.VIEW_AUDIT)

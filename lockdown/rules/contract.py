@@ -1,0 +1,123 @@
+"""The agent contract: what Python sends the PowerShell agent and what it answers.
+
+One invocation per host per job: the request travels as JSON on stdin, the result comes
+back as one JSON document. Both sides validate against the JSON Schemas generated here
+(`generate_schemas`); the checked-in copies live in `lockdown/agent/schema/` and a test
+fails when they drift from these models. Regenerate with
+`python -m lockdown.rules.regenerate_schemas`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import Field, SecretStr, model_validator
+
+from lockdown.rules.base import LockdownModel
+from lockdown.rules.facts import Facts
+from lockdown.rules.observed import MAX_SDDL, ObservedItem
+from lockdown.rules.plan import Plan
+from lockdown.rules.vocabulary import AgentMode, RuleAction, TargetKind
+
+AGENT_VERSION_PATTERN: Final = r"^\d+\.\d+\.\d+$"
+SCHEMA_FILES: Final = {"request": "request.schema.json", "result": "result.schema.json"}
+
+
+class ChangeRecord(LockdownModel):
+    """One change the agent made (or, in a rollback request, must undo), oldest first.
+
+    `before` / `after` are the object's state in a kind-specific text form: SDDL for files
+    and keys, JSON for rights, memberships, accounts, services and exclusions. Rollback undoes
+    only what `after` added relative to `before`, so changes made by others are left alone.
+    """
+
+    rule_id: str = Field(max_length=200)
+    target: str = Field(max_length=4096)
+    target_kind: TargetKind
+    sequence: int = Field(ge=0)
+    before: str | None = Field(default=None, max_length=MAX_SDDL)
+    after: str | None = Field(default=None, max_length=MAX_SDDL)
+    created_object: bool = Field(default=False, description="The change created the object (e.g. the account)")
+
+
+class AgentError(LockdownModel):
+    """A failure of the whole invocation (e.g. `requires_wmf51`, `not_admin`)."""
+
+    code: str = Field(max_length=100)
+    message: str = Field(max_length=4096)
+
+
+class AgentRequest(LockdownModel):
+    """What the agent receives on stdin.
+
+    `service_password` (apply only) is the generated IME_SYSTEM password: secret, never logged,
+    redacted from events and errors. `rollback` lists the changes to undo, newest last (the
+    agent undoes them in reverse order).
+    """
+
+    agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
+    mode: AgentMode
+    job_id: str = Field(min_length=1, max_length=100)
+    plan: Plan | None = None
+    service_password: SecretStr | None = Field(default=None, json_schema_extra={"writeOnly": True})
+    rollback: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _mode_fits_payload(self) -> AgentRequest:
+        if self.mode in {AgentMode.VERIFY, AgentMode.APPLY} and self.plan is None:
+            raise ValueError(f"mode {self.mode} needs a plan")
+        if self.service_password is not None and self.mode is not AgentMode.APPLY:
+            raise ValueError("service_password is only sent with mode apply")
+        if self.rollback and self.mode is not AgentMode.ROLLBACK:
+            raise ValueError("a rollback change list is only sent with mode rollback")
+        return self
+
+    def to_stdin_json(self) -> str:
+        """The JSON sent to the agent, WITH the service password in clear.
+
+        DANGER: the only place the secret leaves `SecretStr`. Send the result straight to the
+        WinRM stdin stream; never log it, store it or put it in an error message.
+        """
+        data = self.model_dump(mode="json")
+        if self.service_password is not None:
+            data["service_password"] = self.service_password.get_secret_value()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+class AgentResult(LockdownModel):
+    """What the agent prints (one JSON document).
+
+    `facts` comes with discover; `items` carries one observation per plan item (with
+    before/after SDDL in apply mode); `changes` lists what was changed, in order, for
+    the ChangeRecords rollback uses. `error` is set when the invocation as a whole failed.
+    """
+
+    agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
+    mode: AgentMode
+    job_id: str = Field(min_length=1, max_length=100)
+    facts: Facts | None = None
+    items: list[ObservedItem] = Field(default_factory=list, max_length=10_000)
+    changes: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
+    action: RuleAction = RuleAction.NONE
+    error: AgentError | None = None
+
+
+def generate_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schemas of the request and the result, keyed "request" and "result"."""
+    return {
+        "request": AgentRequest.model_json_schema(mode="validation"),
+        "result": AgentResult.model_json_schema(mode="validation"),
+    }
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """The canonical file form of a schema (sorted keys, two-space indent, final newline)."""
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schemas(directory: Path) -> None:
+    """Write request.schema.json and result.schema.json into `directory`."""
+    for name, schema in generate_schemas().items():
+        (directory / SCHEMA_FILES[name]).write_text(schema_text(schema), encoding="utf-8")

@@ -1,0 +1,94 @@
+"""The plan: every rule resolved against one host's facts, as pure JSON-serialisable data.
+
+One `PlanItem` per (rule id, resolved target). The agent receives the plan and acts only on
+items whose `status` is empty; items already `not_applicable` or `needs_input` travel too,
+so reports show every rule.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from lockdown.rules.base import LockdownModel
+from lockdown.rules.vocabulary import (
+    AccessName,
+    AceFlag,
+    AceType,
+    Condition,
+    Judge,
+    PreflightCheck,
+    Risk,
+    RuleStatus,
+    RuleType,
+    TargetKind,
+)
+
+PLAN_STATUSES = frozenset({RuleStatus.NOT_APPLICABLE, RuleStatus.NEEDS_INPUT})
+
+
+class PlanItem(LockdownModel):
+    """One rule on one resolved target, with everything the agent needs and nothing to resolve.
+
+    Principals travel by qualified name (`HOST\\IME_SYSTEM`) and, where known, by expected SID;
+    masks are numeric; `ace_flags` are the inheritance/propagation flags the ACE is written
+    with (empty = this object only). `status` is set only when the plan already decides the
+    outcome (`not_applicable` or `needs_input`, with `reason`).
+    """
+
+    rule_id: str
+    rule_type: RuleType
+    section: str
+    description: str
+    expected: str
+    target: str = Field(description="Resolved path, key, account, right, database or service name")
+    target_kind: TargetKind
+    condition: Condition
+    risk: Risk
+    risk_note: str | None = None
+    judge: Judge
+    principal_name: str | None = Field(default=None, description=r"Qualified name, e.g. HOST\IME_SYSTEM")
+    principal_sid: str | None = Field(default=None, description="Expected SID, when already known")
+    access_name: AccessName | None = None
+    access_mask: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)
+    ace_type: AceType | None = None
+    ace_flags: list[AceFlag] = Field(default_factory=list)
+    right: str | None = None
+    group_name: str | None = None
+    group_sid: str | None = None
+    service_display_name: str | None = None
+    sql_database: str | None = None
+    sql_permissions: list[str] = Field(default_factory=list)
+    preflight_check: PreflightCheck | None = None
+    password_never_expires: bool | None = None
+    status: RuleStatus | None = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _plan_status_has_reason(self) -> PlanItem:
+        if self.status is not None:
+            if self.status not in PLAN_STATUSES:
+                raise ValueError("a plan item's status can only be not_applicable or needs_input")
+            if not self.reason:
+                raise ValueError("a plan item with a status needs a reason")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(rule id, resolved target): the identity of a plan item, an observation and an outcome."""
+        return (self.rule_id, self.target)
+
+
+class Plan(LockdownModel):
+    """Every rule of a profile version resolved for one host, in a deterministic order."""
+
+    profile_slug: str
+    profile_version: str
+    computer_name: str
+    items: list[PlanItem] = Field(max_length=5000)
+
+    @model_validator(mode="after")
+    def _keys_unique(self) -> Plan:
+        keys = [item.key for item in self.items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("plan items must be unique per (rule id, target)")
+        return self
