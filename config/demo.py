@@ -1,5 +1,9 @@
 """`make demo`: migrate, create an admin, then run web, Celery worker and beat until Ctrl-C.
 
+Unless FLEET_DEMO_WINLAB=0, a winlab fleet of 20 emulated Windows + MailEnable hosts runs too
+(`python -m winlab serve`, state kept in var/winlab/), and its inventory is imported for two
+customers (14 hosts for "Demo Customer", 6 for "Second Customer") so tenancy is visible.
+
 Everything runs on this machine with no services: SQLite in var/ and kombu's filesystem
 broker (a real queue between the processes). With DATABASE_URL / CELERY_BROKER_URL set, the
 same command uses PostgreSQL and Redis.
@@ -18,6 +22,10 @@ from pathlib import Path
 from types import FrameType
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+WINLAB_DIR = BASE_DIR / "var" / "winlab"
+WINLAB_INVENTORY = WINLAB_DIR / "inventory.json"
+WINLAB_HOSTS = 20
+WINLAB_CUSTOMERS = (("Demo Customer", ":14"), ("Second Customer", "14:"))
 
 
 def _free_port(preferred: int) -> int:
@@ -52,6 +60,29 @@ def _prepare() -> None:
         print(f"    username: admin\n    password: {password}\n")
     else:
         print("\n  The admin account already exists (reset it with: .venv/bin/python manage.py changepassword admin)\n")
+
+
+def _start_winlab(python: str) -> subprocess.Popen[bytes]:
+    """Start the emulated fleet and wait (bounded) for its inventory."""
+    WINLAB_INVENTORY.unlink(missing_ok=True)
+    command = [python, "-m", "winlab", "serve", "--hosts", str(WINLAB_HOSTS), "--inventory",
+               str(WINLAB_INVENTORY.relative_to(BASE_DIR)), "--lab", str(WINLAB_DIR.relative_to(BASE_DIR))]  # fmt: skip
+    child = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not WINLAB_INVENTORY.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+            raise SystemExit("  winlab did not start (set FLEET_DEMO_WINLAB=0 to run without it)")
+        time.sleep(0.2)
+    return child
+
+
+def _import_winlab() -> None:
+    from django.core.management import call_command
+
+    for customer, hosts in WINLAB_CUSTOMERS:
+        call_command("import_winlab", str(WINLAB_INVENTORY), "--customer", customer, "--slice", hosts)
 
 
 def main() -> int:
@@ -90,6 +121,10 @@ def main() -> int:
         ],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
+    if os.environ.get("FLEET_DEMO_WINLAB", "1") != "0":
+        children["winlab"] = _start_winlab(python)
+        _import_winlab()
+        print(f"  winlab: {WINLAB_HOSTS} emulated hosts, inventory {WINLAB_INVENTORY.relative_to(BASE_DIR)}")
     for name, command in commands.items():
         children[name] = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
 
@@ -101,7 +136,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"  Fleet Lockdown is running: http://127.0.0.1:{port}/   (Ctrl-C stops web, worker and beat)\n", flush=True)
+    print(f"  Fleet Lockdown is running: http://127.0.0.1:{port}/   (Ctrl-C stops everything)\n", flush=True)
     exit_code = 0
     while not stopping:
         for name, child in children.items():

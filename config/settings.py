@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_celery_beat",
     "servers",
+    "lockdown",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -128,7 +130,6 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
             },
-            "TEST": {"NAME": VAR_DIR / "test-fleet.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -161,6 +162,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 2100)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {"fleet-sweep": {"task": "jobs.sweep", "schedule": env_int("FLEET_SWEEP_EVERY_S", 30)}}
+# Jobs: a run whose worker stops heartbeating for this long is failed by the reaper; an
+# unclaimed queued run is sent again after this long (the broker may have lost it).
+FLEET_HEARTBEAT_EVERY_S = env_int("FLEET_HEARTBEAT_EVERY_S", 15)
+FLEET_HEARTBEAT_TIMEOUT_S = env_int("FLEET_HEARTBEAT_TIMEOUT_S", 120)
+FLEET_REDISPATCH_AFTER_S = env_int("FLEET_REDISPATCH_AFTER_S", 60)
+FLEET_GLOBAL_MAX_IN_FLIGHT = env_int("FLEET_GLOBAL_MAX_IN_FLIGHT", 200)
+FLEET_RUN_TIMEOUT_S = env_int("FLEET_RUN_TIMEOUT_S", 1500)
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

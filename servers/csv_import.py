@@ -92,6 +92,13 @@ def _row_data(row: dict[str, str], scope: Scope, customers: dict[str, Customer])
         "notes": row.get("notes", ""),
         "credential": "",
     }
+    if data["integrated_auth"] == Declared.YES:
+        # Declaring it grants SYSTEM-equivalent rights and needs a per-server acknowledgement in the form.
+        problems.append(
+            "integrated_auth: 'yes' cannot be imported (it grants IME_SYSTEM SYSTEM-equivalent rights); "
+            "import the row with 'no' or 'unknown', then set it to yes on the server's edit page and acknowledge it"
+        )
+        data["integrated_auth"] = Declared.UNKNOWN
     if customer is None:
         problems.append(f"customer: no customer called {row.get('customer', '')[:60]!r} that you may add servers to")
     credential_name = (row.get("credential") or "").strip()

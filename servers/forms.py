@@ -6,9 +6,11 @@ import re
 from typing import Any, ClassVar
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from servers.choices import AuthMethod, TLSVerify, WinRMScheme
+from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Server
 from servers.tenancy import Action, Scope
 from servers.validators import (
@@ -19,6 +21,9 @@ from servers.validators import (
     validate_pem_bundle,
 )
 
+INTEGRATED_AUTH_ACK_LABEL = (
+    "I understand this grants IME_SYSTEM SeTcbPrivilege and SeCreateTokenPrivilege (SYSTEM-equivalent)"
+)
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
 _USERNAME = re.compile(r"^[^\x00-\x1f\x7f\"/\[\]:;|=,+*?<>]{1,104}$")
 
@@ -89,6 +94,11 @@ class ServerForm(forms.ModelForm[Server]):
     tags_text = forms.CharField(label="Tags", required=False, help_text="Comma-separated, e.g. plesk, eu-west")
     webmail_url = forms.URLField(label="Webmail URL", required=False, assume_scheme="https", max_length=200)
     admin_url = forms.URLField(label="Web admin URL", required=False, assume_scheme="https", max_length=200)
+    acknowledge_integrated_auth = forms.BooleanField(
+        label=INTEGRATED_AUTH_ACK_LABEL,
+        required=False,
+        help_text="Required when integrated authentication is set to yes; who and when are recorded.",
+    )
 
     class Meta:
         model = Server
@@ -118,6 +128,11 @@ class ServerForm(forms.ModelForm[Server]):
 
     def __init__(self, *args: Any, scope: Scope, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.scope = scope
+        order = list(self.fields)
+        order.remove("acknowledge_integrated_auth")
+        order.insert(order.index("integrated_auth") + 1, "acknowledge_integrated_auth")
+        self.order_fields(order)
         allowed = scope.customers_where(Action.EDIT_SERVERS)
         customers = Customer.objects.all()
         if allowed is not None:
@@ -187,7 +202,38 @@ class ServerForm(forms.ModelForm[Server]):
                     self.add_error("tls_ca_bundle", exc)
             if verify == TLSVerify.PINNED and not data.get("tls_fingerprint"):
                 self.add_error("tls_fingerprint", "Enter the certificate's SHA-256 fingerprint to pin it.")
+        self._clean_integrated_auth(data)
         return data
+
+    def _clean_integrated_auth(self, data: dict[str, Any]) -> None:
+        """integrated_auth=yes makes IME_SYSTEM SYSTEM-equivalent: it needs an explicit, recorded acknowledgement.
+
+        The acknowledgement (who, when) goes into cleaned_data and onto the instance being
+        edited; turning integrated_auth off clears it, so turning it on again asks again.
+        """
+        # self.instance still holds the stored values here (_post_clean copies the form data later).
+        stored = self.instance
+        already = (
+            stored.pk is not None
+            and stored.integrated_auth == Declared.YES
+            and stored.integrated_auth_acknowledged_at is not None
+        )
+        if data.get("integrated_auth") == Declared.YES:
+            if already:
+                return
+            if not data.get("acknowledge_integrated_auth"):
+                self.add_error(
+                    "acknowledge_integrated_auth",
+                    "Integrated authentication gives IME_SYSTEM SeTcbPrivilege and SeCreateTokenPrivilege "
+                    "(SYSTEM-equivalent): tick the acknowledgement to declare it.",
+                )
+                return
+            user = get_user_model().objects.filter(pk=self.scope.user_id).first() if self.scope.user_id else None
+            acknowledged: tuple[Any, Any] = (user, timezone.now())
+        else:
+            acknowledged = (None, None)
+        data["integrated_auth_acknowledged_by"], data["integrated_auth_acknowledged_at"] = acknowledged
+        stored.integrated_auth_acknowledged_by, stored.integrated_auth_acknowledged_at = acknowledged
 
 
 class ServerImportForm(forms.Form):

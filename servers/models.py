@@ -17,6 +17,10 @@ class Customer(models.Model):
 
     name = models.CharField(max_length=120, unique=True)
     notes = models.TextField(blank=True)
+    # The profile version its servers follow unless a server has its own (None: the built-in's latest).
+    default_profile_version = models.ForeignKey(
+        "lockdown.ProfileVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="default_for_customers"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,6 +128,15 @@ class Server(models.Model):
     )
     integrated_auth = models.CharField(
         "Integrated authentication", max_length=8, choices=Declared.choices, default=Declared.UNKNOWN
+    )
+    # Declaring integrated_auth=yes grants IME_SYSTEM SYSTEM-equivalent rights: who accepted that, and when.
+    integrated_auth_acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    integrated_auth_acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # A pinned profile version for this server (None: its customer's default).
+    profile_version = models.ForeignKey(
+        "lockdown.ProfileVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_servers"
     )
     # Discovered facts (written by discover jobs; untrusted host output, validated on the way in).
     facts = models.JSONField(default=dict, blank=True)

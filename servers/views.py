@@ -103,6 +103,9 @@ def server_create(request: HttpRequest) -> HttpResponse:
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     scope = request_scope(request)
     server = scoped_get(scope, Server.objects.select_related("customer", "credential"), pk=server_id)
+    from jobs.selectors import server_compliance_sections, server_recent_runs
+
+    compliance, sections = server_compliance_sections(server)
     return render(
         request,
         "servers/server_detail.html",
@@ -110,7 +113,11 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "server": server,
             "tags": server.tags.all(),
             "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
+            "can_harden": scope.can(Action.HARDEN, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
+            "compliance": compliance,
+            "sections": sections,
+            "recent_runs": server_recent_runs(server),
         },
     )
 

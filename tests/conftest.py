@@ -74,3 +74,9 @@ def carol(make_role_user):
 @pytest.fixture
 def cora(make_role_user):
     return make_role_user("customer_viewer")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # PBKDF2's million iterations cost ~0.3 s per user; tests create hundreds of users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

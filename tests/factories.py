@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
 
+from lockdown import clock as lockdown_clock
+from lockdown.exchange import content_hash
+from lockdown.models import Profile, ProfileVersion, Waiver
 from servers.choices import AuthMethod, Role, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Membership, Server, Tag
 
@@ -90,6 +94,67 @@ class ServerFactory(factory.django.DjangoModelFactory):
     credential = factory.LazyAttribute(lambda o: CredentialFactory(customer=o.customer))
 
 
+# --- Lockdown profiles and waivers -----------------------------------------------------------
+TENANT_RULE_ID = "user_right.ime_system.service_logon"
+
+
+def sample_rule(rule_id: str = TENANT_RULE_ID, **overrides: Any) -> dict[str, Any]:
+    """One valid rule as stored JSON (a user right), for small test profiles."""
+    rule: dict[str, Any] = {
+        "id": rule_id,
+        "type": "user_right",
+        "section": "User Rights",
+        "description": "IME_SYSTEM may log on as a service.",
+        "expected": "IME_SYSTEM holds SeServiceLogonRight.",
+        "right": "SeServiceLogonRight",
+        "principal": "IME_SYSTEM",
+    }
+    rule.update(overrides)
+    return rule
+
+
+def stored_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules validated and dumped the way versions store them (defaults filled in)."""
+    from lockdown.exchange import document_content
+    from lockdown.rules.profile import profile_from_data
+
+    document = profile_from_data({"slug": "factory", "name": "factory", "version": "1", "rules": rules})
+    return document_content(document)[0]
+
+
+class ProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Profile
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"profile-{n}")
+    name = factory.Sequence(lambda n: f"Profile {n}")
+
+
+class ProfileVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProfileVersion
+
+    profile = factory.SubFactory(ProfileFactory)
+    number = 1
+    rules = factory.LazyFunction(lambda: stored_rules([sample_rule()]))
+    notes = factory.LazyFunction(list)
+    content_hash = factory.LazyAttribute(lambda o: content_hash(o.rules, o.notes))
+
+
+class WaiverFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Waiver
+
+    rule_id = TENANT_RULE_ID
+    server = None
+    customer = None
+    justification = "The application vendor requires this right until its next release."
+    proposed_by = factory.SubFactory(UserFactory)
+    proposed_at = factory.LazyFunction(lambda: lockdown_clock.now())
+    expires_at = factory.LazyFunction(lambda: lockdown_clock.now() + timedelta(days=30))
+
+
 @dataclass
 class TenantObjects:
     """One customer's objects, as the tenancy walker needs them."""
@@ -98,6 +163,8 @@ class TenantObjects:
     credential: Credential
     server: Server
     tag: Tag
+    profile: Profile
+    waiver: Waiver
 
 
 def build_tenant(label: str) -> TenantObjects:
@@ -108,11 +175,44 @@ def build_tenant(label: str) -> TenantObjects:
     )
     tag = TagFactory(name=f"tag-{label.lower()}")
     server.tags.add(tag)
-    return TenantObjects(customer=customer, credential=credential, server=server, tag=tag)
+    # A profile made for this customer (its name carries the customer's name, so a leak shows).
+    version = ProfileVersionFactory(
+        profile=ProfileFactory(slug=f"tenant-{label.lower()}-baseline", name=f"{customer.name} baseline")
+    )
+    customer.default_profile_version = version
+    customer.save(update_fields=["default_profile_version"])
+    waiver = WaiverFactory(
+        server=server, rule_id=TENANT_RULE_ID, proposed_by=UserFactory(username=f"proposer-{label.lower()}")
+    )
+    return TenantObjects(
+        customer=customer, credential=credential, server=server, tag=tag, profile=version.profile, waiver=waiver
+    )
+
+
+def tenant_job(tenant: TenantObjects) -> int:
+    """A verify job on the tenant's server (created on first use)."""
+    from jobs.choices import JobKind
+    from jobs.models import HostRun, Job
+
+    run = HostRun.objects.filter(server=tenant.server).first()
+    if run is None:
+        job = Job.objects.create(kind=JobKind.VERIFY, description=f"Verify {tenant.server.name}")
+        run = HostRun.objects.create(
+            job=job,
+            server=tenant.server,
+            server_name=tenant.server.name,
+            customer=tenant.customer,
+            customer_name=tenant.customer.name,
+        )
+    return run.job_id
 
 
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
+    "job_id": tenant_job,
     "server_id": lambda tenant: tenant.server.pk,
     "customer_id": lambda tenant: tenant.customer.pk,
     "credential_id": lambda tenant: tenant.credential.pk,
+    "profile_id": lambda tenant: tenant.profile.pk,
+    "version_number": lambda tenant: 1,
+    "waiver_id": lambda tenant: tenant.waiver.pk,
 }

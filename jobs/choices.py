@@ -1,0 +1,74 @@
+"""The jobs vocabulary, with colours for badges. Rule statuses come from lockdown.rules."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobKind(models.TextChoices):
+    DISCOVER = "discover", "Discover (test connection)"
+    VERIFY = "verify", "Verify"
+    HARDEN = "harden", "Harden"
+    ROLLBACK = "rollback", "Roll back"
+
+
+# Jobs that change a host: at most one of these per host at a time (a database constraint).
+MUTATING_KINDS = frozenset({JobKind.HARDEN, JobKind.ROLLBACK})
+
+
+class JobState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled (waiting for the maintenance window)"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Finished with failures"
+    STOPPED = "stopped", "Stopped by the canary threshold"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_JOB_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+
+
+class HostRunState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_RUN_STATES = frozenset({HostRunState.QUEUED, HostRunState.RUNNING})
+FINISHED_RUN_STATES = frozenset(
+    {HostRunState.SUCCEEDED, HostRunState.FAILED, HostRunState.ROLLED_BACK, HostRunState.CANCELLED}
+)
+
+RUN_STATE_COLOURS = {
+    HostRunState.QUEUED: "blue",
+    HostRunState.RUNNING: "blue",
+    HostRunState.SUCCEEDED: "green",
+    HostRunState.FAILED: "red",
+    HostRunState.ROLLED_BACK: "orange",
+    HostRunState.CANCELLED: "grey",
+}
+JOB_STATE_COLOURS = {
+    JobState.SCHEDULED: "blue",
+    JobState.RUNNING: "blue",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.STOPPED: "orange",
+    JobState.CANCELLED: "grey",
+}
+RULE_STATUS_COLOURS = {
+    "compliant": "green",
+    "drift": "orange",
+    "error": "red",
+    "not_applicable": "grey",
+    "needs_input": "blue",
+    "waived": "grey",
+}
+
+
+class EventLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"

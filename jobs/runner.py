@@ -1,0 +1,438 @@
+"""The host-run runner: claim → connect → plan → one agent invocation → evaluate → store.
+
+The runner owns the HostRun state machine. A claim is a guarded update (queued → running),
+so a redelivered Celery message does nothing. Statuses are recomputed in Python from what
+the host observed (`lockdown.rules.evaluate`); the agent's own claims are never trusted.
+Cancellation is checked between phases; a heartbeat thread lets the reaper tell a slow host
+from a dead worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+
+from jobs.choices import HostRunState, JobKind
+from jobs.models import ChangeRecord, HostRun, RuleResult, ServerCompliance, ServiceAccountSecret
+from jobs.services import event_append, job_host_run_finished
+from lockdown import clock
+from lockdown.agent import AGENT_VERSION
+from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
+from lockdown.rules.contract import AgentRequest, AgentResult
+from lockdown.rules.contract import ChangeRecord as ContractChange
+from lockdown.rules.outcome import RuleOutcome
+from lockdown.rules.profile import profile_from_data
+from lockdown.rules.vocabulary import AgentMode, RuleStatus
+from remote import run_agent
+from remote.connection import AuthMethod, HostConnection, Scheme, TlsVerify
+from remote.errors import RemoteError
+from servers.choices import ServerStatus
+from servers.crypto import decrypt_secret, encrypt_secret
+from servers.models import Server
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = float(getattr(settings, "FLEET_HEARTBEAT_EVERY_S", 15))
+SNAPSHOT_EVERY = timedelta(days=getattr(settings, "FLEET_RESULT_SNAPSHOT_DAYS", 7))
+RUN_TIMEOUT_S = float(getattr(settings, "FLEET_RUN_TIMEOUT_S", 1500))
+UNREACHABLE_KINDS = frozenset({"unreachable", "timeout", "tls_verification_failed"})
+MAIL_BANNERS = {
+    "SMTP": re.compile(r"^220 .*Mail(Enable| Enable SMTP) Service"),
+    "POP": re.compile(r"^\+OK .*MailEnable"),
+    "IMAP": re.compile(r"^\* OK .*Welcome to MailEnable"),
+}
+
+AgentCall = Callable[[HostConnection, AgentRequest], AgentResult]
+_agent_call: AgentCall = run_agent
+
+
+def set_agent_call(function: AgentCall | None) -> None:
+    """Tests may replace the transport with a scripted one; None restores `remote.run_agent`."""
+    global _agent_call
+    _agent_call = function or run_agent
+
+
+class RunFailed(Exception):
+    """Ends a run as failed with a kind and a message a person understands."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class Cancelled(Exception):
+    """The job was cancelled; the run stops between phases."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@contextmanager
+def heartbeat(host_run_id: int) -> Iterator[None]:
+    """Write heartbeat_at every HEARTBEAT_EVERY_S from a side thread while the run works."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT_EVERY_S):
+                HostRun.objects.filter(pk=host_run_id, state=HostRunState.RUNNING).update(heartbeat_at=clock.now())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{host_run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def run_host(host_run_id: int) -> str:
+    """Run one HostRun to an end state. Returns the final state (or 'skipped')."""
+    close_old_connections()
+    run = HostRun.objects.select_related("job").filter(pk=host_run_id).first()
+    if run is None or run.state != HostRunState.QUEUED:
+        return "skipped"
+    if not run.mutating and run.server_id is not None:
+        # Verifies queue behind a mutating run on the same host; the sweeper sends them again.
+        busy = HostRun.objects.filter(server_id=run.server_id, mutating=True, state=HostRunState.RUNNING).exists()
+        if busy:
+            return "skipped"
+    now = clock.now()
+    claimed = HostRun.objects.filter(pk=host_run_id, state=HostRunState.QUEUED).update(
+        state=HostRunState.RUNNING,
+        worker=worker_name()[:200],
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if claimed != 1:
+        return "skipped"
+    run.refresh_from_db()
+    final: str = HostRunState.FAILED
+    with heartbeat(run.pk):
+        try:
+            final = _execute(run)
+        except Cancelled:
+            final = _end(run, HostRunState.CANCELLED, "cancelled", "Cancelled by request.")
+        except RunFailed as failure:
+            event_append(run.pk, failure.message, level="error")
+            final = _end(run, HostRunState.FAILED, failure.kind, failure.message)
+        except RemoteError as error:
+            event_append(run.pk, f"{error.kind}: {error.message}", level="error")
+            _mark_server_unreachable(run, error.kind)
+            final = _end(run, HostRunState.FAILED, error.kind, error.message)
+        except Exception:
+            log.error("host run %s crashed:\n%s", run.pk, traceback.format_exc())
+            event_append(run.pk, "Internal error in the runner; see the worker log.", level="error")
+            final = _end(
+                run, HostRunState.FAILED, "internal_error", "Internal error in the runner; see the worker log."
+            )
+    job_host_run_finished(run.job_id)
+    return final
+
+
+def _end(run: HostRun, state: str, kind: str = "", message: str = "", **fields: Any) -> str:
+    HostRun.objects.filter(pk=run.pk, state=HostRunState.RUNNING).update(
+        state=state, finished_at=clock.now(), error_kind=kind[:40], error_message=message[:4000], **fields
+    )
+    return state
+
+
+def _check_cancel(run: HostRun) -> None:
+    if type(run.job).objects.filter(pk=run.job_id, cancel_requested_at__isnull=False).exists():
+        raise Cancelled
+
+
+def connection_for(server: Server) -> HostConnection:
+    """Build the transport's connection from the inventory. DANGER: decrypts the credential."""
+    credential = server.credential
+    if credential is None:
+        raise RunFailed("no_credential", f"{server.name} has no WinRM credential; edit the server to choose one.")
+    return HostConnection(
+        address=server.address,
+        username=credential.username,
+        password=credential.reveal_secret(),
+        scheme=Scheme(server.winrm_scheme),
+        port=server.winrm_port,
+        auth=AuthMethod(credential.auth),
+        tls_verify=TlsVerify(server.tls_verify),
+        ca_bundle_pem=server.tls_ca_bundle or None,
+        pinned_sha256=server.tls_fingerprint or None,
+        run_timeout_s=RUN_TIMEOUT_S,
+    )
+
+
+def _request(run: HostRun, mode: AgentMode, **fields: Any) -> AgentRequest:
+    return AgentRequest(agent_version=AGENT_VERSION, mode=mode, job_id=f"{run.job_id}.{run.pk}", **fields)
+
+
+def _execute(run: HostRun) -> str:
+    server = (
+        Server.objects.select_related("customer", "credential").filter(pk=run.server_id).first()
+        if run.server_id is not None
+        else None
+    )
+    if server is None:
+        raise RunFailed("server_deleted", f"{run.server_name} was deleted before the run started.")
+    _check_cancel(run)
+    conn = connection_for(server)
+    event_append(run.pk, f"Connecting to {server.name} ({conn.endpoint}, {conn.auth.value.upper()}).")
+    kind = run.job.kind
+    if kind == JobKind.DISCOVER:
+        _discover(run, server, conn)
+        return _end(run, HostRunState.SUCCEEDED)
+    facts = _facts(run, server, conn)
+    _check_cancel(run)
+    plan, profile_label = _plan(server, facts)
+    not_applicable = sum(1 for item in plan.items if item.status is not None)
+    event_append(
+        run.pk,
+        f"Plan from {profile_label}: {len(plan.items)} checks, {not_applicable} not applicable or needing input.",
+    )
+    if kind == JobKind.VERIFY or (kind == JobKind.HARDEN and run.job.dry_run):
+        result = _agent_call(conn, _request(run, AgentMode.VERIFY, plan=plan))
+        outcomes = _store_outcomes(run, server, plan, result, profile_label)
+        if kind == JobKind.HARDEN:
+            would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
+            event_append(run.pk, f"Dry run: {would_change} checks would change; nothing was changed.")
+        return _end(run, HostRunState.SUCCEEDED)
+    if kind == JobKind.HARDEN:
+        return _harden(run, server, conn, plan, profile_label)
+    if kind == JobKind.ROLLBACK:
+        return _rollback(run, server, conn)
+    raise RunFailed("unsupported", f"Unknown job kind {kind}.")
+
+
+def _discover(run: HostRun, server: Server, conn: HostConnection) -> Facts:
+    result = _agent_call(conn, _request(run, AgentMode.DISCOVER))
+    if result.facts is None:
+        raise RunFailed("agent_error", "The host answered discover without facts.")
+    facts = result.facts
+    Server.objects.filter(pk=server.pk).update(facts=facts.model_dump(mode="json"), facts_updated_at=clock.now())
+    event_append(
+        run.pk,
+        f"Discovered {facts.os_caption} (build {facts.os_build}, {facts.arch}), PowerShell {facts.powershell_version}, "
+        f"MailEnable {facts.mailenable_edition or '?'} {facts.mailenable_version or 'not found'}.",
+    )
+    return facts
+
+
+def _facts(run: HostRun, server: Server, conn: HostConnection) -> Facts:
+    """Stored facts (validated again: they came from the host), or discover them first."""
+    if server.facts:
+        try:
+            return Facts.model_validate(server.facts)
+        except ValueError:
+            event_append(run.pk, "Stored facts are no longer valid; discovering again.", level="warning")
+    return _discover(run, server, conn)
+
+
+def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
+    from lockdown.selectors import effective_profile_version, version_document
+
+    version = effective_profile_version(server)
+    if version is None:
+        raise RunFailed("no_profile", "No lockdown profile is assigned and the built-in profile is missing.")
+    profile = profile_from_data(version_document(version))
+    declared = facts.model_copy(
+        update={"sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
+    )
+    return compile_plan(profile, declared), version.label
+
+
+def _waivers(server: Server) -> list[Any]:
+    from lockdown.selectors import active_waivers_for
+
+    return list(active_waivers_for(server, clock.now()))
+
+
+def _store_outcomes(
+    run: HostRun, server: Server, plan: Plan, result: AgentResult, profile_label: str
+) -> list[RuleOutcome]:
+    now = clock.now()
+    outcomes = evaluate(plan, result.items, _waivers(server), now)
+    summary = summarize(outcomes)
+    summary_data = summary.model_dump(mode="json")
+    outcome_data = [outcome.model_dump(mode="json") for outcome in outcomes]
+    counts = summary_data.get("counts", {})
+    with transaction.atomic():
+        current = ServerCompliance.objects.select_for_update().filter(server=server).first()
+        if current is not None and current.verified_at > now:
+            # A newer run already stored its results (concurrent jobs): keep the newest.
+            event_append(run.pk, "A newer verify of this server finished first; its results were kept.")
+            return outcomes
+        previous = {(o["rule_id"], o["target"]): o for o in (current.outcomes if current else [])}
+        snapshot = (
+            current is None or current.last_snapshot_at is None or current.last_snapshot_at < now - SNAPSHOT_EVERY
+        )
+        history = []
+        for outcome in outcome_data:
+            before = previous.get((outcome["rule_id"], outcome["target"]))
+            changed = before is None or any(
+                before.get(k) != outcome.get(k) for k in ("status", "action", "observed_text")
+            )
+            if changed or snapshot:
+                history.append(
+                    RuleResult(
+                        server=server,
+                        host_run=run,
+                        rule_id=outcome["rule_id"],
+                        target=outcome["target"][:1024],
+                        section=outcome["section"][:200],
+                        status=outcome["status"],
+                        action=outcome["action"],
+                        expected_text=outcome["expected_text"],
+                        observed_text=outcome["observed_text"],
+                        reason=outcome["reason"],
+                        snapshot=snapshot and not changed,
+                        created_at=now,
+                    )
+                )
+        RuleResult.objects.bulk_create(history, batch_size=500)
+        ServerCompliance.objects.update_or_create(
+            server=server,
+            defaults={
+                "host_run": run,
+                "verified_at": now,
+                "profile_label": profile_label,
+                "outcomes": outcome_data,
+                "summary": summary_data,
+                "last_snapshot_at": now if snapshot else (current.last_snapshot_at if current else now),
+            },
+        )
+        if counts.get(RuleStatus.ERROR, 0):
+            status = ServerStatus.FAILING
+        elif counts.get(RuleStatus.DRIFT, 0):
+            status = ServerStatus.DRIFTED
+        else:
+            status = ServerStatus.COMPLIANT
+        Server.objects.filter(pk=server.pk).update(
+            status=status,
+            compliance_pct=summary.compliant_percent,
+            compliance_counts=counts,
+            last_verified_at=now,
+        )
+        HostRun.objects.filter(pk=run.pk).update(summary=counts, compliance_pct=summary.compliant_percent)
+    pct = "n/a" if summary.compliant_percent is None else f"{summary.compliant_percent:.1f} %"
+    event_append(
+        run.pk,
+        f"Verified: {counts.get('compliant', 0)} compliant, {counts.get('drift', 0)} drift, "
+        f"{counts.get('error', 0)} errors, {counts.get('not_applicable', 0)} not applicable, "
+        f"{counts.get('waived', 0)} waived — {pct} compliant.",
+    )
+    return outcomes
+
+
+def _service_password(server: Server) -> str:
+    """The server's generated IME_SYSTEM password (created on first harden). DANGER: plaintext."""
+    from lockdown.agent.passwords import generate_service_password
+
+    secret = ServiceAccountSecret.objects.filter(server=server).first()
+    if secret is None:
+        secret = ServiceAccountSecret.objects.create(
+            server=server, password_encrypted=encrypt_secret(generate_service_password())
+        )
+    return decrypt_secret(secret.password_encrypted)
+
+
+def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, profile_label: str) -> str:
+    password = _service_password(server)
+    _check_cancel(run)
+    event_append(run.pk, "Applying the plan (one agent invocation).")
+    result = _agent_call(conn, _request(run, AgentMode.APPLY, plan=plan, service_password=password))
+    now = clock.now()
+    changes = [
+        ChangeRecord(
+            server=server,
+            host_run=run,
+            seq=change.sequence,
+            rule_id=change.rule_id,
+            target=change.target[:1024],
+            target_kind=str(change.target_kind),
+            before=change.before or "",
+            after=change.after or "",
+            created_object=change.created_object,
+            created_at=now,
+        )
+        for change in result.changes
+    ]
+    ChangeRecord.objects.bulk_create(changes, batch_size=500)
+    HostRun.objects.filter(pk=run.pk).update(changes_made=len(changes))
+    ServiceAccountSecret.objects.filter(server=server).update(set_at=now)
+    event_append(run.pk, f"Applied: {len(changes)} changes recorded for rollback.")
+    _store_outcomes(run, server, plan, result, profile_label)
+    if result.error is not None:
+        # The agent's health check failed and it undid this run's changes on the host.
+        ChangeRecord.objects.filter(host_run=run).update(rolled_back_at=now, rolled_back_by=run)
+        message = f"{result.error.code}: {result.error.message}"
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
+    problems = check_mail_banners(server)
+    if problems:
+        message = "The agent's health check passed, but from here: " + "; ".join(problems)
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.FAILED, "mail_ports", message)
+    event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
+    return _end(run, HostRunState.SUCCEEDED)
+
+
+def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
+    records = list(
+        ChangeRecord.objects.filter(server=server, rolled_back_at__isnull=True).order_by("host_run_id", "seq")
+    )
+    if not records:
+        event_append(run.pk, "Nothing to roll back: no change of ours is recorded on this server.")
+        return _end(run, HostRunState.SUCCEEDED)
+    contract = [ContractChange.model_validate(record.as_contract()) for record in records]
+    # Renumber so the agent sees one ordered list across runs (oldest first; it undoes newest first).
+    ordered = [change.model_copy(update={"sequence": index}) for index, change in enumerate(contract)]
+    event_append(run.pk, f"Rolling back {len(ordered)} changes, newest first.")
+    result = _agent_call(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered))
+    if result.error is not None:
+        message = f"{result.error.code}: {result.error.message}"
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.FAILED, result.error.code, message)
+    now = clock.now()
+    ChangeRecord.objects.filter(pk__in=[record.pk for record in records]).update(rolled_back_at=now, rolled_back_by=run)
+    Server.objects.filter(pk=server.pk).update(status=ServerStatus.DRIFTED)
+    event_append(run.pk, "Rolled back. Verify the server to see its state now.")
+    return _end(run, HostRunState.SUCCEEDED)
+
+
+def _mark_server_unreachable(run: HostRun, kind: str) -> None:
+    if run.server_id is None:
+        return
+    status = ServerStatus.UNREACHABLE if kind in UNREACHABLE_KINDS else ServerStatus.FAILING
+    Server.objects.filter(pk=run.server_id).update(status=status)
+
+
+def check_mail_banners(server: Server, timeout: float = 5.0) -> list[str]:
+    """Connect to SMTP, POP and IMAP like a mail client and match MailEnable's banners."""
+    problems = []
+    for name, port in (("SMTP", server.smtp_port), ("POP", server.pop_port), ("IMAP", server.imap_port)):
+        try:
+            with socket.create_connection((server.address, port), timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                banner = sock.recv(512).decode("ascii", "replace").strip()
+        except OSError as exc:
+            problems.append(f"{name} port {port} does not answer ({exc.__class__.__name__})")
+            continue
+        if not MAIL_BANNERS[name].search(banner):
+            problems.append(f"{name} port {port} answers without MailEnable's banner")
+    return problems

@@ -1,0 +1,156 @@
+"""Reads of jobs and results, always through the tenancy scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+
+from jobs.choices import HostRunState
+from jobs.models import HostRun, HostRunEvent, Job, ServerCompliance
+from servers.models import Server
+from servers.tenancy import Scope
+
+RUN_COUNTS = {state: Count("host_runs", filter=Q(host_runs__state=state)) for state in HostRunState.values}
+
+
+def job_list(*, scope: Scope, kind: str = "", state: str = "") -> QuerySet[Job]:
+    jobs = Job.objects.all()
+    if not scope.is_msp:
+        visible = HostRun.objects.filter(customer_id__in=sorted(scope.customer_ids)).values("job_id")
+        jobs = jobs.filter(pk__in=visible)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    if state:
+        jobs = jobs.filter(state=state)
+    return jobs.annotate(
+        host_total=Count("host_runs"),
+        host_failed=Count("host_runs", filter=Q(host_runs__state__in=["failed", "rolled_back"])),
+    ).order_by("-created_at", "-id")
+
+
+def job_get(*, scope: Scope, job_id: int) -> Job:
+    """A job the user may see: at least one of its hosts is theirs (404 otherwise)."""
+    job = job_list(scope=scope).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("not found")
+    return job
+
+
+def job_host_runs(*, scope: Scope, job: Job) -> QuerySet[HostRun]:
+    """Only the user's own hosts of a fleet-wide job."""
+    return scope.filter(HostRun.objects.filter(job=job)).order_by("wave", "customer_name", "server_name")
+
+
+def job_events_after(*, scope: Scope, job: Job, after: int, limit: int = 500) -> list[HostRunEvent]:
+    runs = job_host_runs(scope=scope, job=job).values("pk")
+    return list(
+        HostRunEvent.objects.filter(host_run_id__in=runs, pk__gt=after)
+        .select_related("host_run")
+        .only("pk", "at", "level", "message", "host_run__server_name")
+        .order_by("pk")[:limit]
+    )
+
+
+@dataclass
+class HardenPreview:
+    """What a harden would change, from the last verify."""
+
+    verified: bool
+    would_change: list[dict[str, Any]] = field(default_factory=list)
+    high_risk: list[dict[str, Any]] = field(default_factory=list)
+    errors: int = 0
+    needs_input: int = 0
+
+
+def harden_preview(server: Server) -> HardenPreview:
+    compliance = ServerCompliance.objects.filter(server=server).first()
+    if compliance is None:
+        return HardenPreview(verified=False)
+    drift = [o for o in compliance.outcomes if o.get("status") == "drift"]
+    return HardenPreview(
+        verified=True,
+        would_change=drift,
+        high_risk=[o for o in drift if o.get("risk") == "high"],
+        errors=sum(1 for o in compliance.outcomes if o.get("status") == "error"),
+        needs_input=sum(1 for o in compliance.outcomes if o.get("status") == "needs_input"),
+    )
+
+
+@dataclass
+class FleetPreview:
+    servers: list[Server]
+    never_verified: int
+    changes: int
+    high_risk_rules: dict[str, int]
+
+
+def fleet_preview(servers: list[Server]) -> FleetPreview:
+    compliances = {c.server_id: c for c in ServerCompliance.objects.filter(server__in=servers)}
+    changes = 0
+    high: dict[str, int] = {}
+    for compliance in compliances.values():
+        for outcome in compliance.outcomes:
+            if outcome.get("status") == "drift":
+                changes += 1
+                if outcome.get("risk") == "high":
+                    high[outcome["rule_id"]] = high.get(outcome["rule_id"], 0) + 1
+    return FleetPreview(
+        servers=servers, never_verified=len(servers) - len(compliances), changes=changes, high_risk_rules=high
+    )
+
+
+@dataclass
+class RuleRow:
+    """One (rule, target) of the server page: latest outcome, evidence and history."""
+
+    outcome: dict[str, Any]
+    changes: list[Any] = field(default_factory=list)
+    history: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SectionRows:
+    name: str
+    rows: list[RuleRow]
+    counts: dict[str, int]
+
+
+HISTORY_LIMIT = 3000
+
+
+def server_compliance_sections(server: Server) -> tuple[ServerCompliance | None, list[SectionRows]]:
+    """The latest outcomes grouped by the guide's sections, with evidence and history.
+
+    Three queries whatever the number of rules: compliance, change records, history rows.
+    """
+    from jobs.models import ChangeRecord, RuleResult
+
+    compliance = ServerCompliance.objects.filter(server=server).select_related("host_run").first()
+    if compliance is None:
+        return None, []
+    changes: dict[tuple[str, str], list[Any]] = {}
+    for change in (
+        ChangeRecord.objects.filter(server=server)
+        .select_related("host_run")
+        .order_by("-created_at", "-seq")[:HISTORY_LIMIT]
+    ):
+        changes.setdefault((change.rule_id, change.target), []).append(change)
+    history: dict[tuple[str, str], list[Any]] = {}
+    for result in RuleResult.objects.filter(server=server).only(
+        "rule_id", "target", "status", "created_at", "host_run_id", "snapshot", "observed_text"
+    )[:HISTORY_LIMIT]:
+        history.setdefault((result.rule_id, result.target), []).append(result)
+    sections: dict[str, SectionRows] = {}
+    for outcome in compliance.outcomes:
+        key = (outcome["rule_id"], outcome["target"])
+        section = sections.setdefault(outcome["section"], SectionRows(outcome["section"], [], {}))
+        section.rows.append(RuleRow(outcome=outcome, changes=changes.get(key, []), history=history.get(key, [])[:20]))
+        section.counts[outcome["status"]] = section.counts.get(outcome["status"], 0) + 1
+    return compliance, list(sections.values())
+
+
+def server_recent_runs(server: Server, limit: int = 10) -> list[HostRun]:
+    return list(HostRun.objects.filter(server=server).select_related("job").order_by("-id")[:limit])

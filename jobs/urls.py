@@ -1,0 +1,17 @@
+"""Job URLs."""
+
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("jobs/", views.job_list, name="job_list"),
+    path("jobs/new/", views.job_new, name="job_new"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/log/", views.job_log, name="job_log"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
+    path("servers/<int:server_id>/verify/", views.server_verify, name="server_verify"),
+    path("servers/<int:server_id>/discover/", views.server_discover, name="server_discover"),
+    path("servers/<int:server_id>/harden/", views.server_harden, name="server_harden"),
+    path("servers/<int:server_id>/rollback/", views.server_rollback, name="server_rollback"),
+]

@@ -1,0 +1,245 @@
+"""Job pages: one-click actions on a server, fleet-wide jobs with a preview, live job logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from jobs import selectors
+from jobs.choices import JOB_STATE_COLOURS, MUTATING_KINDS, RUN_STATE_COLOURS, JobKind, JobState
+from jobs.models import Job
+from jobs.services import JobOptions, JobRefused, job_cancel, job_create
+from servers import selectors as server_selectors
+from servers.audit import Actor
+from servers.choices import ServerStatus
+from servers.models import Server
+from servers.tenancy import Action, request_scope, require, scoped_get
+
+LOG_PAGE = 500
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _start(
+    request: HttpRequest, kind: JobKind, servers: list[Server], options: JobOptions | None = None, description: str = ""
+) -> HttpResponse | None:
+    try:
+        job = job_create(
+            scope=request_scope(request),
+            actor=Actor.from_request(request),
+            kind=kind,
+            servers=servers,
+            options=options,
+            description=description,
+        )
+    except JobRefused as refused:
+        messages.error(request, str(refused))
+        return None
+    return redirect("job_detail", job_id=job.pk)
+
+
+# --- One click on a server ----------------------------------------------------------------
+@require_POST
+def server_verify(request: HttpRequest, server_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    return _start(request, JobKind.VERIFY, [server], description=f"Verify {server.name}") or redirect(
+        "server_detail", server_id=server.pk
+    )
+
+
+@require_POST
+def server_discover(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Test connection: a discover run, with the error classes of remote/."""
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.EDIT_SERVERS, server.customer_id)
+    return _start(request, JobKind.DISCOVER, [server], description=f"Test connection to {server.name}") or redirect(
+        "server_detail", server_id=server.pk
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def server_harden(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Preview (from the last verify) → confirm → the live job page."""
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.HARDEN, server.customer_id)
+    if request.method == "POST":
+        dry_run = request.POST.get("dry_run") == "1"
+        return _start(
+            request, JobKind.HARDEN, [server], JobOptions(dry_run=dry_run), description=f"Harden {server.name}"
+        ) or redirect("server_harden", server_id=server.pk)
+    preview = selectors.harden_preview(server)
+    return render(request, "jobs/server_harden.html", {"server": server, "preview": preview})
+
+
+@require_http_methods(["GET", "POST"])
+def server_rollback(request: HttpRequest, server_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.HARDEN, server.customer_id)
+    if request.method == "POST":
+        return _start(request, JobKind.ROLLBACK, [server], description=f"Roll back {server.name}") or redirect(
+            "server_rollback", server_id=server.pk
+        )
+    pending = server.changes.filter(rolled_back_at__isnull=True).count()
+    return render(request, "jobs/server_rollback.html", {"server": server, "pending": pending})
+
+
+# --- Fleet-wide -------------------------------------------------------------------------------
+class FleetJobForm(forms.Form):
+    kind = forms.ChoiceField(choices=JobKind.choices)
+    dry_run = forms.BooleanField(required=False, label="Dry run (report what would change, change nothing)")
+    canary_size = forms.IntegerField(min_value=0, max_value=10_000, initial=2, label="Canary wave (hosts first)")
+    failure_threshold_pct = forms.IntegerField(
+        min_value=0, max_value=100, initial=20, label="Stop when more than this % of a wave fails"
+    )
+    max_in_flight = forms.IntegerField(min_value=1, max_value=500, initial=20, label="Hosts in flight at once")
+    not_before = forms.DateTimeField(
+        required=False,
+        label="Start at (maintenance window, UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+    )
+
+
+def _selected_servers(request: HttpRequest, data: Any) -> tuple[list[Server], dict[str, Any]]:
+    scope = request_scope(request)
+    filters = server_selectors.ServerFilter(
+        q=data.get("q", "").strip()[:100],
+        customer_id=_int_or_none(data.get("customer")),
+        tag=data.get("tag", "").strip()[:60],
+        status=data.get("status", ""),
+    )
+    servers = server_selectors.server_list(scope=scope, filters=filters)
+    ids = [int(v) for v in data.getlist("server") if v.isdigit()] if hasattr(data, "getlist") else []
+    if ids:
+        servers = servers.filter(pk__in=ids)
+    return list(servers[:5000]), {"filters": filters, "ids": ids}
+
+
+@require_http_methods(["GET", "POST"])
+def job_new(request: HttpRequest) -> HttpResponse:
+    """Choose servers (customer, tag, status, selection) → preview summary → run in waves."""
+    scope = request_scope(request)
+    require(scope, Action.EDIT_SERVERS)
+    source = request.POST if request.method == "POST" else request.GET
+    servers, chosen = _selected_servers(request, source)
+    form = FleetJobForm(request.POST or None, initial={"kind": request.GET.get("kind", JobKind.VERIFY)})
+    if request.method == "POST" and form.is_valid():
+        kind = JobKind(form.cleaned_data["kind"])
+        if kind in MUTATING_KINDS:
+            require(scope, Action.HARDEN)
+        if request.POST.get("confirm") == "1":
+            options = JobOptions(
+                dry_run=form.cleaned_data["dry_run"],
+                canary_size=form.cleaned_data["canary_size"],
+                failure_threshold_pct=form.cleaned_data["failure_threshold_pct"],
+                max_in_flight=form.cleaned_data["max_in_flight"],
+                not_before=form.cleaned_data.get("not_before"),
+            )
+            response = _start(request, kind, servers, options, description=f"{kind.label}: {len(servers)} servers")
+            if response is not None:
+                return response
+    preview = selectors.fleet_preview(servers) if servers else None
+    return render(
+        request,
+        "jobs/job_new.html",
+        {
+            "form": form,
+            "servers": servers,
+            "preview": preview,
+            "chosen": chosen,
+            "customers": server_selectors.visible_customers(scope=scope),
+            "tags": server_selectors.visible_tags(scope=scope),
+            "statuses": ServerStatus.choices,
+        },
+    )
+
+
+# --- Job pages --------------------------------------------------------------------------------
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    kind = request.GET.get("kind", "") if request.GET.get("kind") in JobKind.values else ""
+    state = request.GET.get("state", "") if request.GET.get("state") in JobState.values else ""
+    page = Paginator(selectors.job_list(scope=scope, kind=kind, state=state), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/job_list.html",
+        {
+            "page": page,
+            "kind": kind,
+            "state": state,
+            "kinds": JobKind.choices,
+            "states": JobState.choices,
+            "colours": JOB_STATE_COLOURS,
+        },
+    )
+
+
+def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
+    scope = request_scope(request)
+    runs = list(selectors.job_host_runs(scope=scope, job=job))
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.state] = counts.get(run.state, 0) + 1
+    return {
+        "job": job,
+        "runs": runs,
+        "counts": counts,
+        "run_colours": {k.value: v for k, v in RUN_STATE_COLOURS.items()},
+        "job_colour": JOB_STATE_COLOURS.get(JobState(job.state), "grey"),
+        "can_cancel": job.is_active and scope.can(Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS),
+    }
+
+
+@require_GET
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    job = selectors.job_get(scope=scope, job_id=job_id)
+    context = _job_context(request, job)
+    events = selectors.job_events_after(scope=scope, job=job, after=0, limit=LOG_PAGE)
+    context.update(events=events, cursor=events[-1].pk if events else 0)
+    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    return render(request, "jobs/job_detail.html", context)
+
+
+@require_GET
+def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
+    """htmx poll: the status panel plus log lines after the cursor; polling stops when the job ends."""
+    scope = request_scope(request)
+    job = selectors.job_get(scope=scope, job_id=job_id)
+    after = _int_or_none(request.GET.get("after")) or 0
+    events = selectors.job_events_after(scope=scope, job=job, after=after, limit=LOG_PAGE)
+    context = _job_context(request, job)
+    context.update(events=events, cursor=events[-1].pk if events else after)
+    # Keep polling while the job runs, or while a full page says more lines are waiting.
+    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    return render(request, "jobs/_job_update.html", context)
+
+
+@require_POST
+def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    job = selectors.job_get(scope=scope, job_id=job_id)
+    require(scope, Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS)
+    job_cancel(scope=scope, actor=Actor.from_request(request), job=job)
+    messages.success(
+        request, "Cancellation requested: queued hosts are cancelled now, running ones stop between phases."
+    )
+    return redirect(reverse("job_detail", kwargs={"job_id": job.pk}))

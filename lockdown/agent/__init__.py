@@ -1,0 +1,165 @@
+"""The PowerShell agent, shipped as `.ps1` files, and the Python side of its stdin/stdout framing.
+
+Pure Python (no Django, no pywinrm): `remote/` sends what this module builds and decodes what
+the host answers; winlab's test hosts use the same helpers to read the payload.
+
+Framing (DESIGN.md, "The agent contract"):
+
+- the command line is `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass
+  -EncodedCommand <base64(UTF-16LE(bootstrap_script()))>`;
+- stdin (`build_stdin`) is exactly two ASCII lines, each ended by LF, then EOF:
+  `base64(UTF-8 agent_script())` and `base64(UTF-8 request.to_stdin_json())`;
+- stdout carries one result block: a line `RESULT_BEGIN`, one line of base64(UTF-8 JSON of an
+  `AgentResult`), a line `RESULT_END` (`parse_agent_output`). Anything else on stdout is ignored.
+
+The PowerShell cannot be executed here: it is syntax-checked with tree-sitter-powershell,
+structurally tested, and winlab implements the same contract in Python (see README.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from importlib import resources
+from typing import Final
+
+from pydantic import ValidationError
+
+from lockdown.rules.contract import AgentRequest, AgentResult
+
+AGENT_VERSION: Final = "1.0.0"
+
+RESULT_BEGIN: Final = "FLEET-LOCKDOWN-RESULT-BEGIN"
+RESULT_END: Final = "FLEET-LOCKDOWN-RESULT-END"
+
+BOOTSTRAP_FILE: Final = "bootstrap.ps1"
+# Concatenated in this order into the one script the bootstrap runs. Handlers first, agent.ps1
+# (the mode switch and the final call) last, because PowerShell defines a function only when
+# the interpreter reaches it.
+AGENT_FILES: Final = (
+    "common.ps1",
+    "acl.ps1",
+    "accounts.ps1",
+    "services.ps1",
+    "sql.ps1",
+    "discover.ps1",
+    "agent.ps1",
+)
+ONBOARDING_FILE: Final = "onboarding/Enable-FleetLockdownWinRM.ps1"
+
+# -EncodedCommand travels through cmd.exe, whose lines stop at 8191 characters; the bootstrap
+# is kept far below that (its base64 of UTF-16LE is ~2.7x the script).
+MAX_BOOTSTRAP_BYTES: Final = 2048
+POWERSHELL_ARGS: Final = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand")
+
+
+class AgentOutputError(ValueError):
+    """stdout holds no well-formed result block (missing markers, bad base64, bad JSON, schema)."""
+
+
+def read_ps1(name: str) -> str:
+    """One shipped `.ps1` file (package-relative path), as text."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def ps1_files() -> tuple[str, ...]:
+    """Every shipped `.ps1` (bootstrap, agent parts, onboarding), package-relative."""
+    return (BOOTSTRAP_FILE, *AGENT_FILES, ONBOARDING_FILE)
+
+
+def bootstrap_script() -> str:
+    """The short script passed with -EncodedCommand; parses and runs on PowerShell 2.0."""
+    return read_ps1(BOOTSTRAP_FILE)
+
+
+def encoded_bootstrap() -> str:
+    """base64(UTF-16LE(bootstrap)), the -EncodedCommand argument."""
+    return base64.b64encode(bootstrap_script().encode("utf-16-le")).decode("ascii")
+
+
+def agent_script() -> str:
+    """The agent as the bootstrap receives it: the agent files joined in `AGENT_FILES` order."""
+    return "\n".join(read_ps1(name).rstrip("\n") + "\n" for name in AGENT_FILES)
+
+
+def agent_sha256() -> str:
+    """Hex SHA-256 of the UTF-8 agent script sent on stdin (what a test host checks)."""
+    return hashlib.sha256(agent_script().encode("utf-8")).hexdigest()
+
+
+def build_stdin(request: AgentRequest) -> bytes:
+    """The stdin payload: base64(agent) LF base64(request JSON) LF.
+
+    DANGER: contains the service password (base64 is not encryption) in apply mode. Send it
+    straight to the WinRM stream; never log or store it.
+    """
+    agent = base64.b64encode(agent_script().encode("utf-8"))
+    body = base64.b64encode(request.to_stdin_json().encode("utf-8"))
+    return agent + b"\n" + body + b"\n"
+
+
+def split_stdin(payload: bytes) -> tuple[str, str]:
+    """Inverse of `build_stdin` (for test hosts): (agent script, request JSON)."""
+    lines = [line.strip() for line in payload.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise AgentOutputError(f"expected 2 stdin lines, got {len(lines)}")
+    try:
+        return tuple(base64.b64decode(line, validate=True).decode("utf-8") for line in lines)  # type: ignore[return-value]
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AgentOutputError("stdin is not base64 of UTF-8") from exc
+
+
+def format_agent_output(result: AgentResult) -> bytes:
+    """A result block as the agent prints it (for test hosts and winlab), CRLF line ends."""
+    body = base64.b64encode(result.model_dump_json(exclude_none=True).encode("utf-8")).decode("ascii")
+    return f"{RESULT_BEGIN}\r\n{body}\r\n{RESULT_END}\r\n".encode("ascii")
+
+
+def parse_agent_output(stdout: bytes) -> AgentResult:
+    """Decode the one result block in `stdout` and validate it against the contract.
+
+    Raises `AgentOutputError` without quoting the output (it is untrusted and may be large).
+    """
+    text = stdout.decode("ascii", errors="replace")
+    lines = [line.strip() for line in text.splitlines()]
+    starts = [i for i, line in enumerate(lines) if line == RESULT_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line == RESULT_END]
+    if not starts or not ends:
+        raise AgentOutputError("the agent printed no result block")
+    if len(starts) > 1 or len(ends) > 1:
+        raise AgentOutputError("the agent printed more than one result block")
+    begin, end = starts[0], ends[0]
+    if end <= begin:
+        raise AgentOutputError("the result markers are out of order")
+    body = "".join(lines[begin + 1 : end])
+    try:
+        raw = base64.b64decode(body, validate=True)
+        document = raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AgentOutputError(f"the result block ({len(body)} characters) is not base64 of UTF-8") from exc
+    try:
+        return AgentResult.model_validate_json(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors()[:5])
+        count = exc.error_count()
+        raise AgentOutputError(f"the result does not match the contract ({count} errors: {problems})") from exc
+
+
+__all__ = [
+    "AGENT_VERSION",
+    "POWERSHELL_ARGS",
+    "RESULT_BEGIN",
+    "RESULT_END",
+    "AgentOutputError",
+    "agent_script",
+    "agent_sha256",
+    "bootstrap_script",
+    "build_stdin",
+    "encoded_bootstrap",
+    "format_agent_output",
+    "parse_agent_output",
+    "ps1_files",
+    "read_ps1",
+    "split_stdin",
+]

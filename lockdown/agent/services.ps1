@@ -1,0 +1,198 @@
+# Fleet Lockdown agent: service identities, restart + health check, Windows Search / Indexing
+# Service around an apply, the Defender exclusion. Never executed by the project's tests.
+
+$script:HealthSettleSeconds = 15
+$script:HealthChecks = @(
+    @{ service = 'MESMTPCS'; port = 25; command = 'EHLO fleet-lockdown.invalid'; banner = 'Mail(Enable| Enable SMTP) Service' }
+    @{ service = 'MEPOPS'; port = 110; command = 'CAPA'; banner = 'Welcome to MailEnable' }
+    @{ service = 'MEIMAPS'; port = 143; command = 'a1 CAPABILITY'; banner = 'Welcome to MailEnable' }
+)
+
+function Get-FleetService {
+    param([string]$Name)
+    if ($Name -notmatch '^[A-Za-z0-9_.\-]{1,80}$') { throw ('not a service name: ' + $Name) }
+    return Get-CimInstance -ClassName Win32_Service -Filter ("Name='" + $Name + "'")
+}
+
+function Get-FleetServiceObservation {
+    param($Service)
+    if ($null -eq $Service) { return [ordered]@{ exists = $false } }
+    return [ordered]@{
+        exists         = $true
+        start_name     = [string]$Service.StartName
+        start_name_sid = Resolve-FleetStartNameSid -StartName ([string]$Service.StartName)
+        state          = [string]$Service.State
+        start_mode     = [string]$Service.StartMode
+    }
+}
+
+function Invoke-FleetServiceIdentity {
+    # Win32_Service.Change(StartName, StartPassword); the restart and health check follow once
+    # every item is done (Complete-FleetServiceRestart).
+    param($Item, [string]$Mode)
+    $obs = New-FleetObservation -Item $Item
+    $service = Get-FleetService -Name ([string]$Item.target)
+    $obs.service = Get-FleetServiceObservation -Service $service
+    $sid = Resolve-FleetSid -Name ([string]$Item.principal_name) -KnownSid ([string]$Item.principal_sid)
+    $obs.principal_sid = $sid
+    if ($Mode -ne 'apply' -or $null -eq $service -or $null -eq $sid -or $obs.service.start_name_sid -eq $sid) { return $obs }
+    Set-FleetServiceAccountPassword -AccountName ([string]$Item.principal_name)
+    $before = ConvertTo-Json -InputObject $obs.service -Compress
+    $startName = '.\' + ([string]$Item.principal_name).Split('\')[-1]
+    $arguments = @{ StartName = $startName; StartPassword = $script:ServicePassword }
+    $outcome = Invoke-CimMethod -InputObject $service -MethodName Change -Arguments $arguments
+    if ($outcome.ReturnValue -ne 0) { throw ('Win32_Service.Change returned ' + $outcome.ReturnValue) }
+    [void]$script:RestartServices.Add([string]$Item.target)
+    $obs.service = Get-FleetServiceObservation -Service (Get-FleetService -Name ([string]$Item.target))
+    Add-FleetChange -Item $Item -Before $before -After (ConvertTo-Json -InputObject $obs.service -Compress) -Created $false
+    $obs.action = 'changed'
+    return $obs
+}
+
+function Restart-FleetServices {
+    param([string[]]$Names)
+    foreach ($name in $Names) {
+        Restart-Service -Name $name -Force
+    }
+}
+
+function Test-FleetBanner {
+    # One exchange on localhost: read the banner, send a command, read the answer.
+    param([int]$Port, [string]$Command, [string]$Banner)
+    $client = New-Object -TypeName System.Net.Sockets.TcpClient
+    try {
+        $client.ReceiveTimeout = 10000
+        $client.SendTimeout = 10000
+        $client.Connect('127.0.0.1', $Port)
+        $stream = $client.GetStream()
+        $reader = New-Object -TypeName System.IO.StreamReader -ArgumentList @($stream, [System.Text.Encoding]::ASCII)
+        $writer = New-Object -TypeName System.IO.StreamWriter -ArgumentList @($stream, [System.Text.Encoding]::ASCII)
+        $writer.NewLine = "`r`n"
+        $writer.AutoFlush = $true
+        $greeting = $reader.ReadLine()
+        if ($greeting -notmatch $Banner) { return ('unexpected banner on port ' + $Port) }
+        $writer.WriteLine($Command)
+        $answer = $reader.ReadLine()
+        if ($null -eq $answer -or $answer -match '^(-ERR|5\d\d|a1 (NO|BAD))') { return ('no valid answer to ' + $Command.Split(' ')[0]) }
+        return $null
+    } catch {
+        return ('port ' + $Port + ': ' + $_.Exception.Message)
+    } finally {
+        $client.Close()
+    }
+}
+
+function Test-FleetMailHealth {
+    # After identity changes: every restarted service still runs after settling, and SMTP/POP/IMAP
+    # answer with MailEnable's banners. Returns the list of problems (empty = healthy).
+    param([string[]]$Services)
+    Start-Sleep -Seconds $script:HealthSettleSeconds
+    $problems = @()
+    foreach ($name in $Services) {
+        $state = (Get-FleetService -Name $name).State
+        if ($state -ne 'Running') { $problems += ($name + ' is ' + $state) }
+    }
+    foreach ($check in $script:HealthChecks) {
+        if ($null -eq (Get-FleetService -Name $check.service)) { continue }
+        $problem = Test-FleetBanner -Port $check.port -Command $check.command -Banner $check.banner
+        if ($null -ne $problem) { $problems += ($check.service + ': ' + $problem) }
+    }
+    return @($problems)
+}
+
+function Complete-FleetServiceRestart {
+    # Restart what changed identity, check health; on failure roll back this run's changes.
+    param($Result)
+    $names = @($script:RestartServices | Select-Object -Unique)
+    if ($names.Count -eq 0) { return }
+    $problems = @()
+    try {
+        Restart-FleetServices -Names $names
+    } catch {
+        $problems += ('restart failed: ' + $_.Exception.Message)
+    }
+    $problems += @(Test-FleetMailHealth -Services $names)
+    if ($problems.Count -eq 0) { return }
+    $undone = Undo-FleetChangeList -Changes @($script:Changes)
+    foreach ($item in $Result.items) {
+        if ($item.action -eq 'changed') { $item.action = 'rolled_back' }
+    }
+    $Result.action = 'rolled_back'
+    $Result.error = [ordered]@{
+        code    = 'health_check_failed'
+        message = ('health check failed (' + ($problems -join '; ') + '); this run''s changes were rolled back (' + $undone + ' undone)')
+    }
+}
+
+function Undo-FleetServiceChange {
+    # Back to LocalSystem (a previous custom account cannot be restored without its password).
+    param($Change)
+    $service = Get-FleetService -Name ([string]$Change.target)
+    if ($null -eq $service) { return 'none' }
+    $arguments = @{ StartName = 'LocalSystem'; StartPassword = '' }
+    $outcome = Invoke-CimMethod -InputObject $service -MethodName Change -Arguments $arguments
+    if ($outcome.ReturnValue -ne 0) { throw ('Win32_Service.Change returned ' + $outcome.ReturnValue) }
+    Restart-Service -Name ([string]$Change.target) -Force
+    return 'rolled_back'
+}
+
+function Invoke-FleetSearchPreflight {
+    # Windows Search (WSearch) or the Indexing Service (cisvc): stopped for the duration of an
+    # apply, restored afterwards (Restore-FleetSearchServices). Verify only reports its state.
+    param($Item, [string]$Mode)
+    $obs = New-FleetObservation -Item $Item
+    $service = Get-Service -Name ([string]$Item.target) -ErrorAction SilentlyContinue
+    if ($null -eq $service) {
+        $obs.search = [ordered]@{ present = $false }
+        return $obs
+    }
+    $obs.search = [ordered]@{ present = $true; state_before = [string]$service.Status }
+    if ($Mode -ne 'apply') { return $obs }
+    if ($service.Status -ne 'Stopped') {
+        Stop-Service -Name ([string]$Item.target) -Force
+        $obs.action = 'changed'
+    }
+    $obs.search.state_during_job = [string](Get-Service -Name ([string]$Item.target)).Status
+    [void]$script:SearchObservations.Add($obs)
+    return $obs
+}
+
+function Restore-FleetSearchServices {
+    foreach ($obs in $script:SearchObservations) {
+        $name = [string]$obs.target
+        try {
+            if ($obs.search.state_before -eq 'Running') { Start-Service -Name $name }
+        } catch {
+            $obs.error = ('could not restart ' + $name + ': ' + $_.Exception.Message)
+        }
+        $obs.search.state_after = [string](Get-Service -Name $name).Status
+    }
+}
+
+function Invoke-FleetDefenderExclusion {
+    # Add-MpPreference appends (Set-MpPreference would replace the list). Recorded, so rollback
+    # removes only the path we added.
+    param($Item, [string]$Mode)
+    $obs = New-FleetObservation -Item $Item
+    if ($null -eq (Get-Command -Name Get-MpPreference -ErrorAction SilentlyContinue)) {
+        $obs.error = 'Windows Defender cmdlets are not available'
+        return $obs
+    }
+    $existing = @((Get-MpPreference).ExclusionPath | Where-Object { $_ })
+    $obs.av_exclusions = $existing
+    $target = ([string]$Item.target).TrimEnd('\')
+    $covered = @($existing | Where-Object { $target -eq $_.TrimEnd('\') -or $target.StartsWith($_.TrimEnd('\') + '\', [StringComparison]::OrdinalIgnoreCase) })
+    if ($Mode -ne 'apply' -or $covered.Count -gt 0) { return $obs }
+    Add-MpPreference -ExclusionPath $target
+    $obs.av_exclusions = @((Get-MpPreference).ExclusionPath | Where-Object { $_ })
+    Add-FleetChange -Item $Item -Before (ConvertTo-Json -InputObject @($existing) -Compress) -After (ConvertTo-Json -InputObject @($target) -Compress) -Created $true
+    $obs.action = 'changed'
+    return $obs
+}
+
+function Undo-FleetDefenderExclusion {
+    param($Change)
+    if (-not $Change.created_object) { return 'none' }
+    Remove-MpPreference -ExclusionPath ([string]$Change.target)
+    return 'rolled_back'
+}

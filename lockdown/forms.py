@@ -1,0 +1,174 @@
+"""Forms validate what people type or upload (profile documents, assignments, waivers); views then call a service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+
+from lockdown import clock
+from lockdown.choices import ExportFormat
+from lockdown.exchange import decode_upload, guess_format, parse_document
+from lockdown.models import Profile, ProfileVersion
+from lockdown.rules import Profile as ProfileDocument
+from lockdown.rules import ProfileError
+from lockdown.rules.profile import MAX_PROFILE_BYTES
+from lockdown.selectors import assignable_versions
+from lockdown.services import MAX_WAIVER_DAYS, MIN_JUSTIFICATION, WaiverError, check_waiver_expiry
+from servers.validators import validate_no_control_characters
+
+
+def _one_line(value: str) -> str:
+    value = value.strip()
+    validate_no_control_characters(value)
+    return value
+
+
+class ProfileEditorForm(forms.Form):
+    """The YAML editor: the whole document is validated on the server; nothing is saved on error."""
+
+    text = forms.CharField(
+        label="Profile (YAML)",
+        strip=False,
+        max_length=MAX_PROFILE_BYTES,
+        widget=forms.Textarea(attrs={"rows": 30, "class": "code-editor", "spellcheck": "false"}),
+        help_text="slug, name, version, notes and rules. The version label is ignored: saving makes a new version.",
+    )
+    change_note = forms.CharField(label="What changed", required=False, max_length=500)
+
+    def __init__(self, *args: Any, profile: Profile | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile = profile
+        self.document: ProfileDocument | None = None
+
+    def clean_change_note(self) -> str:
+        return _one_line(self.cleaned_data.get("change_note", ""))
+
+    def clean_text(self) -> str:
+        text: str = self.cleaned_data["text"]
+        try:
+            document = parse_document(text, ExportFormat.YAML)
+        except ProfileError as exc:
+            raise ValidationError(str(exc)) from None
+        if self.profile is not None and document.slug != self.profile.slug:
+            raise ValidationError(
+                f"profile, field 'slug': this is {self.profile.slug!r}; keep the slug, or clone to make a new profile"
+            )
+        if self.profile is None and Profile.objects.filter(slug=document.slug).exists():
+            raise ValidationError(f"profile, field 'slug': a profile called {document.slug!r} already exists")
+        self.document = document
+        return text
+
+
+class ProfileImportForm(forms.Form):
+    """Upload a YAML or JSON profile: size-capped, UTF-8, safe-loaded, validated rule by rule."""
+
+    file = forms.FileField(label="Profile file", help_text="YAML (.yaml, .yml) or JSON (.json), UTF-8.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.document: ProfileDocument | None = None
+
+    def clean_file(self) -> UploadedFile[bytes]:
+        upload: UploadedFile[bytes] = self.cleaned_data["file"]
+        limit: int = settings.FLEET_MAX_UPLOAD_BYTES
+        if upload.size is not None and upload.size > limit:
+            raise ValidationError(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
+        raw = upload.read(limit + 1)
+        if len(raw) > limit:
+            raise ValidationError(f"The file is larger than the limit of {limit:,} bytes.")
+        try:
+            text = decode_upload(raw)
+            self.document = parse_document(text, guess_format(upload.name or "", text))
+        except ProfileError as exc:
+            raise ValidationError(str(exc)) from None
+        return upload
+
+
+class ProfileCloneForm(forms.Form):
+    """Name the new profile a version is cloned into."""
+
+    slug = forms.SlugField(label="Slug", max_length=63, help_text="Lower-case letters, digits and dashes.")
+    name = forms.CharField(label="Name", max_length=200)
+    description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_slug(self) -> str:
+        slug: str = self.cleaned_data["slug"]
+        if slug != slug.lower() or "_" in slug:
+            raise ValidationError("Use lower-case letters, digits and dashes.")
+        if Profile.objects.filter(slug=slug).exists():
+            raise ValidationError(f"A profile called {slug!r} already exists.")
+        return slug
+
+    def clean_name(self) -> str:
+        name = _one_line(self.cleaned_data["name"])
+        if not name:
+            raise ValidationError("Enter a name.")
+        return name
+
+
+class VersionChoiceField(forms.ModelChoiceField[ProfileVersion]):
+    def label_from_instance(self, obj: ProfileVersion) -> str:
+        return f"{obj.profile.name} — version {obj.number}"
+
+
+class ProfileAssignForm(forms.Form):
+    """Pick a version of the library, or none (fall back to the default)."""
+
+    version = VersionChoiceField(queryset=ProfileVersion.objects.none(), required=False, label="Profile version")
+
+    def __init__(self, *args: Any, empty_label: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["version"]
+        assert isinstance(field, VersionChoiceField)
+        field.queryset = assignable_versions()
+        field.empty_label = empty_label
+
+
+class WaiverForm(forms.Form):
+    """Propose a waiver of one rule of the effective profile version."""
+
+    rule_id = forms.CharField(label="Rule id", max_length=120, help_text="e.g. user_right.ime_system.se_tcb")
+    justification = forms.CharField(
+        label="Justification",
+        min_length=MIN_JUSTIFICATION,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=f"Why this rule cannot be met here (at least {MIN_JUSTIFICATION} characters).",
+    )
+    expires_at = forms.DateTimeField(
+        label="Expires at (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text=f"In the future, at most {MAX_WAIVER_DAYS} days away.",
+    )
+
+    def __init__(self, *args: Any, allowed_rule_ids: frozenset[str], version_label: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allowed_rule_ids = allowed_rule_ids
+        self.version_label = version_label
+
+    def clean_rule_id(self) -> str:
+        rule_id = _one_line(self.cleaned_data["rule_id"])
+        if rule_id not in self.allowed_rule_ids:
+            raise ValidationError(f"No rule {rule_id[:120]!r} in the effective profile ({self.version_label}).")
+        return rule_id
+
+    def clean_justification(self) -> str:
+        text: str = self.cleaned_data["justification"].strip()
+        if any(ord(ch) < 32 and ch not in "\n\r\t" for ch in text):
+            raise ValidationError("The justification contains control characters.")
+        if len(text) < MIN_JUSTIFICATION:
+            raise ValidationError(f"Write at least {MIN_JUSTIFICATION} characters.")
+        return text
+
+    def clean_expires_at(self) -> datetime:
+        expires_at: datetime = self.cleaned_data["expires_at"]
+        try:
+            check_waiver_expiry(expires_at, clock.now())
+        except WaiverError as exc:
+            raise ValidationError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+        return expires_at

@@ -1,0 +1,154 @@
+"""Profiles (an MSP-wide library of rule sets), their immutable versions, and waivers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from lockdown.choices import WaiverStatus
+from lockdown.rules.vocabulary import WaiverScope
+
+
+class Profile(models.Model):
+    """A named rule set in the MSP-wide library; its content lives in immutable versions.
+
+    Profiles hold no tenant data. The built-in profile (`builtin=True`) is loaded from the
+    shipped YAML by `builtin_profile_sync` and cannot be edited here: clone it instead.
+    """
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    builtin = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["-builtin", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProfileVersionQuerySet(models.QuerySet["ProfileVersion"]):
+    """Versions are immutable: bulk updates are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("profile versions are immutable; create a new version")
+
+
+class ProfileVersion(models.Model):
+    """One immutable, validated state of a profile: its rules and notes as JSON.
+
+    `content_hash` is the sha256 of the canonical JSON of {notes, rules}
+    (`lockdown.exchange.content_hash`); a profile never holds two versions with the same
+    content. Saving an existing row raises: editing makes a new version.
+    """
+
+    profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    rules = models.JSONField()
+    notes = models.JSONField(
+        default=list, blank=True, help_text="Where the profile deliberately differs from the guide"
+    )
+    content_hash = models.CharField(max_length=64)
+    change_note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProfileVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["profile__name", "-number"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["profile", "number"], name="profileversion_unique_number"),
+            models.UniqueConstraint(fields=["profile", "content_hash"], name="profileversion_unique_content"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="profileversion_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile.name} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("profile versions are immutable; create a new version")
+        super().save(*args, **kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.profile.slug} v{self.number}"
+
+
+class Waiver(models.Model):
+    """An accepted deviation from one rule, for one server or one whole customer.
+
+    Keyed by rule id, so it survives new profile versions. It applies only while approved,
+    not revoked and not expired (judged with `lockdown.clock`). Exactly one of `server` and
+    `customer` is set (a check constraint enforces it); `owner_customer` is the tenant.
+    """
+
+    rule_id = models.CharField(max_length=120)
+    server = models.ForeignKey(
+        "servers.Server", null=True, blank=True, on_delete=models.CASCADE, related_name="waivers"
+    )
+    customer = models.ForeignKey(
+        "servers.Customer", null=True, blank=True, on_delete=models.CASCADE, related_name="waivers"
+    )
+    justification = models.TextField(max_length=2000)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="waivers_proposed"
+    )
+    proposed_at = models.DateTimeField()
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="waivers_approved"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="waivers_revoked"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-proposed_at", "-id"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=(Q(server__isnull=False) & Q(customer__isnull=True))
+                | (Q(server__isnull=True) & Q(customer__isnull=False)),
+                name="waiver_server_xor_customer",
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["rule_id"], name="waiver_rule_idx")]
+
+    def __str__(self) -> str:
+        return f"waiver {self.rule_id} for {self.subject}"
+
+    @property
+    def scope(self) -> WaiverScope:
+        return WaiverScope.SERVER if self.server_id is not None else WaiverScope.CUSTOMER
+
+    @property
+    def subject(self) -> str:
+        return str(self.server) if self.server_id is not None else str(self.customer)
+
+    @property
+    def owner_customer_id(self) -> int:
+        if self.server_id is not None:
+            assert self.server is not None
+            return self.server.customer_id
+        assert self.customer_id is not None
+        return self.customer_id
+
+    def status_at(self, now: datetime) -> WaiverStatus:
+        if self.revoked_at is not None:
+            return WaiverStatus.REVOKED
+        if now >= self.expires_at:
+            return WaiverStatus.EXPIRED
+        if self.approved_at is None:
+            return WaiverStatus.PENDING
+        return WaiverStatus.ACTIVE

@@ -1,0 +1,196 @@
+"""Reads of profiles, assignments and waivers, always through the tenancy scope.
+
+Profiles are an MSP-wide library. MSP users read all of it; a customer-scoped user reads
+the profiles that concern its customers (the built-in one, and any with a version assigned
+to them or their servers), so a profile made for another customer stays invisible (404).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import Http404
+
+from lockdown.choices import RISK_COLOURS, RISK_LABELS
+from lockdown.exchange import VersionDiff, build_document, diff_content
+from lockdown.models import Profile, ProfileVersion, Waiver
+from lockdown.rules import Waiver as RuleWaiver
+from lockdown.rules.vocabulary import Risk, WaiverScope
+from servers.models import Customer, Server
+from servers.tenancy import Scope
+
+
+# --- Profiles -------------------------------------------------------------------------------
+def visible_profiles(*, scope: Scope) -> QuerySet[Profile]:
+    profiles = Profile.objects.all()
+    if scope.sees_everything():
+        return profiles
+    concerning = (
+        scope.filter(profiles, "versions__default_for_customers")
+        | scope.filter(profiles, "versions__assigned_servers__customer")
+        | profiles.filter(builtin=True)
+    )
+    # A subquery, so joins through versions never duplicate rows or inflate counts.
+    return profiles.filter(pk__in=concerning.values("pk"))
+
+
+def profile_list(*, scope: Scope) -> QuerySet[Profile]:
+    return visible_profiles(scope=scope).annotate(
+        latest_number=Max("versions__number"), version_count=Count("versions")
+    )
+
+
+def profile_get(*, scope: Scope, profile_id: int) -> Profile:
+    try:
+        return visible_profiles(scope=scope).get(pk=profile_id)
+    except (Profile.DoesNotExist, ValueError, TypeError):
+        raise Http404("not found") from None
+
+
+def version_get(*, profile: Profile, number: int) -> ProfileVersion:
+    try:
+        return ProfileVersion.objects.select_related("profile", "created_by").get(profile=profile, number=number)
+    except ProfileVersion.DoesNotExist:
+        raise Http404("not found") from None
+
+
+def latest_version(profile: Profile) -> ProfileVersion | None:
+    return ProfileVersion.objects.select_related("profile").filter(profile=profile).order_by("-number").first()
+
+
+def latest_builtin_version() -> ProfileVersion | None:
+    return ProfileVersion.objects.select_related("profile").filter(profile__builtin=True).order_by("-number").first()
+
+
+def assignable_versions() -> QuerySet[ProfileVersion]:
+    """Every version of the library, for MSP admins choosing an assignment."""
+    return ProfileVersion.objects.select_related("profile").order_by("profile__name", "-number")
+
+
+def customer_effective_profile_version(customer: Customer) -> ProfileVersion | None:
+    """The customer's default, else the built-in's latest version."""
+    if customer.default_profile_version_id is not None:
+        return ProfileVersion.objects.select_related("profile").get(pk=customer.default_profile_version_id)
+    return latest_builtin_version()
+
+
+def effective_profile_version(server: Server) -> ProfileVersion | None:
+    """The version a server is judged by: its own pin → its customer's default → the built-in's latest."""
+    if server.profile_version_id is not None:
+        return ProfileVersion.objects.select_related("profile").get(pk=server.profile_version_id)
+    return customer_effective_profile_version(server.customer)
+
+
+def version_document(version: ProfileVersion) -> dict[str, Any]:
+    """The exchange document (slug, name, version, notes, rules) of one version."""
+    return build_document(
+        slug=version.profile.slug,
+        name=version.profile.name,
+        number=version.number,
+        rules=version.rules,
+        notes=version.notes,
+    )
+
+
+def version_diff(old: ProfileVersion, new: ProfileVersion) -> VersionDiff:
+    return diff_content(old.rules, old.notes, new.rules, new.notes)
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule as the version page shows it."""
+
+    rule: dict[str, Any]
+    risk_label: str
+    risk_colour: str
+    high_risk: bool
+
+
+@dataclass(frozen=True)
+class Section:
+    """The rules of one heading of the guide, in profile order."""
+
+    title: str
+    rows: list[RuleRow]
+    high_risk_count: int
+    deviation_count: int
+
+
+def version_sections(version: ProfileVersion) -> list[Section]:
+    grouped: dict[str, list[RuleRow]] = {}
+    for rule in version.rules:
+        risk = Risk(rule.get("risk", Risk.LOW))
+        row = RuleRow(
+            rule=rule, risk_label=RISK_LABELS[risk], risk_colour=RISK_COLOURS[risk], high_risk=risk is Risk.HIGH
+        )
+        grouped.setdefault(str(rule.get("section", "")), []).append(row)
+    return [
+        Section(
+            title=title,
+            rows=rows,
+            high_risk_count=sum(row.high_risk for row in rows),
+            deviation_count=sum(1 for row in rows if row.rule.get("deviation")),
+        )
+        for title, rows in grouped.items()
+    ]
+
+
+def rule_ids(version: ProfileVersion | None) -> frozenset[str]:
+    return frozenset(rule["id"] for rule in version.rules) if version is not None else frozenset()
+
+
+def rule_ids_for_server(server: Server) -> frozenset[str]:
+    return rule_ids(effective_profile_version(server))
+
+
+def rule_ids_for_customer(customer: Customer) -> frozenset[str]:
+    """Rules a customer-wide waiver may name: its default version's and those pinned on its servers."""
+    ids = set(rule_ids(customer_effective_profile_version(customer)))
+    pinned = ProfileVersion.objects.filter(assigned_servers__customer=customer).distinct()
+    for version in pinned:
+        ids |= rule_ids(version)
+    return frozenset(ids)
+
+
+# --- Waivers --------------------------------------------------------------------------------
+def visible_waivers(*, scope: Scope) -> QuerySet[Waiver]:
+    waivers = Waiver.objects.select_related("server__customer", "customer", "proposed_by", "approved_by", "revoked_by")
+    if scope.sees_everything():
+        return waivers
+    return scope.filter(waivers, "customer") | scope.filter(waivers, "server__customer")
+
+
+def waiver_list(*, scope: Scope, customer_id: int | None = None) -> QuerySet[Waiver]:
+    waivers = visible_waivers(scope=scope)
+    if customer_id is not None:
+        waivers = waivers.filter(Q(customer_id=customer_id) | Q(server__customer_id=customer_id))
+    return waivers.order_by("-proposed_at", "-id")
+
+
+def waiver_get(*, scope: Scope, waiver_id: int) -> Waiver:
+    """One waiver the user may see, or 404 (other customers' waivers do not exist)."""
+    try:
+        return visible_waivers(scope=scope).get(pk=waiver_id)
+    except (Waiver.DoesNotExist, ValueError, TypeError):
+        raise Http404("not found") from None
+
+
+def _applying(now: datetime) -> Q:
+    return Q(approved_at__isnull=False, revoked_at__isnull=True, expires_at__gt=now)
+
+
+def active_waivers_for(server: Server, now: datetime) -> list[RuleWaiver]:
+    """The waivers in force for `server` at `now` (its own and its customer's), as `evaluate` takes them."""
+    rows = Waiver.objects.filter(Q(server=server) | Q(customer_id=server.customer_id)).filter(_applying(now))
+    return [
+        RuleWaiver(
+            rule_id=row.rule_id,
+            scope=WaiverScope.SERVER if row.server_id is not None else WaiverScope.CUSTOMER,
+            expires_at=row.expires_at,
+            justification=row.justification,
+        )
+        for row in rows.order_by("rule_id", "id")
+    ]

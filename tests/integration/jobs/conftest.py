@@ -1,0 +1,68 @@
+"""A scripted agent for job-flow tests: the real WinRM path is tested against winlab elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from jobs import runner, services
+from lockdown.agent import AGENT_VERSION
+from lockdown.rules.contract import AgentRequest, AgentResult
+from lockdown.rules.observed import ObservedItem
+from tests.unit.lockdown.factories import facts_2022
+
+
+class ScriptedAgent:
+    """Answers like the agent would; `observe` decides each plan item's observation."""
+
+    def __init__(self) -> None:
+        self.calls: list[AgentRequest] = []
+        self.fail_with: Exception | None = None
+        self.observe: Callable[[object], ObservedItem | None] = lambda item: ObservedItem(
+            rule_id=item.rule_id,
+            target=item.target,
+            exists=False,  # type: ignore[attr-defined]
+        )
+
+    def __call__(self, conn, request: AgentRequest) -> AgentResult:
+        self.calls.append(request)
+        if self.fail_with is not None:
+            raise self.fail_with
+        if request.mode == "discover":
+            return AgentResult(
+                agent_version=AGENT_VERSION, mode=request.mode, job_id=request.job_id, facts=facts_2022()
+            )
+        items = []
+        if request.plan is not None:
+            for item in request.plan.items:
+                if item.status is None:
+                    observed = self.observe(item)
+                    if observed is not None:
+                        items.append(observed)
+        return AgentResult(agent_version=AGENT_VERSION, mode=request.mode, job_id=request.job_id, items=items)
+
+
+@pytest.fixture
+def agent() -> Iterator[ScriptedAgent]:
+    scripted = ScriptedAgent()
+    runner.set_agent_call(scripted)
+    yield scripted
+    runner.set_agent_call(None)
+
+
+@pytest.fixture
+def sent() -> Iterator[list[int]]:
+    """Capture what would go to the broker instead of running it."""
+    queue: list[int] = []
+    services.set_enqueue(queue.append)
+    yield queue
+    services.set_enqueue(None)
+
+
+@pytest.fixture
+def inline(agent) -> Iterator[ScriptedAgent]:
+    """Run each dispatched HostRun at once, in this thread (like an eager worker)."""
+    services.set_enqueue(runner.run_host)
+    yield agent
+    services.set_enqueue(None)

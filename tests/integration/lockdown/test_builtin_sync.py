@@ -1,0 +1,49 @@
+"""The built-in profile is loaded from the shipped YAML, once per content."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockdown import services
+from lockdown.exchange import content_hash, document_content
+from lockdown.models import Profile, ProfileVersion
+from lockdown.rules import load_builtin_profile
+from servers.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_post_migrate_loaded_the_builtin_profile_as_version_1() -> None:
+    profile = Profile.objects.get(slug="mailenable-hardened")
+    assert profile.builtin
+    version = ProfileVersion.objects.get(profile=profile)
+    assert version.number == 1
+    assert len(version.rules) == len(load_builtin_profile().rules)
+    assert version.content_hash == content_hash(*document_content(load_builtin_profile()))
+
+
+def test_sync_is_idempotent() -> None:
+    first = services.builtin_profile_sync()
+    events = AuditEvent.objects.count()
+    second = services.builtin_profile_sync()
+    assert first.pk == second.pk
+    assert ProfileVersion.objects.filter(profile__slug="mailenable-hardened").count() == 1
+    assert AuditEvent.objects.count() == events
+
+
+def test_sync_makes_a_new_version_only_when_the_shipped_content_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = load_builtin_profile()
+    changed = shipped.model_copy(update={"notes": [*shipped.notes, "A new note in a later release."]})
+    monkeypatch.setattr(services, "load_builtin_profile", lambda: changed)
+    version = services.builtin_profile_sync()
+    assert version.number == 2
+    assert services.builtin_profile_sync().pk == version.pk
+    assert AuditEvent.objects.filter(action="profile_version.create", object_id=str(version.pk)).exists()
+
+
+def test_sync_from_an_empty_database_creates_and_audits_the_profile() -> None:
+    ProfileVersion.objects.all().delete()
+    Profile.objects.all().delete()
+    version = services.builtin_profile_sync()
+    assert version.number == 1
+    assert AuditEvent.objects.filter(action="profile.create", object_repr=version.profile.name).exists()

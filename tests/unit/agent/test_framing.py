@@ -1,0 +1,67 @@
+"""The stdin payload and the result markers, as remote/ and the test hosts use them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from lockdown.agent import (
+    AGENT_VERSION,
+    RESULT_BEGIN,
+    RESULT_END,
+    AgentOutputError,
+    agent_script,
+    agent_sha256,
+    build_stdin,
+    format_agent_output,
+    parse_agent_output,
+    split_stdin,
+)
+from lockdown.rules.contract import AgentRequest, AgentResult
+
+
+def _request(**kw) -> AgentRequest:
+    return AgentRequest(agent_version=AGENT_VERSION, mode="discover", job_id="j-1", **kw)
+
+
+def test_stdin_is_two_base64_lines_agent_then_request() -> None:
+    payload = build_stdin(_request())
+    lines = payload.split(b"\n")
+    assert lines[-1] == b""
+    assert len(lines) == 3
+    assert base64.b64decode(lines[0]).decode("utf-8") == agent_script()
+    assert base64.b64decode(lines[1]).decode("utf-8") == _request().to_stdin_json()
+    assert split_stdin(payload) == (agent_script(), _request().to_stdin_json())
+
+
+def test_agent_hash_is_the_hash_of_what_is_sent() -> None:
+    assert agent_sha256() == hashlib.sha256(agent_script().encode("utf-8")).hexdigest()
+
+
+def test_result_round_trips_through_the_markers_with_noise_around() -> None:
+    result = AgentResult(agent_version=AGENT_VERSION, mode="verify", job_id="j-1")
+    stdout = b"WARNING: noise\r\n" + format_agent_output(result) + b"more noise\r\n"
+    assert parse_agent_output(stdout) == result
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        (b"nothing here", "no result block"),
+        (f"{RESULT_END}\r\n{RESULT_BEGIN}\r\n".encode(), "out of order"),
+        (f"{RESULT_BEGIN}\r\n!!notbase64\r\n{RESULT_END}\r\n".encode(), "not base64"),
+        (f"{RESULT_BEGIN}\r\n{base64.b64encode(b'{}').decode()}\r\n{RESULT_END}\r\n".encode(), "contract"),
+    ],
+)
+def test_malformed_output_is_refused_without_quoting_it(stdout: bytes, message: str) -> None:
+    with pytest.raises(AgentOutputError, match=message) as caught:
+        parse_agent_output(stdout)
+    assert "notbase64" not in str(caught.value)
+
+
+def test_two_result_blocks_are_refused() -> None:
+    block = format_agent_output(AgentResult(agent_version=AGENT_VERSION, mode="verify", job_id="j-1"))
+    with pytest.raises(AgentOutputError, match="more than one"):
+        parse_agent_output(block + block)

@@ -1,0 +1,237 @@
+"""agent.ps1's mode switch in Python: discover / verify / apply / rollback against one emulated host.
+
+Order inside an apply (the PowerShell does the same): pre-flight (Defender exclusion; Windows
+Search and the Indexing Service are stopped just before the first change), accounts, group and
+membership, user rights, registry, files and folders, SQL, service identities; then the changed
+services are restarted (stop, wait, start) and, after a settling delay, the health check runs:
+every MailEnable service that ran before still runs, SMTP/POP/IMAP answer (their services run),
+the MTA could move a message, webmail and web admin answer. A failed health check rolls back
+this run's changes, newest first, restarts what it touched and reports `health_check_failed`.
+Items are reported in plan order.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lockdown.agent import AGENT_VERSION
+from lockdown.rules.contract import AgentError, AgentRequest, AgentResult, ChangeRecord
+from lockdown.rules.observed import ObservedItem
+from lockdown.rules.plan import PlanItem
+from lockdown.rules.vocabulary import AgentMode, RuleAction, RuleType
+from winlab.agent.context import (
+    HEALTH_SETTLE_SECONDS,
+    SEARCH_CHECKS,
+    STOP_WAIT_SECONDS,
+    AgentRun,
+    ItemError,
+    error_text,
+)
+from winlab.agent.discover import discover_facts
+from winlab.agent.handlers import HANDLERS, ROLLBACK_HANDLERS, search_observation
+from winlab.windows.errors import MESSAGES, Win32Error
+from winlab.windows.host import HealthReport, WindowsHost
+from winlab.windows.sql import SqlError
+from winlab.windows.tokens import Token
+
+EXIT_OK: Final = 0
+EXIT_AGENT_ERROR: Final = 2
+_PHASES: Final = {
+    RuleType.PREFLIGHT: 0,
+    RuleType.LOCAL_USER: 1,
+    RuleType.LOCAL_GROUP: 2,
+    RuleType.GROUP_MEMBER: 3,
+    RuleType.USER_RIGHT: 4,
+    RuleType.REGISTRY_ACL: 5,
+    RuleType.FILE_ACL: 6,
+    RuleType.FILE_DENY: 6,
+    RuleType.PATH_ACL: 6,
+    RuleType.SQL_GRANT: 7,
+    RuleType.SERVICE_IDENTITY: 8,
+}
+
+
+def _result(request: AgentRequest, **fields: object) -> AgentResult:
+    data: dict[str, object] = {"agent_version": AGENT_VERSION, "mode": request.mode, "job_id": request.job_id}
+    data.update(fields)
+    return AgentResult.model_validate(data)
+
+
+def run_request(host: WindowsHost, token: Token, request: AgentRequest) -> tuple[AgentResult, int]:
+    """Run one validated request as `token`; returns the result and the agent's exit code."""
+    if request.agent_version != AGENT_VERSION:
+        error = AgentError(
+            code="version_mismatch",
+            message=f"this is agent {AGENT_VERSION}, the request is for {request.agent_version}",
+        )
+        return _result(request, error=error), EXIT_AGENT_ERROR
+    if not token.is_admin:
+        # ([Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()).IsInRole(
+        # [Security.Principal.WindowsBuiltInRole]::Administrator) is false for a UAC-filtered token.
+        message = (
+            f"{token.account} is not elevated: the token has no enabled Administrators group (UAC remote "
+            "restrictions filter local administrators other than the built-in Administrator; use that account, "
+            "a domain account, or set LocalAccountTokenFilterPolicy=1)"
+        )
+        return _result(request, error=AgentError(code="not_elevated", message=message)), EXIT_AGENT_ERROR
+    plan = request.plan
+    if plan is not None and plan.computer_name.upper() != host.accounts.machine_name.upper():
+        message = f"the plan was compiled for {plan.computer_name}, this host is {host.accounts.machine_name}"
+        return _result(request, error=AgentError(code="plan_mismatch", message=message)), EXIT_AGENT_ERROR
+    run = AgentRun(host=host, token=token, request=request)
+    if request.mode is AgentMode.DISCOVER:
+        return _result(request, facts=discover_facts(host, token)), EXIT_OK
+    if request.mode is AgentMode.VERIFY:
+        return _result(request, items=_verify(run)), EXIT_OK
+    if request.mode is AgentMode.APPLY:
+        return _apply(run)
+    return _rollback(run)
+
+
+def _actionable(run: AgentRun) -> list[PlanItem]:
+    plan = run.request.plan
+    return [item for item in plan.items if item.status is None] if plan is not None else []
+
+
+def _verify(run: AgentRun) -> list[ObservedItem]:
+    items = []
+    for item in _actionable(run):
+        items.append(HANDLERS[(AgentMode.VERIFY, item.rule_type)](run, item))
+        run.tick()
+    return items
+
+
+def _health_baseline(host: WindowsHost) -> HealthReport:
+    return host.health()
+
+
+def _new_problems(before: HealthReport, after: HealthReport) -> list[str]:
+    """What broke since the baseline: services that ran and stopped, checks that passed and fail now."""
+    reasons = []
+    for name, state in sorted(before.services.items()):
+        if state == "Running" and after.services.get(name) != "Running":
+            reasons.append(next((r for r in after.reasons if r.startswith(f"{name} ")), f"{name} is not running"))
+    for label, was, now in (
+        ("mta", before.mta, after.mta),
+        ("webmail", before.webmail, after.webmail),
+        ("webadmin", before.webadmin, after.webadmin),
+    ):
+        if was[0] and not now[0]:
+            reasons.append(f"{label}: {now[1]}")
+    for protocol, was_up in sorted(before.protocols.items()):
+        if was_up and not after.protocols.get(protocol, False):
+            reasons.append(f"{protocol.upper()} does not answer")
+    return reasons
+
+
+def _restart(run: AgentRun) -> list[str]:
+    """Restart-Service for every service whose identity changed: stop, wait for Stopped, start."""
+    failures = []
+    services = run.host.services
+    for name in run.restart:
+        if services.get(name).running:
+            services.stop(name, run.token)
+        run.host.advance(STOP_WAIT_SECONDS)
+        code = services.start(name, run.token)
+        if code != 0:
+            failures.append(f"{name} did not start: {MESSAGES.get(code, 'error')} [Win32 error {code}]")
+    run.restart = []
+    return failures
+
+
+def _apply(run: AgentRun) -> tuple[AgentResult, int]:
+    host = run.host
+    baseline = _health_baseline(host)
+    actionable = _actionable(run)
+    search_items = [i for i in actionable if i.preflight_check in SEARCH_CHECKS]
+    ordered = sorted(
+        (i for i in actionable if i not in search_items), key=lambda i: _PHASES.get(i.rule_type, len(_PHASES))
+    )
+    observed: dict[tuple[str, str], ObservedItem] = {}
+    for item in ordered:
+        observed[item.key] = HANDLERS[(AgentMode.APPLY, item.rule_type)](run, item)
+        run.tick()
+    error: AgentError | None = None
+    action = RuleAction.CHANGED if run.changes else RuleAction.NONE
+    if run.changes:
+        failures = _restart(run)
+        host.advance(HEALTH_SETTLE_SECONDS)
+        problems = failures + _new_problems(baseline, host.health())
+        if problems:
+            undone, undo_errors = _undo(run, list(run.changes))
+            if run.restart:
+                _restart(run)
+            host.advance(HEALTH_SETTLE_SECONDS)
+            still = _new_problems(baseline, host.health())
+            message = "health check failed: " + "; ".join(problems) + "; this run's changes were rolled back"
+            if undo_errors or still:
+                message += " (incompletely: " + "; ".join(undo_errors + still) + ")"
+            error = AgentError(code="health_check_failed", message=message[:4096])
+            action = RuleAction.ROLLED_BACK
+            rolled = {(c.rule_id, c.target) for c in undone}
+            for item in ordered:
+                if item.key in rolled:
+                    fresh = HANDLERS[(AgentMode.VERIFY, item.rule_type)](run, item)
+                    observed[item.key] = fresh.model_copy(
+                        update={
+                            "action": RuleAction.ROLLED_BACK,
+                            "sddl_before": observed[item.key].sddl_before,
+                            "sddl_after": observed[item.key].sddl_after,
+                        }
+                    )
+            run.changes = []
+    run.restore_search()
+    for item in search_items:
+        observed[item.key] = search_observation(run, item)
+    items = [observed[i.key] for i in actionable if i.key in observed]
+    if error is None and any(i.action is RuleAction.FAILED for i in items):
+        action = RuleAction.FAILED if not run.changes else RuleAction.CHANGED
+    result = _result(run.request, items=items, changes=run.changes, action=action, error=error)
+    return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
+
+
+def _undo(run: AgentRun, changes: list[ChangeRecord]) -> tuple[list[ChangeRecord], list[str]]:
+    """Undo `changes` newest first; returns the undo records and the errors (the rest still runs)."""
+    undone: list[ChangeRecord] = []
+    errors: list[str] = []
+    for change in reversed(changes):
+        try:
+            undone.append(ROLLBACK_HANDLERS[change.target_kind](run, change))
+        except (Win32Error, SqlError, ItemError) as exc:
+            errors.append(f"{change.rule_id} {change.target}: {error_text(exc)}")
+        run.tick()
+    return undone, errors
+
+
+def _rollback(run: AgentRun) -> tuple[AgentResult, int]:
+    """Undo the given ChangeRecords newest first; one item per record key with rolled_back or the error."""
+    host = run.host
+    records = list(run.request.rollback)
+    items: dict[tuple[str, str], ObservedItem] = {}
+    undone: list[ChangeRecord] = []
+    for change in reversed(records):
+        key = (change.rule_id, change.target)
+        try:
+            undone.append(ROLLBACK_HANDLERS[change.target_kind](run, change))
+            items.setdefault(
+                key, ObservedItem(rule_id=change.rule_id, target=change.target, action=RuleAction.ROLLED_BACK)
+            )
+        except (Win32Error, SqlError, ItemError) as exc:
+            items[key] = ObservedItem(
+                rule_id=change.rule_id, target=change.target, error=error_text(exc)[:4096], action=RuleAction.FAILED
+            )
+        run.tick()
+    error: AgentError | None = None
+    if run.restart:
+        failures = _restart(run)
+        host.advance(HEALTH_SETTLE_SECONDS)
+        problems = failures + host.health().reasons
+        if problems:
+            error = AgentError(code="health_check_failed", message=("after rollback: " + "; ".join(problems))[:4096])
+    failed = any(i.action is RuleAction.FAILED for i in items.values())
+    action = RuleAction.ROLLED_BACK if undone else (RuleAction.FAILED if failed else RuleAction.NONE)
+    result = _result(run.request, items=list(items.values()), changes=undone, action=action, error=error)
+    return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
+
+
+__all__ = ["EXIT_AGENT_ERROR", "EXIT_OK", "run_request"]
