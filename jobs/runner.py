@@ -134,7 +134,8 @@ def run_host(host_run_id: int) -> str:
             event_append(run.pk, failure.message, level="error")
             final = _end(run, HostRunState.FAILED, failure.kind, failure.message)
         except RemoteError as error:
-            event_append(run.pk, f"{error.kind}: {error.message}", level="error")
+            text = error.message if error.message.startswith(error.kind) else f"{error.kind}: {error.message}"
+            event_append(run.pk, text, level="error")
             _mark_server_unreachable(run, error.kind)
             final = _end(run, HostRunState.FAILED, error.kind, error.message)
         except Exception:

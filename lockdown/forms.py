@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,8 @@ from lockdown.rules.profile import MAX_PROFILE_BYTES
 from lockdown.selectors import assignable_versions
 from lockdown.services import MAX_WAIVER_DAYS, MIN_JUSTIFICATION, WaiverError, check_waiver_expiry
 from servers.validators import validate_no_control_characters
+
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{1,62}$")  # the same shape lockdown.rules.Profile accepts
 
 
 def _one_line(value: str) -> str:
@@ -98,8 +101,8 @@ class ProfileCloneForm(forms.Form):
 
     def clean_slug(self) -> str:
         slug: str = self.cleaned_data["slug"]
-        if slug != slug.lower() or "_" in slug:
-            raise ValidationError("Use lower-case letters, digits and dashes.")
+        if not _SLUG_RE.fullmatch(slug):
+            raise ValidationError("Use 2 to 63 lower-case letters, digits and dashes, starting with a letter or digit.")
         if Profile.objects.filter(slug=slug).exists():
             raise ValidationError(f"A profile called {slug!r} already exists.")
         return slug

@@ -14,7 +14,8 @@ from lockdown.choices import WaiverStatus
 from lockdown.exchange import content_hash, document_content
 from lockdown.models import Profile, ProfileVersion, Waiver
 from lockdown.rules import Profile as ProfileDocument
-from lockdown.rules import load_builtin_profile
+from lockdown.rules import ProfileError, load_builtin_profile
+from lockdown.rules.profile import profile_from_data
 from servers.audit import Actor, audit_record
 from servers.choices import Role
 from servers.models import Customer, Server
@@ -133,9 +134,12 @@ def profile_clone(
 ) -> ProfileVersion:
     """A new profile whose version 1 has `source`'s rules and notes."""
     require(scope, Action.MANAGE_PROFILES)
-    document = ProfileDocument.model_validate(
-        {"slug": slug, "name": name, "version": "1", "notes": source.notes, "rules": source.rules}
-    )
+    try:
+        document = profile_from_data(
+            {"slug": slug, "name": name, "version": "1", "notes": source.notes, "rules": source.rules}
+        )
+    except ProfileError as exc:
+        raise ProfileServiceError(str(exc)) from None
     version = profile_create(
         scope=scope, actor=actor, document=document, description=description, change_note=f"Cloned from {source.label}"
     )
@@ -277,7 +281,8 @@ def waiver_propose(
 
 
 def _locked(waiver: Waiver) -> Waiver:
-    return Waiver.objects.select_for_update().select_related("server__customer", "customer").get(pk=waiver.pk)
+    # No select_related: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+    return Waiver.objects.select_for_update().get(pk=waiver.pk)
 
 
 @transaction.atomic

@@ -182,7 +182,9 @@ def build_tenant(label: str) -> TenantObjects:
     customer.default_profile_version = version
     customer.save(update_fields=["default_profile_version"])
     waiver = WaiverFactory(
-        server=server, rule_id=TENANT_RULE_ID, proposed_by=UserFactory(username=f"proposer-{label.lower()}")
+        server=server,
+        rule_id=TENANT_RULE_ID,
+        proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label.lower()}")[0],
     )
     return TenantObjects(
         customer=customer, credential=credential, server=server, tag=tag, profile=version.profile, waiver=waiver

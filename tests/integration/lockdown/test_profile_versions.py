@@ -129,3 +129,17 @@ def test_diff_names_added_removed_and_changed_rules_with_fields(alice) -> None:
     assert diff.notes_added == ["Another note."]
     assert diff.notes_removed == ["One note."]
     assert selectors.version_diff(v1, v1).empty
+
+
+@pytest.mark.parametrize("slug", ["a", "Upper-Case", "under_score"])
+def test_clone_page_refuses_a_bad_slug_without_saving(client, alice, slug: str) -> None:
+    from django.urls import reverse
+
+    builtin = selectors.latest_builtin_version()
+    assert builtin is not None
+    client.force_login(alice)
+    url = reverse("version_clone", kwargs={"profile_id": builtin.profile_id, "version_number": 1})
+    response = client.post(url, {"slug": slug, "name": "Clone"})
+    assert response.status_code == 400
+    assert "slug" in response.context["form"].errors
+    assert Profile.objects.count() == 2  # the built-in and tenant A's
