@@ -134,10 +134,10 @@ def run_host(host_run_id: int) -> str:
             event_append(run.pk, failure.message, level="error")
             final = _end(run, HostRunState.FAILED, failure.kind, failure.message)
         except RemoteError as error:
-            text = error.message if error.message.startswith(error.kind) else f"{error.kind}: {error.message}"
-            event_append(run.pk, text, level="error")
+            message = _without_prefix(error.message, error.kind)
+            event_append(run.pk, f"{error.kind}: {message}", level="error")
             _mark_server_unreachable(run, error.kind)
-            final = _end(run, HostRunState.FAILED, error.kind, error.message)
+            final = _end(run, HostRunState.FAILED, error.kind, message)
         except Exception:
             log.error("host run %s crashed:\n%s", run.pk, traceback.format_exc())
             event_append(run.pk, "Internal error in the runner; see the worker log.", level="error")
@@ -146,6 +146,12 @@ def run_host(host_run_id: int) -> str:
             )
     job_host_run_finished(run.job_id)
     return final
+
+
+def _without_prefix(message: str, kind: str) -> str:
+    """The kind is shown beside the message; do not repeat it inside."""
+    prefix = f"{kind}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _end(run: HostRun, state: str, kind: str = "", message: str = "", **fields: Any) -> str:
@@ -381,8 +387,8 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     if result.error is not None:
         # The agent's health check failed and it undid this run's changes on the host.
         ChangeRecord.objects.filter(host_run=run).update(rolled_back_at=now, rolled_back_by=run)
-        message = f"{result.error.code}: {result.error.message}"
-        event_append(run.pk, message, level="error")
+        message = _without_prefix(result.error.message, result.error.code)
+        event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
     problems = check_mail_banners(server)
     if problems:
@@ -406,8 +412,8 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
     event_append(run.pk, f"Rolling back {len(ordered)} changes, newest first.")
     result = _agent_call(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered))
     if result.error is not None:
-        message = f"{result.error.code}: {result.error.message}"
-        event_append(run.pk, message, level="error")
+        message = _without_prefix(result.error.message, result.error.code)
+        event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.FAILED, result.error.code, message)
     now = clock.now()
     ChangeRecord.objects.filter(pk__in=[record.pk for record in records]).update(rolled_back_at=now, rolled_back_by=run)

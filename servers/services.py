@@ -27,6 +27,8 @@ SERVER_AUDIT_FIELDS = (
     "admin_url",
     "sql_integrated",
     "integrated_auth",
+    "integrated_auth_acknowledged_by",
+    "integrated_auth_acknowledged_at",
     "notes",
 )
 CREDENTIAL_AUDIT_FIELDS = ("customer", "name", "username", "auth")

@@ -79,11 +79,6 @@ def test_yes_with_the_acknowledgement_records_who_and_when_and_is_audited(client
     assert "acknowledge_integrated_auth" in response.context["form"].errors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="servers/services.py (outside this change) applies and audits only SERVER_AUDIT_FIELDS: "
-    "add integrated_auth_acknowledged_by/_at there so a new server keeps the acknowledgement",
-)
 def test_a_new_server_declared_yes_keeps_the_acknowledgement(client, carol, tenant_a) -> None:
     client.force_login(carol)
     data = _edit_data(tenant_a.server, name="mx-a-02", integrated_auth=Declared.YES, acknowledge_integrated_auth="on")
