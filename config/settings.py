@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "servers",
     "lockdown",
     "jobs",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +82,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "servers.twofactor.TwoFactorEnforcementMiddleware",
+    # Times in the user's chosen time zone (default UTC); after auth, it reads the session.
+    "reports.middleware.UserTimeZoneMiddleware",
     # Axes must be last: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -161,8 +164,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 2100)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# The queue tasks are sent to (and a worker started with `-Q` the same name consumes): lets several
+# deployments, or a test's private worker, share one Redis without taking each other's messages.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {"fleet-sweep": {"task": "jobs.sweep", "schedule": env_int("FLEET_SWEEP_EVERY_S", 30)}}
+# The trend charts' daily points (reports.ComplianceSnapshot): hourly, the last run of a day stands.
+CELERY_BEAT_SCHEDULE["reports-compliance-snapshot"] = {"task": "reports.compliance_snapshot", "schedule": 3600}
 # Jobs: a run whose worker stops heartbeating for this long is failed by the reaper; an
 # unclaimed queued run is sent again after this long (the broker may have lost it).
 FLEET_HEARTBEAT_EVERY_S = env_int("FLEET_HEARTBEAT_EVERY_S", 15)
@@ -170,6 +178,13 @@ FLEET_HEARTBEAT_TIMEOUT_S = env_int("FLEET_HEARTBEAT_TIMEOUT_S", 120)
 FLEET_REDISPATCH_AFTER_S = env_int("FLEET_REDISPATCH_AFTER_S", 60)
 FLEET_GLOBAL_MAX_IN_FLIGHT = env_int("FLEET_GLOBAL_MAX_IN_FLIGHT", 200)
 FLEET_RUN_TIMEOUT_S = env_int("FLEET_RUN_TIMEOUT_S", 1500)
+# Alerts: webhook targets must match this allow-list (host names, IP addresses or CIDR ranges; "*" = any
+# public host). Loopback, private, link-local (cloud metadata) and other internal addresses are refused
+# unless an IP/CIDR entry names them explicitly.
+FLEET_WEBHOOK_ALLOWED_HOSTS = env_list("FLEET_WEBHOOK_ALLOWED_HOSTS", ["*"])
+FLEET_WEBHOOK_TIMEOUT_S = env_int("FLEET_WEBHOOK_TIMEOUT_S", 10)
+FLEET_WEBHOOK_MAX_RETRIES = env_int("FLEET_WEBHOOK_MAX_RETRIES", 6)
+FLEET_WEBHOOK_BACKOFF_BASE_S = env_int("FLEET_WEBHOOK_BACKOFF_BASE_S", 30)
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

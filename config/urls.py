@@ -17,5 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("lockdown.urls")),
     path("", include("jobs.urls")),
+    path("", include("reports.urls")),
     path("", include("servers.urls")),
 ]

@@ -10,10 +10,11 @@ class JobKind(models.TextChoices):
     VERIFY = "verify", "Verify"
     HARDEN = "harden", "Harden"
     ROLLBACK = "rollback", "Roll back"
+    ROTATE_PASSWORD = "rotate_password", "Rotate service password"
 
 
 # Jobs that change a host: at most one of these per host at a time (a database constraint).
-MUTATING_KINDS = frozenset({JobKind.HARDEN, JobKind.ROLLBACK})
+MUTATING_KINDS = frozenset({JobKind.HARDEN, JobKind.ROLLBACK, JobKind.ROTATE_PASSWORD})
 
 
 class JobState(models.TextChoices):
@@ -72,3 +73,22 @@ class EventLevel(models.TextChoices):
     INFO = "info", "Info"
     WARNING = "warning", "Warning"
     ERROR = "error", "Error"
+
+
+class AlertKind(models.TextChoices):
+    DRIFT = "drift", "Compliance dropped"
+    STATUS = "status", "Server status worsened"
+
+
+ALERT_KIND_COLOURS = {AlertKind.DRIFT: "orange", AlertKind.STATUS: "red"}
+
+
+class DeliveryChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"

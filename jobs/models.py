@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from jobs.choices import EventLevel, HostRunState, JobKind, JobState
+from jobs.choices import AlertKind, DeliveryChannel, DeliveryState, EventLevel, HostRunState, JobKind, JobState
 from servers.models import Customer, Server
 
 
@@ -37,6 +37,9 @@ class Job(models.Model):
     failure_threshold_pct = models.PositiveIntegerField(default=20)
     max_in_flight = models.PositiveIntegerField(default=20)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Maintenance window start")
+    reset_adopted_password = models.BooleanField(
+        default=False, help_text="Harden: reset the password of an adopted IME_SYSTEM (cannot be rolled back)"
+    )
     current_wave = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -217,8 +220,98 @@ class ServiceAccountSecret(models.Model):
 
     server = models.OneToOneField(Server, on_delete=models.CASCADE, related_name="service_account")
     password_encrypted = models.TextField()
+    # DANGER: a rotation's new password while the host has not confirmed it (kept so a worker that dies
+    # mid-rotation leaves both candidates); promoted to password_encrypted on success, cleared on failure.
+    pending_password_encrypted = models.TextField(blank=True)
     set_at = models.DateTimeField(null=True, blank=True, help_text="When a harden last set it on the host")
+    rotated_at = models.DateTimeField(null=True, blank=True, help_text="When a rotation last changed it")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"service account of server {self.server_id}"
+
+
+class VerifySchedule(models.Model):
+    """A customer's periodic verify: a crontab (UTC) that beat runs through a django-celery-beat task.
+
+    `periodic_task` is kept in step by `jobs.schedules.schedule_save`; never edit it directly.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="verify_schedule")
+    enabled = models.BooleanField(default=True)
+    minute = models.CharField(max_length=64, default="0")
+    hour = models.CharField(max_length=64, default="2")
+    day_of_week = models.CharField(max_length=64, default="*")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"verify schedule of {self.customer_id}"
+
+
+class AlertSettings(models.Model):
+    """Where a customer's alerts go, and whether drift starts a harden on its own.
+
+    DANGER: `webhook_secret_encrypted` is a Fernet token of the HMAC key; write-only in pages.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="alert_settings")
+    email_recipients = models.TextField(blank=True, help_text="One address per line")
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret_encrypted = models.TextField(blank=True)
+    auto_remediate = models.BooleanField(
+        default=False, help_text="Start a harden job when a scheduled verify finds drift (off by default)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"alert settings of {self.customer_id}"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [line.strip() for line in self.email_recipients.splitlines() if line.strip()]
+
+
+class Alert(models.Model):
+    """Compliance dropped on one server: raised once per drop (not per verify while it persists)."""
+
+    server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    server_name = models.CharField(max_length=120)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="alerts")
+    host_run = models.ForeignKey(HostRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    remediation_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.server_name}"
+
+
+class AlertDelivery(models.Model):
+    """One attempt series to send an alert to one target (an email batch or a webhook URL)."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=DeliveryChannel.choices)
+    target = models.CharField(max_length=500)
+    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["alert_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} for alert {self.alert_id}: {self.state}"

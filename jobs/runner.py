@@ -39,7 +39,7 @@ from remote import run_agent
 from remote.connection import AuthMethod, HostConnection, Scheme, TlsVerify
 from remote.errors import RemoteError
 from servers.choices import ServerStatus
-from servers.crypto import decrypt_secret, encrypt_secret
+from servers.crypto import decrypt_secret, encrypt_secret, register_secret
 from servers.models import Server
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,8 @@ def _execute(run: HostRun) -> str:
     if kind == JobKind.DISCOVER:
         _discover(run, server, conn)
         return _end(run, HostRunState.SUCCEEDED)
+    if kind == JobKind.ROTATE_PASSWORD:
+        return _rotate_password(run, server, conn)
     facts = _facts(run, server, conn)
     _check_cancel(run)
     plan, profile_label = _plan(server, facts)
@@ -257,8 +259,9 @@ def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
     if version is None:
         raise RunFailed("no_profile", "No lockdown profile is assigned and the built-in profile is missing.")
     profile = profile_from_data(version_document(version))
-    declared = facts.model_copy(
-        update={"sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
+    # Validate (not model_copy): the operator's declarations must become the engine's enum values.
+    declared = Facts.model_validate(
+        {**facts.model_dump(), "sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
     )
     return compile_plan(profile, declared), version.label
 
@@ -278,6 +281,7 @@ def _store_outcomes(
     summary_data = summary.model_dump(mode="json")
     outcome_data = [outcome.model_dump(mode="json") for outcome in outcomes]
     counts = summary_data.get("counts", {})
+    status_before = server.status
     with transaction.atomic():
         current = ServerCompliance.objects.select_for_update().filter(server=server).first()
         if current is not None and current.verified_at > now:
@@ -286,7 +290,7 @@ def _store_outcomes(
             return outcomes
         previous = {(o["rule_id"], o["target"]): o for o in (current.outcomes if current else [])}
         snapshot = (
-            current is None or current.last_snapshot_at is None or current.last_snapshot_at < now - SNAPSHOT_EVERY
+            current is None or current.last_snapshot_at is None or current.last_snapshot_at <= now - SNAPSHOT_EVERY
         )
         history = []
         for outcome in outcome_data:
@@ -336,6 +340,16 @@ def _store_outcomes(
             last_verified_at=now,
         )
         HostRun.objects.filter(pk=run.pk).update(summary=counts, compliance_pct=summary.compliant_percent)
+    from jobs.alerts import compliance_checked
+
+    compliance_checked(
+        server=server,
+        host_run=run,
+        previous=list(previous.values()),
+        current=outcome_data,
+        status_before=status_before,
+        status_after=status,
+    )
     pct = "n/a" if summary.compliant_percent is None else f"{summary.compliant_percent:.1f} %"
     event_append(
         run.pk,
@@ -362,8 +376,18 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     password = _service_password(server)
     _check_cancel(run)
     event_append(run.pk, "Applying the plan (one agent invocation).")
-    result = _agent_call(conn, _request(run, AgentMode.APPLY, plan=plan, service_password=password))
+    reset = run.job.reset_adopted_password
+    if reset:
+        event_append(
+            run.pk, "The operator chose to reset the password of an adopted IME_SYSTEM (cannot be rolled back)."
+        )
+    result = _agent_call(
+        conn,
+        _request(run, AgentMode.APPLY, plan=plan, service_password=password, reset_adopted_password=reset),
+    )
     now = clock.now()
+    if result.rotation is not None and result.rotation.password_set:
+        _record_adopted_reset(run, server, result.rotation.services, now)
     changes = [
         ChangeRecord(
             server=server,
@@ -383,7 +407,7 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     HostRun.objects.filter(pk=run.pk).update(changes_made=len(changes))
     ServiceAccountSecret.objects.filter(server=server).update(set_at=now)
     event_append(run.pk, f"Applied: {len(changes)} changes recorded for rollback.")
-    _store_outcomes(run, server, plan, result, profile_label)
+    outcomes = _store_outcomes(run, server, plan, result, profile_label)
     if result.error is not None:
         # The agent's health check failed and it undid this run's changes on the host.
         ChangeRecord.objects.filter(host_run=run).update(rolled_back_at=now, rolled_back_by=run)
@@ -393,6 +417,113 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     problems = check_mail_banners(server)
     if problems:
         message = "The agent's health check passed, but from here: " + "; ".join(problems)
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.FAILED, "mail_ports", message)
+    event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
+    failed = [outcome for outcome in outcomes if outcome.status == RuleStatus.ERROR]
+    if failed:
+        # The other rules were applied; the host is not fully hardened, so the run counts as failed
+        # (and towards the canary threshold).
+        listed = "; ".join(f"{o.rule_id} {o.target}: {o.reason}" for o in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        message = f"{len(failed)} check(s) could not be applied: {listed}{more}"
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.FAILED, "rule_errors", message)
+    return _end(run, HostRunState.SUCCEEDED)
+
+
+def _record_adopted_reset(run: HostRun, server: Server, services: list[str], now: Any) -> None:
+    ServiceAccountSecret.objects.filter(server=server).update(rotated_at=now)
+    event_append(
+        run.pk,
+        f"The adopted IME_SYSTEM's password was reset and given to {len(services)} service(s) "
+        f"({', '.join(services) or 'none'}); this reset cannot be rolled back.",
+        level="warning",
+    )
+    from servers.audit import Actor, audit_record
+
+    audit_record(
+        actor=Actor.system(f"job #{run.job_id}"),
+        action="server.adopted_password_reset",
+        obj=server,
+        changes={"services": services, "job": run.job_id},
+    )
+
+
+def _password_policy(server: Server) -> tuple[int, bool]:
+    """(minimum length, complexity) when discover reported the host's policy; the defaults otherwise."""
+    from lockdown.agent.passwords import MIN_LENGTH
+
+    policy = server.facts.get("password_policy") if isinstance(server.facts, dict) else None
+    if not isinstance(policy, dict):
+        return MIN_LENGTH, True
+    length = policy.get("min_length")
+    min_length = length if isinstance(length, int) and 0 <= length <= 127 else MIN_LENGTH
+    return min_length, bool(policy.get("complexity", True))
+
+
+def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
+    """A new IME_SYSTEM password on the account and every service running as it.
+
+    DANGER: handles two plaintext service passwords. The new one is stored encrypted as *pending*
+    before the host is asked, and becomes the server's password only when the host confirms;
+    on failure the agent restores the previous one and the stored password stays as it was.
+    """
+    from lockdown.agent.passwords import generate_service_password
+
+    secret = ServiceAccountSecret.objects.filter(server=server).first()
+    if secret is None or secret.set_at is None:
+        raise RunFailed(
+            "no_service_password", f"{server.name} has no IME_SYSTEM password set by this tool yet: harden it first."
+        )
+    previous = decrypt_secret(secret.password_encrypted)
+    min_length, complexity = _password_policy(server)
+    new = generate_service_password(min_length, complexity)
+    while new == previous:  # pragma: no cover - a 24+ character random collision
+        new = generate_service_password(min_length, complexity)
+    register_secret(new)  # redaction knows it before it travels anywhere
+    pending = encrypt_secret(new)
+    ServiceAccountSecret.objects.filter(pk=secret.pk).update(pending_password_encrypted=pending)
+    _check_cancel(run)
+    event_append(run.pk, "Rotating the IME_SYSTEM password on the account and its services (one agent invocation).")
+    result = _agent_call(
+        conn,
+        _request(run, AgentMode.ROTATE_PASSWORD, service_password=new, previous_service_password=previous),
+    )
+    rotation = result.rotation
+    if result.error is not None:
+        ServiceAccountSecret.objects.filter(pk=secret.pk).update(pending_password_encrypted="")
+        message = f"{result.error.code}: {result.error.message}"
+        event_append(run.pk, message, level="error")
+        if rotation is not None and rotation.restored:
+            event_append(
+                run.pk,
+                "The previous password was put back on the account and its services; the stored password is unchanged.",
+                level="warning",
+            )
+            return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
+        return _end(run, HostRunState.FAILED, result.error.code, message)
+    now = clock.now()
+    ServiceAccountSecret.objects.filter(pk=secret.pk).update(
+        password_encrypted=pending, pending_password_encrypted="", set_at=now, rotated_at=now
+    )
+    services = rotation.services if rotation is not None else []
+    event_append(
+        run.pk,
+        f"Rotated: IME_SYSTEM and {len(services)} service(s) ({', '.join(services) or 'none'}) use the new password; "
+        "the services were restarted and answer.",
+    )
+    from servers.audit import Actor, audit_record
+
+    audit_record(
+        actor=Actor.system(f"job #{run.job_id}"),
+        action="server.service_password_rotated",
+        obj=server,
+        changes={"services": services, "job": run.job_id},
+    )
+    problems = check_mail_banners(server)
+    if problems:
+        message = "The host confirmed the new password, but from here: " + "; ".join(problems)
         event_append(run.pk, message, level="error")
         return _end(run, HostRunState.FAILED, "mail_ports", message)
     event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
@@ -426,7 +557,12 @@ def _mark_server_unreachable(run: HostRun, kind: str) -> None:
     if run.server_id is None:
         return
     status = ServerStatus.UNREACHABLE if kind in UNREACHABLE_KINDS else ServerStatus.FAILING
+    before = Server.objects.filter(pk=run.server_id).values_list("status", flat=True).first()
     Server.objects.filter(pk=run.server_id).update(status=status)
+    if before is not None:
+        from jobs.alerts import server_status_changed
+
+        server_status_changed(server_id=run.server_id, host_run=run, status_before=before, status_after=status)
 
 
 def check_mail_banners(server: Server, timeout: float = 5.0) -> list[str]:

@@ -45,6 +45,8 @@ class JobOptions:
     failure_threshold_pct: int = 20
     max_in_flight: int = 20
     not_before: datetime | None = None
+    # Harden only: reset the password of an IME_SYSTEM that MEInstaller created (cannot be rolled back).
+    reset_adopted_password: bool = False
 
     def validate(self) -> None:
         if not 0 <= self.failure_threshold_pct <= 100:
@@ -110,6 +112,7 @@ def job_create(
                 failure_threshold_pct=options.failure_threshold_pct,
                 max_in_flight=options.max_in_flight,
                 not_before=options.not_before,
+                reset_adopted_password=options.reset_adopted_password and kind == JobKind.HARDEN,
                 started_at=now,
             )
             HostRun.objects.bulk_create(
@@ -139,6 +142,7 @@ def job_create(
                     "failure_threshold_pct": options.failure_threshold_pct,
                     "max_in_flight": options.max_in_flight,
                     "not_before": options.not_before.isoformat() if options.not_before else None,
+                    "reset_adopted_password": options.reset_adopted_password and kind == JobKind.HARDEN,
                 },
             )
             transaction.on_commit(lambda: job_dispatch(job.pk))

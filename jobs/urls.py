@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs import views
+from jobs import alert_views, views
 
 urlpatterns = [
     path("jobs/", views.job_list, name="job_list"),
@@ -14,4 +14,9 @@ urlpatterns = [
     path("servers/<int:server_id>/discover/", views.server_discover, name="server_discover"),
     path("servers/<int:server_id>/harden/", views.server_harden, name="server_harden"),
     path("servers/<int:server_id>/rollback/", views.server_rollback, name="server_rollback"),
+    path("servers/<int:server_id>/rotate-password/", alert_views.server_rotate_password, name="server_rotate_password"),
+    path("customers/<int:customer_id>/schedule/", alert_views.customer_schedule, name="customer_schedule"),
+    path("customers/<int:customer_id>/alerts/", alert_views.customer_alert_settings, name="customer_alert_settings"),
+    path("alerts/", alert_views.alert_list, name="alert_list"),
+    path("alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge_view, name="alert_acknowledge"),
 ]

@@ -7,13 +7,14 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import selectors
-from jobs.choices import JOB_STATE_COLOURS, MUTATING_KINDS, RUN_STATE_COLOURS, JobKind, JobState
+from jobs.choices import JOB_STATE_COLOURS, MUTATING_KINDS, RUN_STATE_COLOURS, HostRunState, JobKind, JobState
 from jobs.models import Job
 from jobs.services import JobOptions, JobRefused, job_cancel, job_create
 from servers import selectors as server_selectors
@@ -80,11 +81,15 @@ def server_harden(request: HttpRequest, server_id: int) -> HttpResponse:
     require(scope, Action.HARDEN, server.customer_id)
     if request.method == "POST":
         dry_run = request.POST.get("dry_run") == "1"
-        return _start(
-            request, JobKind.HARDEN, [server], JobOptions(dry_run=dry_run), description=f"Harden {server.name}"
-        ) or redirect("server_harden", server_id=server.pk)
+        # The operator's choice (off by default): reset an adopted IME_SYSTEM's password; cannot be rolled back.
+        reset = request.POST.get("reset_adopted_password") == "1"
+        options = JobOptions(dry_run=dry_run, reset_adopted_password=reset)
+        return _start(request, JobKind.HARDEN, [server], options, description=f"Harden {server.name}") or redirect(
+            "server_harden", server_id=server.pk
+        )
     preview = selectors.harden_preview(server)
-    return render(request, "jobs/server_harden.html", {"server": server, "preview": preview})
+    adopted = isinstance(server.facts, dict) and bool(server.facts.get("ime_system_sid"))
+    return render(request, "jobs/server_harden.html", {"server": server, "preview": preview, "adopted": adopted})
 
 
 @require_http_methods(["GET", "POST"])
@@ -192,15 +197,32 @@ def job_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+RUNS_PER_PAGE = 100
+
+
 def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
+    """Per-state counts (one aggregate) and one page of the user's host runs, filterable by state.
+
+    A fleet job can hold thousands of hosts: the page never renders them all at once.
+    """
     scope = request_scope(request)
-    runs = list(selectors.job_host_runs(scope=scope, job=job))
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.state] = counts.get(run.state, 0) + 1
+    visible = selectors.job_host_runs(scope=scope, job=job)
+    counts = dict(visible.order_by().values_list("state").annotate(n=Count("id")).values_list("state", "n"))
+    state = request.GET.get("runs", "")
+    runs = visible.filter(state=state) if state in HostRunState.values else visible
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("rp"))
+    query = QueryDict(mutable=True)
+    if state in HostRunState.values:
+        query["runs"] = state
+    if page.number > 1:
+        query["rp"] = str(page.number)
     return {
         "job": job,
-        "runs": runs,
+        "runs": page,
+        "run_page": page,
+        "run_state": state if state in HostRunState.values else "",
+        "run_query": query.urlencode(),
+        "run_states": HostRunState.choices,
         "counts": counts,
         "run_colours": {k.value: v for k, v in RUN_STATE_COLOURS.items()},
         "job_colour": JOB_STATE_COLOURS.get(JobState(job.state), "grey"),

@@ -6,9 +6,10 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
@@ -34,18 +35,38 @@ def _page(request: HttpRequest, items: Any, size: int = PAGE_SIZE) -> Any:
 
 
 # --- Dashboard ------------------------------------------------------------------------------
+DASHBOARD_CUSTOMERS = 25
+
+
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """Fleet compliance: summary, trend, worst servers, recent jobs, alerts, expiring waivers.
+
+    Every panel is one query (aggregates and LIMITs), so the page costs the same for 3 or
+    10,000 servers (tests/integration/reports/test_query_counts.py).
+    """
+    from jobs.choices import JOB_STATE_COLOURS
+    from reports import selectors as report_selectors
+    from reports.charts import trend_svg
+
     scope = request_scope(request)
-    counts = selectors.status_counts(scope=scope)
-    customers = selectors.customer_list(scope=scope)
+    summary = report_selectors.fleet_summary(scope=scope)
+    trend = report_selectors.compliance_trend(scope=scope, summary=summary, tz=timezone.get_current_timezone())
     return render(
         request,
         "servers/dashboard.html",
         {
-            "status_counts": [(ServerStatus(s), n, SERVER_STATUS_COLOURS[ServerStatus(s)]) for s, n in counts.items()],
-            "server_total": sum(counts.values()),
-            "customers": customers,
+            "summary": summary,
+            "customers": summary.customers[:DASHBOARD_CUSTOMERS],
+            "more_customers": len(summary.customers) > DASHBOARD_CUSTOMERS,
+            "trend": trend,
+            "chart": trend_svg(trend, chart_id="fleet-trend", title="Average compliance of the fleet, last 30 days"),
+            "worst": report_selectors.worst_servers(scope=scope) if summary.total else [],
+            "recent_jobs": report_selectors.recent_jobs(scope=scope) if summary.total else [],
+            "expiring": report_selectors.expiring_waivers(scope=scope) if summary.total else [],
+            "alerts": report_selectors.open_alerts(scope=scope),
+            "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
+            "job_colours": {k.value: v for k, v in JOB_STATE_COLOURS.items()},
         },
     )
 
@@ -182,17 +203,38 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """One customer's summary, trend, servers (searchable, paginated), reports and expiring waivers."""
+    from reports import selectors as report_selectors
+    from reports.charts import trend_svg
+
     scope = request_scope(request)
     customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    summary = report_selectors.fleet_summary(scope=scope, customer_id=customer.pk)
+    trend = report_selectors.compliance_trend(
+        scope=scope, summary=summary, customer_id=customer.pk, tz=timezone.get_current_timezone()
+    )
+    q = request.GET.get("q", "").strip()[:100]
     servers = Server.objects.filter(customer=customer).select_related("credential").order_by("name")
+    if q:
+        servers = servers.filter(Q(name__icontains=q) | Q(address__icontains=q))
     return render(
         request,
         "servers/customer_detail.html",
         {
             "customer": customer,
+            "summary": summary,
+            "trend": trend,
+            "chart": trend_svg(trend, chart_id="customer-trend", title=f"Average compliance of {customer.name}"),
+            "q": q,
             "page": _page(request, servers),
+            "query_without_page": _query_without(request, "page"),
             "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
             "can_manage": scope.can(Action.MANAGE_CUSTOMERS),
+            "can_edit_servers": scope.can(Action.EDIT_SERVERS, customer.pk),
+            "can_harden": scope.can(Action.HARDEN, customer.pk),
+            "can_propose_waiver": scope.can(Action.PROPOSE_WAIVER, customer.pk),
+            "reports": list(report_selectors.visible_reports(scope=scope, customer_id=customer.pk)[:10]),
+            "expiring": report_selectors.expiring_waivers(scope=scope, customer_id=customer.pk),
         },
     )
 

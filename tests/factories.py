@@ -209,12 +209,53 @@ def tenant_job(tenant: TenantObjects) -> int:
     return run.job_id
 
 
+def tenant_report(tenant: TenantObjects) -> int:
+    """A signed CSV report of the tenant's customer (created on first use)."""
+    from reports.models import Report, ReportFormat
+    from reports.services import report_create
+    from servers.audit import Actor
+    from servers.tenancy import Scope
+
+    report = Report.objects.filter(customer=tenant.customer).first()
+    if report is None:
+        now = lockdown_clock.now()
+        report = report_create(
+            scope=Scope(user_id=None, msp_role=Role.ADMIN),
+            actor=Actor.system("factory"),
+            customer=tenant.customer,
+            fmt=ReportFormat.CSV,
+            period_start=now - timedelta(days=30),
+            period_end=now,
+        )
+    return report.pk
+
+
+def tenant_alert(tenant: TenantObjects) -> int:
+    """An open drift alert on the tenant's server (created on first use)."""
+    from jobs.choices import AlertKind
+    from jobs.models import Alert
+
+    alert = Alert.objects.filter(server=tenant.server).first()
+    if alert is None:
+        alert = Alert.objects.create(
+            server=tenant.server,
+            server_name=tenant.server.name,
+            customer=tenant.customer,
+            kind=AlertKind.DRIFT,
+            message=f"{tenant.server.name}: 1 check(s) that were compliant are now in drift or error.",
+            created_at=lockdown_clock.now(),
+        )
+    return alert.pk
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
     "job_id": tenant_job,
+    "alert_id": tenant_alert,
     "server_id": lambda tenant: tenant.server.pk,
     "customer_id": lambda tenant: tenant.customer.pk,
     "credential_id": lambda tenant: tenant.credential.pk,
     "profile_id": lambda tenant: tenant.profile.pk,
     "version_number": lambda tenant: 1,
     "waiver_id": lambda tenant: tenant.waiver.pk,
+    "report_id": tenant_report,
 }

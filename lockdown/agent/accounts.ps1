@@ -54,7 +54,98 @@ function Invoke-FleetLocalUser {
         Add-FleetChange -Item $Item -Before $before -After (ConvertTo-Json -InputObject $obs.account -Compress) -Created $false
         $obs.action = 'changed'
     }
+    if ($script:ResetAdoptedPassword -and $name -eq $script:ServiceAccountName) {
+        Reset-FleetAdoptedPassword -User $user -AccountName $name
+    }
     return $obs
+}
+
+function Reset-FleetAdoptedPassword {
+    # apply with reset_adopted_password (the operator's choice): the account existed before this run
+    # (MEInstaller's hardening), so its password is unknown. Set the generated one and give it to every
+    # service running as the account; the restart and health check follow the run.
+    # DANGER: not recorded as a change: it cannot be rolled back (DESIGN.md, adoption).
+    param($User, [string]$AccountName)
+    if (-not $script:PasswordSetThisRun) { Set-FleetServiceAccountPassword -AccountName $AccountName }
+    $sid = Get-FleetAdsiSid -Entry $User
+    $names = @(Get-FleetServicesRunningAs -Sid $sid)
+    Set-FleetServicePassword -Names $names -Password $script:ServicePassword
+    foreach ($serviceName in $names) {
+        if ((Get-FleetService -Name $serviceName).State -eq 'Running') { [void]$script:RestartServices.Add($serviceName) }
+    }
+    $script:Rotation = [ordered]@{ account = $AccountName; account_sid = $sid; services = $names; password_set = $true; restored = $false }
+}
+
+function Test-FleetAccountPassword {
+    # Does $Password log the local account on? PrincipalContext(Machine).ValidateCredentials does a
+    # network logon [U: it answers false, not an error, when the account is denied network logon].
+    param([string]$Name, [string]$Password)
+    Add-Type -AssemblyName System.DirectoryServices.AccountManagement
+    $machine = [System.DirectoryServices.AccountManagement.ContextType]::Machine
+    $context = New-Object -TypeName System.DirectoryServices.AccountManagement.PrincipalContext -ArgumentList @($machine)
+    try {
+        return [bool]$context.ValidateCredentials($Name, $Password)
+    } finally {
+        $context.Dispose()
+    }
+}
+
+function Invoke-FleetPasswordRotation {
+    # Mode rotate_password: check the previous password, SetPassword(new) on the account,
+    # Win32_Service.Change(StartPassword) on every service running as it (by SID), restart what ran,
+    # health check. On failure the previous password goes back on the account and the services.
+    param($Request, $Result)
+    $name = [string]$Request.service_account
+    $new = [string]$Request.service_password
+    $previous = [string]$Request.previous_service_password
+    $user = Get-FleetLocalAccount -Name $name -SchemaClass 'user'
+    if ($null -eq $user) {
+        $Result.error = [ordered]@{ code = 'account_missing'; message = ($name + ' does not exist on this host: harden it first') }
+        return
+    }
+    if (-not (Test-FleetAccountPassword -Name $name -Password $previous)) {
+        $Result.error = [ordered]@{ code = 'previous_password_mismatch'; message = ('the stored password of ' + $name + ' does not log it on: nothing was changed') }
+        return
+    }
+    $sid = Get-FleetAdsiSid -Entry $user
+    $names = @(Get-FleetServicesRunningAs -Sid $sid)
+    $running = @($names | Where-Object { (Get-FleetService -Name $_).State -eq 'Running' })
+    $report = [ordered]@{ account = $name; account_sid = $sid; services = $names; password_set = $false; restored = $false }
+    $Result.rotation = $report
+    try {
+        $user.SetPassword($new)
+        $user.SetInfo()
+    } catch {
+        $Result.error = [ordered]@{ code = 'password_rejected'; message = ('SetPassword refused the new password: ' + $_.Exception.Message) }
+        return
+    }
+    $report.password_set = $true
+    $problems = @()
+    try {
+        Set-FleetServicePassword -Names $names -Password $new
+        Restart-FleetServices -Names $running
+    } catch {
+        $problems += $_.Exception.Message
+    }
+    if ($problems.Count -eq 0) { $problems += @(Test-FleetMailHealth -Services $running) }
+    if ($problems.Count -eq 0) {
+        $Result.action = 'changed'
+        return
+    }
+    $undo = @()
+    try {
+        $user.SetPassword($previous)
+        $user.SetInfo()
+        Set-FleetServicePassword -Names $names -Password $previous
+        Restart-FleetServices -Names $running
+    } catch {
+        $undo += $_.Exception.Message
+    }
+    $report.restored = $true
+    $Result.action = 'rolled_back'
+    $message = 'health check failed after the password change: ' + ($problems -join '; ') + '; the previous password was restored on the account and its services'
+    if ($undo.Count -gt 0) { $message += ' (incompletely: ' + ($undo -join '; ') + ')' }
+    $Result.error = [ordered]@{ code = 'health_check_failed'; message = $message }
 }
 
 function Set-FleetServiceAccountPassword {

@@ -112,13 +112,17 @@ function Invoke-FleetAgent {
             $code = 2
         } else {
             if ($request.PSObject.Properties.Name -contains 'service_password') { $script:ServicePassword = [string]$request.service_password }
+            if ($request.PSObject.Properties.Name -contains 'service_account') { $script:ServiceAccountName = [string]$request.service_account }
+            if ($request.PSObject.Properties.Name -contains 'reset_adopted_password') { $script:ResetAdoptedPassword = [bool]$request.reset_adopted_password }
             switch ([string]$request.mode) {
                 'discover' { $result.facts = Invoke-FleetDiscover }
                 'verify' { Invoke-FleetPlan -Plan $request.plan -Mode 'verify' -Result $result }
                 'apply' { Invoke-FleetPlan -Plan $request.plan -Mode 'apply' -Result $result }
                 'rollback' { Invoke-FleetRollback -Request $request -Result $result }
+                'rotate_password' { Invoke-FleetPasswordRotation -Request $request -Result $result }
                 default { throw ('unknown mode ' + [string]$request.mode) }
             }
+            if ($null -ne $script:Rotation) { $result.rotation = $script:Rotation }
         }
     } catch {
         $result.error = [ordered]@{ code = 'agent_error'; message = $_.Exception.Message }

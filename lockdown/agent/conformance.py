@@ -85,6 +85,12 @@ def _rows() -> tuple[Conformance, ...]:
             PreflightCheck.AV_EXCLUSION,
         )
     )
+    # Not per rule type: one step over the service account and every service running as it.
+    rows.append(
+        Conformance(
+            AgentMode.ROTATE_PASSWORD, None, "Invoke-FleetPasswordRotation", "winlab.agent.rotation.rotate_password"
+        )
+    )
     return tuple(rows)
 
 
@@ -96,6 +102,7 @@ DISPATCHERS: Final = {
     AgentMode.VERIFY: "Invoke-FleetItem",
     AgentMode.APPLY: "Invoke-FleetItem",
     AgentMode.ROLLBACK: "Undo-FleetChange",
+    AgentMode.ROTATE_PASSWORD: "Invoke-FleetAgent",
 }
 # Cross-cutting steps of an apply/rollback (winlab does them in `winlab.agent.runner`).
 STEPS: Final = {
@@ -103,4 +110,5 @@ STEPS: Final = {
     "restart_and_heal": "Complete-FleetServiceRestart",
     "restore_search": "Restore-FleetSearchServices",
     "elevation": "Test-FleetElevated",
+    "reset_adopted_password": "Reset-FleetAdoptedPassword",
 }

@@ -49,6 +49,26 @@ function Invoke-FleetServiceIdentity {
     return $obs
 }
 
+function Get-FleetServicesRunningAs {
+    # Services whose StartName translates to $Sid (compared by SID, never by name).
+    param([string]$Sid)
+    $names = @()
+    foreach ($service in @(Get-CimInstance -ClassName Win32_Service)) {
+        if ((Resolve-FleetStartNameSid -StartName ([string]$service.StartName)) -eq $Sid) { $names += [string]$service.Name }
+    }
+    return @($names | Sort-Object)
+}
+
+function Set-FleetServicePassword {
+    # Win32_Service.Change with StartPassword only: the identity stays, the stored password is replaced.
+    param([string[]]$Names, [string]$Password)
+    foreach ($serviceName in $Names) {
+        $arguments = @{ StartPassword = $Password }
+        $outcome = Invoke-CimMethod -InputObject (Get-FleetService -Name $serviceName) -MethodName Change -Arguments $arguments
+        if ($outcome.ReturnValue -ne 0) { throw ('Win32_Service.Change on ' + $serviceName + ' returned ' + $outcome.ReturnValue) }
+    }
+}
+
 function Restart-FleetServices {
     param([string[]]$Names)
     foreach ($name in $Names) {

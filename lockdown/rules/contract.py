@@ -49,11 +49,33 @@ class AgentError(LockdownModel):
     message: str = Field(max_length=4096)
 
 
+SERVICE_ACCOUNT_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,20}$"
+
+
+class RotationReport(LockdownModel):
+    """What a password change did (mode rotate_password, or apply with reset_adopted_password).
+
+    `services` are the services that run as the account and were given the new password;
+    `password_set` says the account's password was changed in this invocation; `restored` says
+    the previous password was put back (account and services) after a failed health check.
+    """
+
+    account: str = Field(max_length=256)
+    account_sid: str | None = Field(default=None, max_length=200)
+    services: list[str] = Field(default_factory=list, max_length=200)
+    password_set: bool = False
+    restored: bool = False
+
+
 class AgentRequest(LockdownModel):
     """What the agent receives on stdin.
 
-    `service_password` (apply only) is the generated IME_SYSTEM password: secret, never logged,
-    redacted from events and errors. `rollback` lists the changes to undo, newest last (the
+    `service_password` (apply, rotate_password) is the generated IME_SYSTEM password: secret,
+    never logged, redacted from events and errors. `previous_service_password` (rotate_password
+    only) is the password the host has now: the agent checks it before changing anything and
+    puts it back when the new one fails. `reset_adopted_password` (apply only) is the operator's
+    choice to reset the password of an account that already existed (MEInstaller's hardening);
+    that reset cannot be rolled back. `rollback` lists the changes to undo, newest last (the
     agent undoes them in reverse order).
     """
 
@@ -62,27 +84,42 @@ class AgentRequest(LockdownModel):
     job_id: str = Field(min_length=1, max_length=100)
     plan: Plan | None = None
     service_password: SecretStr | None = Field(default=None, json_schema_extra={"writeOnly": True})
+    previous_service_password: SecretStr | None = Field(default=None, json_schema_extra={"writeOnly": True})
+    service_account: str = Field(default="IME_SYSTEM", pattern=SERVICE_ACCOUNT_PATTERN)
+    reset_adopted_password: bool = False
     rollback: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _mode_fits_payload(self) -> AgentRequest:
         if self.mode in {AgentMode.VERIFY, AgentMode.APPLY} and self.plan is None:
             raise ValueError(f"mode {self.mode} needs a plan")
-        if self.service_password is not None and self.mode is not AgentMode.APPLY:
-            raise ValueError("service_password is only sent with mode apply")
+        password_modes = {AgentMode.APPLY, AgentMode.ROTATE_PASSWORD}
+        if self.service_password is not None and self.mode not in password_modes:
+            raise ValueError("service_password is only sent with mode apply or rotate_password")
+        if self.mode is AgentMode.ROTATE_PASSWORD:
+            if self.service_password is None or self.previous_service_password is None:
+                raise ValueError("mode rotate_password needs service_password and previous_service_password")
+            if self.service_password.get_secret_value() == self.previous_service_password.get_secret_value():
+                raise ValueError("the new service password must differ from the previous one")
+        elif self.previous_service_password is not None:
+            raise ValueError("previous_service_password is only sent with mode rotate_password")
+        if self.reset_adopted_password and self.mode is not AgentMode.APPLY:
+            raise ValueError("reset_adopted_password is only sent with mode apply")
         if self.rollback and self.mode is not AgentMode.ROLLBACK:
             raise ValueError("a rollback change list is only sent with mode rollback")
         return self
 
     def to_stdin_json(self) -> str:
-        """The JSON sent to the agent, WITH the service password in clear.
+        """The JSON sent to the agent, WITH the service passwords in clear.
 
-        DANGER: the only place the secret leaves `SecretStr`. Send the result straight to the
+        DANGER: the only place the secrets leave `SecretStr`. Send the result straight to the
         WinRM stdin stream; never log it, store it or put it in an error message.
         """
         data = self.model_dump(mode="json")
-        if self.service_password is not None:
-            data["service_password"] = self.service_password.get_secret_value()
+        for name in ("service_password", "previous_service_password"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None:
+                data[name] = secret.get_secret_value()
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -91,7 +128,9 @@ class AgentResult(LockdownModel):
 
     `facts` comes with discover; `items` carries one observation per plan item (with
     before/after SDDL in apply mode); `changes` lists what was changed, in order, for
-    the ChangeRecords rollback uses. `error` is set when the invocation as a whole failed.
+    the ChangeRecords rollback uses; `rotation` reports a password change (rotate_password,
+    or an adopted account's reset in apply). `error` is set when the invocation as a whole
+    failed.
     """
 
     agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
@@ -101,6 +140,7 @@ class AgentResult(LockdownModel):
     items: list[ObservedItem] = Field(default_factory=list, max_length=10_000)
     changes: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
     action: RuleAction = RuleAction.NONE
+    rotation: RotationReport | None = None
     error: AgentError | None = None
 
 

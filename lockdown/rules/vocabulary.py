@@ -94,6 +94,9 @@ class AgentMode(StrEnum):
     VERIFY = "verify"
     APPLY = "apply"
     ROLLBACK = "rollback"
+    # Set a new service-account password on the account and every service running as it;
+    # on a failed restart/health check the previous password is put back.
+    ROTATE_PASSWORD = "rotate_password"  # noqa: S105 - a mode name, not a password
 
 
 class AceType(StrEnum):

@@ -31,6 +31,11 @@ URL_ACTIONS: dict[str, Action] = {
     "server_discover": Action.EDIT_SERVERS,
     "server_harden": Action.HARDEN,
     "server_rollback": Action.HARDEN,
+    "server_rotate_password": Action.HARDEN,
+    "customer_schedule": Action.EDIT_SERVERS,
+    "customer_alert_settings": Action.HARDEN,
+    "alert_list": Action.VIEW,
+    "alert_acknowledge": Action.EDIT_SERVERS,
     "dashboard": Action.VIEW,
     "server_list": Action.VIEW,
     "server_create": Action.EDIT_SERVERS,
@@ -64,13 +69,22 @@ URL_ACTIONS: dict[str, Action] = {
     "waiver_revoke": Action.PROPOSE_WAIVER,
     "customer_waiver_propose": Action.PROPOSE_WAIVER,
     "server_waiver_propose": Action.PROPOSE_WAIVER,
+    # reports app: anyone who may see a customer may make and download its reports.
+    "report_list": Action.VIEW,
+    "report_create": Action.VIEW,
+    "report_download": Action.VIEW,
+    "report_evidence": Action.VIEW,
+    "report_signature": Action.VIEW,
+    "signing_key": Action.VIEW,
+    "preferences": Action.VIEW,
 }
 # Actions that only accept POST: a GET is 405 whoever asks.
-POST_ONLY = {"server_verify", "server_discover", "job_cancel"}
+POST_ONLY = {"server_verify", "server_discover", "job_cancel", "report_create", "alert_acknowledge"}
 GET_ONLY = {
     "job_list",
     "job_detail",
     "job_log",
+    "alert_list",
     "dashboard",
     "server_list",
     "server_detail",
@@ -85,6 +99,11 @@ GET_ONLY = {
     "version_export",
     "waiver_list",
     "waiver_detail",
+    "report_list",
+    "report_download",
+    "report_evidence",
+    "report_signature",
+    "signing_key",
 }
 
 

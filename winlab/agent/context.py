@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-from lockdown.rules.contract import AgentRequest, ChangeRecord
+from lockdown.rules.contract import AgentRequest, ChangeRecord, RotationReport
 from lockdown.rules.observed import Ace, ObservedItem
 from lockdown.rules.plan import PlanItem
 from lockdown.rules.vocabulary import AceFlag, AceType, PreflightCheck, RuleAction, TargetKind
@@ -91,11 +91,17 @@ class AgentRun:
     restart: list[str] = field(default_factory=list)
     created_accounts: set[str] = field(default_factory=set)
     search_states: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    rotation: RotationReport | None = None
     _search_stopped: bool = False
 
     @property
     def service_password(self) -> str | None:
         secret = self.request.service_password
+        return secret.get_secret_value() if secret is not None else None
+
+    @property
+    def previous_service_password(self) -> str | None:
+        secret = self.request.previous_service_password
         return secret.get_secret_value() if secret is not None else None
 
     # --- principals ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from lockdown.rules.contract import ChangeRecord
+from lockdown.rules.contract import ChangeRecord, RotationReport
 from lockdown.rules.observed import (
     AccountObservation,
     ObservedItem,
@@ -308,8 +308,58 @@ def local_user_verify(run: AgentRun, item: PlanItem) -> ObservedItem:
 def local_user_apply(run: AgentRun, item: PlanItem) -> ObservedItem:
     """Create the account with the request's service_password, or enable it / set DONT_EXPIRE_PASSWD.
 
-    An existing account (e.g. made by MEInstaller) is adopted: its password is never reset here."""
-    return _apply(run, item, _observe_user, _user_judged, _user_change)
+    An existing account (e.g. made by MEInstaller) is adopted: its password is reset only when the
+    request says `reset_adopted_password` (the operator's choice; see `reset_adopted_password`)."""
+    observed = _apply(run, item, _observe_user, _user_judged, _user_change)
+    try:
+        reset_adopted_password(run, item)
+    except _ERRORS as exc:
+        return observed.model_copy(update={"error": error_text(exc)[:4096], "action": RuleAction.FAILED})
+    return observed
+
+
+# --- the service account's password (apply with reset_adopted_password; rotate_password) -------------
+def services_running_as(run: AgentRun, sid: str) -> list[str]:
+    """Win32_Service whose StartName translates to `sid` (compared by SID, never by name)."""
+    services = run.host.services
+    names = []
+    for svc in services.all():
+        try:
+            if services.account_sid(svc.name) == sid:
+                names.append(svc.name)
+        except Win32Error:
+            continue
+    return sorted(names)
+
+
+def set_service_passwords(run: AgentRun, names: list[str], password: str) -> None:
+    """Win32_Service.Change(StartPassword) only: the identity stays, the password is replaced."""
+    for name in names:
+        code = run.host.services.change(name, run.token, password=password)
+        if code != WMI_SUCCESS:
+            raise ItemError(f"Win32_Service.Change on {name} returned {code} ({_WMI_TEXT.get(code, 'failed')})")
+
+
+def reset_adopted_password(run: AgentRun, item: PlanItem) -> None:
+    """SetPassword on the service account this run did not create, then give every service running as it
+    the new password; the restart and health check follow the run. DANGER: not recorded as a change,
+    because it cannot be rolled back (the previous password is not known)."""
+    request = run.request
+    password = run.service_password
+    if not request.reset_adopted_password or password is None or run.rotation is not None:
+        return
+    short = _short(item.principal_name or item.target)
+    if short.lower() != request.service_account.lower():
+        return
+    user = run.host.accounts.users.get(short.lower())
+    if user is None or user.sid in run.created_accounts:
+        return
+    run.host.accounts.set_password(user.name, password, run.token)
+    names = services_running_as(run, user.sid)
+    set_service_passwords(run, names, password)
+    running = [name for name in names if run.host.services.get(name).running]
+    run.restart.extend(name for name in running if name not in run.restart)
+    run.rotation = RotationReport(account=user.name, account_sid=user.sid, services=names, password_set=True)
 
 
 def _observe_group(run: AgentRun, item: PlanItem) -> ObservedItem:

@@ -85,6 +85,10 @@ def run_request(host: WindowsHost, token: Token, request: AgentRequest) -> tuple
         return _result(request, items=_verify(run)), EXIT_OK
     if request.mode is AgentMode.APPLY:
         return _apply(run)
+    if request.mode is AgentMode.ROTATE_PASSWORD:
+        from winlab.agent.rotation import rotate_password
+
+        return rotate_password(run)
     return _rollback(run)
 
 
@@ -152,8 +156,8 @@ def _apply(run: AgentRun) -> tuple[AgentResult, int]:
         observed[item.key] = HANDLERS[(AgentMode.APPLY, item.rule_type)](run, item)
         run.tick()
     error: AgentError | None = None
-    action = RuleAction.CHANGED if run.changes else RuleAction.NONE
-    if run.changes:
+    action = RuleAction.CHANGED if run.changes or run.rotation else RuleAction.NONE
+    if run.changes or run.restart:
         failures = _restart(run)
         host.advance(HEALTH_SETTLE_SECONDS)
         problems = failures + _new_problems(baseline, host.health())
@@ -186,7 +190,7 @@ def _apply(run: AgentRun) -> tuple[AgentResult, int]:
     items = [observed[i.key] for i in actionable if i.key in observed]
     if error is None and any(i.action is RuleAction.FAILED for i in items):
         action = RuleAction.FAILED if not run.changes else RuleAction.CHANGED
-    result = _result(run.request, items=items, changes=run.changes, action=action, error=error)
+    result = _result(run.request, items=items, changes=run.changes, action=action, rotation=run.rotation, error=error)
     return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
 
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from servers.audit import Actor, audit_record, diff, snapshot
-from servers.choices import AuthMethod, TLSVerify, WinRMScheme
+from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Server
 from servers.services import CREDENTIAL_AUDIT_FIELDS, SERVER_AUDIT_FIELDS
 
@@ -44,6 +44,11 @@ class Command(BaseCommand):
         parser.add_argument("--customer", required=True)
         parser.add_argument("--scheme", choices=["https", "http"], default="https")
         parser.add_argument("--slice", default=None, help="only hosts START:END of the inventory (Python slice)")
+        parser.add_argument(
+            "--leave-sql-unknown",
+            action="store_true",
+            help="do not declare each host's SQL mode from the inventory (rules that need it stay 'needs input')",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["inventory"]
@@ -60,12 +65,12 @@ class Command(BaseCommand):
                     actor=ACTOR, action="customer.create", obj=customer, changes={"name": [None, customer.name]}
                 )
             for entry in hosts:
-                was_new = self._import_host(customer, entry, options["scheme"])
+                was_new = self._import_host(customer, entry, options["scheme"], not options["leave_sql_unknown"])
                 created += was_new
                 updated += not was_new
         self.stdout.write(f"import_winlab: {created} created, {updated} updated for {customer.name}")
 
-    def _import_host(self, customer: Customer, entry: dict[str, Any], scheme: str) -> bool:
+    def _import_host(self, customer: Customer, entry: dict[str, Any], scheme: str, declare_sql: bool) -> bool:
         name = str(entry["name"])
         credential = Credential.objects.filter(customer=customer, name=f"winlab {name}").first()
         if credential is None:
@@ -101,6 +106,13 @@ class Command(BaseCommand):
             "pop_port": int(ports.get("pop") or 110),
             "imap_port": int(ports.get("imap") or 143),
             "credential": credential,
+            # The inventory plays the part of the MSP's own records: whether a host keeps MailEnable's
+            # configuration in SQL Server is known to the operator, not discoverable (DESIGN.md).
+            **(
+                {"sql_integrated": Declared.YES if entry["mailenable"].get("sql") else Declared.NO}
+                if declare_sql
+                else {}
+            ),
             "notes": f"winlab: {entry['os']['caption']}, MailEnable {entry['mailenable']['edition']} "
             f"{entry['mailenable']['version']}",
         }

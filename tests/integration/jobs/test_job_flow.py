@@ -80,6 +80,19 @@ def test_an_observation_that_lacks_the_ace_is_drift_whatever_the_agent_claims(
     assert server.status in ("drifted", "failing")
 
 
+def test_declared_sql_mode_reaches_the_plan(inline, plain_server, django_capture_on_commit_callbacks):
+    # Regression: a str "yes" copied onto Facts without validation never matched Tristate.YES.
+    Server.objects.filter(pk=plain_server.pk).update(sql_integrated="yes")
+    with django_capture_on_commit_callbacks(execute=True):
+        _job(JobKind.VERIFY, [plain_server])
+    sql = [
+        o for o in ServerCompliance.objects.get(server=plain_server).outcomes if o["rule_id"].startswith("sql_grant.")
+    ]
+    assert sql
+    assert all(o["status"] != "needs_input" for o in sql)
+    assert all(o["status"] != "not_applicable" for o in sql)
+
+
 def test_transport_errors_fail_the_run_and_mark_the_server(inline, tenant_a, django_capture_on_commit_callbacks):
     inline.fail_with = Unreachable("connection refused", host="mx.a.example")
     with django_capture_on_commit_callbacks(execute=True):

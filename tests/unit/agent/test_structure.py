@@ -117,6 +117,24 @@ TECHNIQUES: dict[tuple[AgentMode | None, RuleType | None, PreflightCheck | None]
         "cmd:restart-service",
     },
     (AgentMode.ROLLBACK, RuleType.PREFLIGHT, PreflightCheck.AV_EXCLUSION): {"cmd:remove-mppreference"},
+    # Rotation: prove the previous password, SetPassword on the account, StartPassword on every
+    # service running as it (found by SID), restart, health check, and the previous password put
+    # back on failure.
+    (AgentMode.ROTATE_PASSWORD, None, None): {
+        "member:ValidateCredentials",
+        "member:SetPassword",
+        "member:SetInfo",
+        "cmd:get-fleetservicesrunningas",
+        "cmd:resolve-fleetstartnamesid",
+        "cmd:invoke-cimmethod",
+        "arg:Change",
+        "var:$previous",
+        "cmd:restart-fleetservices",
+        "cmd:restart-service",
+        "cmd:test-fleetmailhealth",
+        "str:previous_password_mismatch",
+        "str:health_check_failed",
+    },
     (AgentMode.ROLLBACK, RuleType.SQL_GRANT, None): {"var:$script:sqlrevoke", "var:$script:sqldropuserandlogin"},
 }
 for _rt in (RuleType.FILE_ACL, RuleType.PATH_ACL, RuleType.REGISTRY_ACL):
@@ -207,6 +225,31 @@ def test_apply_restarts_changed_services_then_checks_health_and_rolls_back_on_fa
     health = closure_facts("Test-FleetMailHealth", funcs)
     assert {"cmd:start-sleep", "type:System.Net.Sockets.TcpClient", "member:ReadLine", "member:WriteLine"} <= health
     assert "cmd:start-service" in closure_facts("Restore-FleetSearchServices", funcs)
+
+
+def test_rotation_restores_the_previous_password_after_a_failed_health_check(funcs) -> None:
+    body = (funcs["invoke-fleetpasswordrotation"].body.text or b"").decode()
+    failure = body[body.index("$undo = @()") :]
+    # The undo sets the previous password on the account, then on the services, then restarts.
+    assert failure.index("SetPassword($previous)") < failure.index(
+        "Set-FleetServicePassword -Names $names -Password $previous"
+    )
+    assert "Restart-FleetServices" in failure
+    assert "$report.restored = $true" in failure
+    change = closure_facts("Set-FleetServicePassword", funcs)
+    assert {"cmd:invoke-cimmethod", "arg:Change", "member:ReturnValue"} <= change
+
+
+def test_adopted_password_is_reset_only_when_the_request_asks(funcs) -> None:
+    body = (funcs["invoke-fleetlocaluser"].body.text or b"").decode()
+    assert "if ($script:ResetAdoptedPassword -and $name -eq $script:ServiceAccountName)" in body
+    reset = closure_facts("Reset-FleetAdoptedPassword", funcs)
+    assert {
+        "cmd:set-fleetserviceaccountpassword",
+        "cmd:set-fleetservicepassword",
+        "var:$script:restartservices",
+    } <= reset
+    assert "cmd:add-fleetchange" not in reset  # cannot be rolled back: nothing recorded for rollback
 
 
 def test_health_check_knows_mailenable_banners_and_protocol_commands() -> None:

@@ -1,0 +1,190 @@
+"""Pages for password rotation, a customer's verify schedule and alert settings, and the alerts list."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.core.validators import validate_email
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from jobs.alerts import alert_acknowledge, alert_settings_save
+from jobs.choices import ALERT_KIND_COLOURS, AlertKind, JobKind
+from jobs.models import Alert, AlertSettings, ServiceAccountSecret, VerifySchedule
+from jobs.schedules import ScheduleInvalid, schedule_save
+from jobs.services import JobRefused, job_create
+from jobs.webhooks import WebhookTargetRefused
+from servers.audit import Actor
+from servers.models import Customer, Server
+from servers.tenancy import Action, request_scope, require, scoped_get
+
+
+# --- Password rotation ---------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+def server_rotate_password(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Preview (which services will restart) → confirm → the live job page."""
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.HARDEN, server.customer_id)
+    if request.method == "POST":
+        try:
+            job = job_create(
+                scope=scope,
+                actor=Actor.from_request(request),
+                kind=JobKind.ROTATE_PASSWORD,
+                servers=[server],
+                description=f"Rotate the IME_SYSTEM password of {server.name}",
+            )
+        except JobRefused as refused:
+            messages.error(request, str(refused))
+            return redirect("server_rotate_password", server_id=server.pk)
+        return redirect("job_detail", job_id=job.pk)
+    secret = ServiceAccountSecret.objects.filter(server=server).values("set_at", "rotated_at").first()
+    return render(request, "jobs/server_rotate_password.html", {"server": server, "secret": secret})
+
+
+# --- Verify schedule -------------------------------------------------------------------------------
+class ScheduleForm(forms.Form):
+    enabled = forms.BooleanField(required=False, label="Verify this customer's servers on a schedule")
+    minute = forms.CharField(max_length=64, initial="0", label="Minute (crontab, UTC)")
+    hour = forms.CharField(max_length=64, initial="2", label="Hour (crontab, UTC)")
+    day_of_week = forms.CharField(max_length=64, initial="*", label="Day of week (crontab: * or 0-6, mon-sun)")
+
+
+@require_http_methods(["GET", "POST"])
+def customer_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    require(scope, Action.EDIT_SERVERS, customer.pk)
+    current = VerifySchedule.objects.filter(customer=customer).first()
+    initial = (
+        {"enabled": current.enabled, "minute": current.minute, "hour": current.hour, "day_of_week": current.day_of_week}
+        if current
+        else {"enabled": True}
+    )
+    form = ScheduleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            schedule_save(
+                scope=scope,
+                actor=Actor.from_request(request),
+                customer=customer,
+                enabled=form.cleaned_data["enabled"],
+                minute=form.cleaned_data["minute"],
+                hour=form.cleaned_data["hour"],
+                day_of_week=form.cleaned_data["day_of_week"],
+            )
+        except ScheduleInvalid as invalid:
+            form.add_error(None, str(invalid))
+        else:
+            messages.success(request, "Schedule saved.")
+            return redirect("customer_schedule", customer_id=customer.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "jobs/customer_schedule.html", {"customer": customer, "form": form, "schedule": current}, status=status
+    )
+
+
+# --- Alert settings --------------------------------------------------------------------------------
+class AlertSettingsForm(forms.Form):
+    email_recipients = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Email recipients (one per line)"
+    )
+    webhook_url = forms.URLField(required=False, max_length=500, label="Webhook URL", assume_scheme="https")
+    webhook_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False),
+        label="Webhook secret (signs each request; leave empty to keep the stored one)",
+    )
+    auto_remediate = forms.BooleanField(
+        required=False, label="Harden automatically when a scheduled verify finds drift (recorded in the audit log)"
+    )
+
+    def clean_email_recipients(self) -> list[str]:
+        recipients = [line.strip() for line in self.cleaned_data["email_recipients"].splitlines() if line.strip()]
+        for address in recipients:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(f"{address} is not an email address.") from None
+        if len(recipients) > 50:
+            raise ValidationError("At most 50 recipients.")
+        return recipients
+
+
+@require_http_methods(["GET", "POST"])
+def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    require(scope, Action.HARDEN, customer.pk)
+    config = AlertSettings.objects.filter(customer=customer).first()
+    initial = (
+        {
+            "email_recipients": config.email_recipients,
+            "webhook_url": config.webhook_url,
+            "auto_remediate": config.auto_remediate,
+        }
+        if config
+        else {}
+    )
+    form = AlertSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        url = form.cleaned_data["webhook_url"]
+        secret = form.cleaned_data["webhook_secret"] or None
+        if url and not secret and not (config and config.webhook_secret_encrypted):
+            form.add_error("webhook_secret", "A webhook needs a secret to sign its requests.")
+        else:
+            try:
+                alert_settings_save(
+                    scope=scope,
+                    actor=Actor.from_request(request),
+                    customer=customer,
+                    email_recipients=form.cleaned_data["email_recipients"],
+                    webhook_url=url,
+                    webhook_secret=secret,
+                    auto_remediate=form.cleaned_data["auto_remediate"],
+                )
+            except WebhookTargetRefused as refused:
+                form.add_error("webhook_url", refused.message)
+            else:
+                messages.success(request, "Alert settings saved.")
+                return redirect("customer_alert_settings", customer_id=customer.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"customer": customer, "form": form, "has_secret": bool(config and config.webhook_secret_encrypted)}
+    return render(request, "jobs/customer_alert_settings.html", context, status=status)
+
+
+# --- Alerts ----------------------------------------------------------------------------------------
+@require_GET
+def alert_list(request: HttpRequest) -> HttpResponse:
+    scope = request_scope(request)
+    alerts = scope.filter(Alert.objects.select_related("customer", "acknowledged_by"))
+    show = request.GET.get("show", "open")
+    if show != "all":
+        alerts = alerts.filter(acknowledged_at__isnull=True)
+    page = Paginator(alerts, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/alert_list.html",
+        {
+            "page": page,
+            "show": show,
+            "colours": {k.value: v for k, v in ALERT_KIND_COLOURS.items()},
+            "kinds": AlertKind.choices,
+            "can_ack": scope.can(Action.EDIT_SERVERS),
+        },
+    )
+
+
+@require_POST
+def alert_acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    scope = request_scope(request)
+    alert = scoped_get(scope, Alert.objects.select_related("customer"), pk=alert_id)
+    require(scope, Action.EDIT_SERVERS, alert.customer_id)
+    if alert_acknowledge(scope=scope, actor=Actor.from_request(request), alert=alert):
+        messages.success(request, "Alert acknowledged.")
+    return redirect("alert_list")

@@ -1,0 +1,65 @@
+"""Forms of the reports app: asking for a report, choosing a time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import available_timezones
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from lockdown import clock
+from reports.models import ReportFormat
+from servers.models import Customer
+
+FLEET = "fleet"
+
+
+class ReportForm(forms.Form):
+    customer = forms.ChoiceField(label="For")
+    format = forms.ChoiceField(choices=ReportFormat.choices, initial=ReportFormat.PDF)
+    # type=date inputs take ISO dates only, whatever the locale's display format.
+    start = forms.DateField(label="From (day)", widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}))
+    end = forms.DateField(label="To (day, included)", widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, customers: QuerySet[Customer], allow_fleet: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.customers = {str(c.pk): c for c in customers}
+        choices = [(FLEET, "The whole fleet")] if allow_fleet else []
+        field = self.fields["customer"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices + [(pk, c.name) for pk, c in self.customers.items()]
+        today = timezone.localdate(clock.now())
+        self.fields["start"].initial = today - timedelta(days=30)
+        self.fields["end"].initial = today
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            raise forms.ValidationError("The period must end on or after the day it starts.")
+        return data
+
+    def chosen_customer(self) -> Customer | None:
+        value = self.cleaned_data["customer"]
+        return None if value == FLEET else self.customers[value]
+
+    def period(self) -> tuple[datetime, datetime]:
+        """The chosen days, in the user's time zone, as [start of first day, end of last day]."""
+        tz = timezone.get_current_timezone()
+        start = datetime.combine(self.cleaned_data["start"], time.min, tzinfo=tz)
+        end = datetime.combine(self.cleaned_data["end"], time.max, tzinfo=tz)
+        return start, min(end, clock.now())
+
+
+TIME_ZONES = sorted(available_timezones() - {"localtime", "Factory"})
+
+
+class TimeZoneForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=[(name, name.replace("_", " ")) for name in TIME_ZONES],
+        help_text="Pages and reports show times in this zone.",
+    )

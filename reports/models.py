@@ -1,0 +1,132 @@
+"""Reports, the installation's signing key, daily compliance snapshots and display preferences."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+
+
+class SigningKey(models.Model):
+    """The installation's Ed25519 key that signs every report and its evidence.
+
+    DANGER: `private_key_encrypted` is a Fernet token (servers.crypto) of the raw private key;
+    it is decrypted only in `reports.signing` to sign, and never rendered or logged. The
+    public key is shown on the signing-key page so anyone can check a report offline.
+    """
+
+    name = models.CharField(max_length=40, unique=True, default="installation")
+    public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, base64")
+    private_key_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"private_key_encrypted"})
+
+    def __str__(self) -> str:
+        return f"signing key {self.key_id}"
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return base64.b64decode(self.public_key)
+
+    @property
+    def key_id(self) -> str:
+        """First 16 hex digits of the SHA-256 of the raw public key."""
+        return hashlib.sha256(self.public_key_bytes).hexdigest()[:16]
+
+
+class ReportFormat(models.TextChoices):
+    PDF = "pdf", "PDF"
+    CSV = "csv", "CSV"
+
+
+class Report(models.Model):
+    """One generated, signed report: per customer (or the whole fleet when `customer` is empty).
+
+    The file, its evidence JSON and the detached signature manifest are kept, so the people
+    the report was made for can download exactly what was signed again. `customer_name` is
+    copied so the history stays readable after a customer is deleted.
+    """
+
+    customer = models.ForeignKey(
+        "servers.Customer", null=True, blank=True, on_delete=models.CASCADE, related_name="reports"
+    )
+    customer_name = models.CharField(max_length=120, blank=True)
+    format = models.CharField(max_length=4, choices=ReportFormat.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    filename = models.CharField(max_length=200)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    evidence = models.BinaryField()
+    evidence_sha256 = models.CharField(max_length=64)
+    signature = models.TextField(help_text="The detached signature manifest (JSON)")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="reports")
+    server_count = models.PositiveIntegerField(default=0)
+    compliance_pct = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [models.Index(fields=["customer", "-created_at"], name="report_customer_recent_idx")]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def evidence_filename(self) -> str:
+        return self.filename.rsplit(".", 1)[0] + ".evidence.json"
+
+    @property
+    def signature_filename(self) -> str:
+        return self.filename + ".sig"
+
+
+class ComplianceSnapshot(models.Model):
+    """One customer's compliance on one day: the points of the trend charts.
+
+    Why a table and not RuleResult: RuleResult is written only when an outcome changes (plus
+    weekly snapshots), so a day's fleet figure would mean replaying every (server, rule,
+    target) history up to that day: rows in proportion to servers × rules per point. One row
+    per customer per day (sums, so customers add up) keeps a 90-day chart to one query
+    whatever the number of servers; `reports.services.compliance_snapshot_take` writes it
+    (daily by beat, and idempotently whenever asked).
+    """
+
+    day = models.DateField()
+    customer = models.ForeignKey("servers.Customer", on_delete=models.CASCADE, related_name="compliance_snapshots")
+    servers_total = models.PositiveIntegerField(default=0)
+    compliant = models.PositiveIntegerField(default=0)
+    drifted = models.PositiveIntegerField(default=0)
+    failing = models.PositiveIntegerField(default=0)
+    unreachable = models.PositiveIntegerField(default=0)
+    never_verified = models.PositiveIntegerField(default=0)
+    verified = models.PositiveIntegerField(default=0, help_text="Servers with a compliance percentage")
+    pct_sum = models.FloatField(default=0.0, help_text="Sum of their percentages (average = pct_sum / verified)")
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering: ClassVar = ["day", "customer_id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["day", "customer"], name="compliancesnapshot_one_per_customer_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} on {self.day}"
+
+
+class UserPreference(models.Model):
+    """Per-user display settings: the time zone pages and reports show times in (default UTC)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user_id}"

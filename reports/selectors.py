@@ -1,0 +1,344 @@
+"""Reads for the dashboard, the customer pages and the reports: one query per figure, whatever the fleet size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.utils import timezone
+
+from jobs.models import Job
+from lockdown import clock
+from lockdown.models import Waiver
+from reports.models import ComplianceSnapshot, Report
+from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
+from servers.models import Customer, Server
+from servers.tenancy import Scope
+
+EXPIRING_WITHIN = timedelta(days=14)
+SEVERITY = [ServerStatus.FAILING, ServerStatus.UNREACHABLE, ServerStatus.DRIFTED]
+
+
+@dataclass
+class StatusCount:
+    status: ServerStatus
+    count: int
+
+    @property
+    def colour(self) -> str:
+        return SERVER_STATUS_COLOURS[self.status]
+
+    @property
+    def label(self) -> str:
+        return str(self.status.label)
+
+
+@dataclass
+class CustomerSummary:
+    """Compliance of one customer's servers now."""
+
+    customer_id: int
+    name: str
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    verified: int = 0
+    pct_sum: float = 0.0
+
+    @property
+    def average_pct(self) -> float | None:
+        return self.pct_sum / self.verified if self.verified else None
+
+    @property
+    def compliant(self) -> int:
+        return self.counts.get(ServerStatus.COMPLIANT, 0)
+
+    @property
+    def attention(self) -> int:
+        return sum(self.counts.get(s, 0) for s in SEVERITY)
+
+
+@dataclass
+class FleetSummary:
+    """Servers by status and average compliance, overall and per customer."""
+
+    customers: list[CustomerSummary]
+
+    @property
+    def total(self) -> int:
+        return sum(c.total for c in self.customers)
+
+    @property
+    def verified(self) -> int:
+        return sum(c.verified for c in self.customers)
+
+    @property
+    def average_pct(self) -> float | None:
+        verified = self.verified
+        return sum(c.pct_sum for c in self.customers) / verified if verified else None
+
+    @property
+    def status_counts(self) -> list[StatusCount]:
+        return [StatusCount(s, sum(c.counts.get(s, 0) for c in self.customers)) for s in ServerStatus]
+
+
+def fleet_summary(*, scope: Scope, customer_id: int | None = None) -> FleetSummary:
+    """One aggregate query (customer × status), so it costs the same for 3 or 10,000 servers."""
+    servers = scope.filter(Server.objects.all())
+    if customer_id is not None:
+        servers = servers.filter(customer_id=customer_id)
+    rows = (
+        servers.order_by()
+        .values("customer_id", "customer__name", "status")
+        .annotate(n=Count("id"), verified=Count("compliance_pct"), pct_sum=Sum("compliance_pct"))
+    )
+    by_customer: dict[int, CustomerSummary] = {}
+    for row in rows:
+        summary = by_customer.setdefault(row["customer_id"], CustomerSummary(row["customer_id"], row["customer__name"]))
+        summary.total += row["n"]
+        summary.counts[row["status"]] = summary.counts.get(row["status"], 0) + row["n"]
+        summary.verified += row["verified"]
+        summary.pct_sum += row["pct_sum"] or 0.0
+    ordered = sorted(by_customer.values(), key=lambda c: (c.average_pct is None, c.average_pct or 0.0, c.name))
+    return FleetSummary(customers=ordered)
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    day: date
+    average_pct: float | None
+    servers: int
+    compliant: int
+    live: bool = False
+
+
+def compliance_trend(
+    *, scope: Scope, summary: FleetSummary, customer_id: int | None = None, days: int = 30, tz: tzinfo | None = None
+) -> list[TrendPoint]:
+    """Daily points from `ComplianceSnapshot` (one query), ending with today's live figure."""
+    today = timezone.localdate(clock.now(), tz)
+    first_day = today - timedelta(days=days - 1)
+    snapshots = scope.filter(ComplianceSnapshot.objects.filter(day__gte=first_day, day__lt=today))
+    if customer_id is not None:
+        snapshots = snapshots.filter(customer_id=customer_id)
+    points = [
+        TrendPoint(
+            day=row["day"],
+            average_pct=(row["pct_sum"] / row["verified"]) if row["verified"] else None,
+            servers=row["servers"],
+            compliant=row["compliant"],
+        )
+        for row in snapshots.order_by("day")
+        .values("day")
+        .annotate(
+            pct_sum=Sum("pct_sum"), verified=Sum("verified"), servers=Sum("servers_total"), compliant=Sum("compliant")
+        )
+    ]
+    points.append(
+        TrendPoint(
+            day=today,
+            average_pct=summary.average_pct,
+            servers=summary.total,
+            compliant=sum(c.compliant for c in summary.customers),
+            live=True,
+        )
+    )
+    return points
+
+
+def worst_servers(*, scope: Scope, customer_id: int | None = None, limit: int = 10) -> list[Server]:
+    """Failing, unreachable and drifted servers, lowest compliance first (one query)."""
+    servers = scope.filter(Server.objects.select_related("customer")).filter(status__in=SEVERITY)
+    if customer_id is not None:
+        servers = servers.filter(customer_id=customer_id)
+    return list(servers.order_by(F("compliance_pct").asc(nulls_first=True), "name")[:limit])
+
+
+def recent_jobs(*, scope: Scope, limit: int = 8) -> list[Job]:
+    from jobs.selectors import job_list
+
+    return list(job_list(scope=scope)[:limit])
+
+
+def expiring_waivers(*, scope: Scope, customer_id: int | None = None, limit: int = 10) -> list[Waiver]:
+    """Approved, unrevoked waivers that end within EXPIRING_WITHIN (one query)."""
+    from lockdown.selectors import visible_waivers
+
+    now = clock.now()
+    waivers = visible_waivers(scope=scope).filter(
+        approved_at__isnull=False, revoked_at__isnull=True, expires_at__gt=now, expires_at__lte=now + EXPIRING_WITHIN
+    )
+    if customer_id is not None:
+        waivers = waivers.filter(Q(customer_id=customer_id) | Q(server__customer_id=customer_id))
+    return list(waivers.order_by("expires_at", "id")[:limit])
+
+
+@dataclass
+class AlertsPanel:
+    """Open alerts, when the jobs app has an Alert model (added separately; not a dependency)."""
+
+    available: bool
+    items: list[Any] = field(default_factory=list)
+    total: int = 0
+
+
+def open_alerts(*, scope: Scope, limit: int = 8) -> AlertsPanel:
+    try:
+        model = apps.get_model("jobs", "Alert")
+    except LookupError:
+        return AlertsPanel(available=False)
+    names = {f.name for f in model._meta.get_fields()}
+    alerts: QuerySet[Any] = model.objects.all()
+    if "customer" in names:
+        alerts = scope.filter(alerts)
+    elif "server" in names:
+        alerts = scope.filter(alerts, "server__customer")
+    elif not scope.is_msp:
+        return AlertsPanel(available=True)
+    for open_field in ("resolved_at", "closed_at", "acknowledged_at"):
+        if open_field in names:
+            alerts = alerts.filter(**{f"{open_field}__isnull": True})
+            break
+    order = "-created_at" if "created_at" in names else "-pk"
+    items = list(alerts.order_by(order)[: limit + 1])
+    return AlertsPanel(available=True, items=items[:limit], total=len(items))
+
+
+def visible_reports(*, scope: Scope, customer_id: int | None = None) -> QuerySet[Report]:
+    """Reports the user may download: fleet reports only for MSP users (scope.filter drops customer=None)."""
+    reports = scope.filter(Report.objects.all()).select_related("signing_key").defer("content", "evidence")
+    if customer_id is not None:
+        reports = reports.filter(customer_id=customer_id)
+    return reports.order_by("-created_at", "-id")
+
+
+def report_customers(*, scope: Scope) -> QuerySet[Customer]:
+    return scope.filter(Customer.objects.all(), customer_field="").order_by("name")
+
+
+# --- Report content -------------------------------------------------------------------------
+@dataclass
+class ReportServer:
+    server: Server
+    outcomes: list[dict[str, Any]]
+    verified_at: datetime | None
+    profile_label: str
+
+
+@dataclass
+class ReportData:
+    """What one report states, gathered in a handful of queries."""
+
+    scope_label: str
+    customer: Customer | None
+    period_start: datetime
+    period_end: datetime
+    generated_at: datetime
+    generated_by: str
+    tz: tzinfo
+    tz_name: str
+    key_id: str
+    servers: list[ReportServer]
+    waivers: list[dict[str, Any]]
+    changes: list[Any]
+    profile_versions: list[str]
+
+    @property
+    def status_counts(self) -> list[tuple[str, int]]:
+        counts = {s: 0 for s in ServerStatus}
+        for item in self.servers:
+            counts[ServerStatus(item.server.status)] += 1
+        return [(str(s.label), n) for s, n in counts.items()]
+
+    @property
+    def average_pct(self) -> float | None:
+        pcts = [i.server.compliance_pct for i in self.servers if i.server.compliance_pct is not None]
+        return sum(pcts) / len(pcts) if pcts else None
+
+    @property
+    def change_count(self) -> int:
+        return len(self.changes)
+
+
+CHANGES_LIMIT = 5000
+
+
+def report_servers(*, scope: Scope, customer: Customer | None) -> QuerySet[Server]:
+    servers = scope.filter(Server.objects.select_related("customer", "compliance"))
+    if customer is not None:
+        servers = servers.filter(customer=customer)
+    return servers.order_by("customer__name", "name")
+
+
+def report_data(
+    *,
+    scope: Scope,
+    customer: Customer | None,
+    period_start: datetime,
+    period_end: datetime,
+    generated_by: str,
+    tz: tzinfo,
+    tz_name: str,
+    key_id: str,
+) -> ReportData:
+    from jobs.models import RuleResult
+
+    servers = report_servers(scope=scope, customer=customer)
+    items = []
+    labels: set[str] = set()
+    for server in servers:
+        compliance = getattr(server, "compliance", None)
+        if compliance is not None:
+            labels.add(compliance.profile_label)
+        items.append(
+            ReportServer(
+                server=server,
+                outcomes=list(compliance.outcomes) if compliance is not None else [],
+                verified_at=compliance.verified_at if compliance is not None else None,
+                profile_label=compliance.profile_label if compliance is not None else "",
+            )
+        )
+    waivers = Waiver.objects.select_related("server__customer", "customer", "approved_by").filter(
+        approved_at__isnull=False, approved_at__lte=period_end, expires_at__gte=period_start
+    )
+    waivers = waivers.exclude(revoked_at__lt=period_start)
+    if customer is not None:
+        waivers = waivers.filter(Q(customer=customer) | Q(server__customer=customer))
+    now = clock.now()
+    waiver_rows = [
+        {
+            "rule_id": w.rule_id,
+            "subject": f"server {w.server.name}" if w.server is not None else f"customer {w.customer}",
+            "status": str(w.status_at(now).label),
+            "justification": w.justification,
+            "approved_by": w.approved_by.get_username() if w.approved_by else "",
+            "approved_at": w.approved_at,
+            "expires_at": w.expires_at,
+        }
+        for w in waivers.order_by("rule_id", "id")
+    ]
+    changes = list(
+        RuleResult.objects.filter(
+            server__in=servers.values("pk"), created_at__gte=period_start, created_at__lte=period_end, snapshot=False
+        )
+        .annotate(server_name=F("server__name"))
+        .only("rule_id", "target", "status", "action", "observed_text", "created_at")
+        .order_by("created_at", "id")[:CHANGES_LIMIT]
+    )
+    return ReportData(
+        scope_label=customer.name if customer is not None else "whole fleet",
+        customer=customer,
+        period_start=period_start,
+        period_end=period_end,
+        generated_at=now,
+        generated_by=generated_by,
+        tz=tz,
+        tz_name=tz_name,
+        key_id=key_id,
+        servers=items,
+        waivers=waiver_rows,
+        changes=changes,
+        profile_versions=sorted(labels),
+    )
