@@ -30,7 +30,7 @@ from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
 from lockdown.agent import AGENT_VERSION
 from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
-from lockdown.rules.contract import AgentRequest, AgentResult
+from lockdown.rules.contract import AgentRequest, AgentResult, HealthTargets
 from lockdown.rules.contract import ChangeRecord as ContractChange
 from lockdown.rules.outcome import RuleOutcome
 from lockdown.rules.profile import profile_from_data
@@ -206,6 +206,23 @@ def connection_for(server: Server) -> HostConnection:
         ca_bundle_pem=server.tls_ca_bundle or None,
         pinned_sha256=server.tls_fingerprint or None,
         run_timeout_s=RUN_TIMEOUT_S,
+    )
+
+
+def _http_url(url: str) -> str | None:
+    """The URL when it is http(s) (what the agent may GET), else None: "not checked"."""
+    url = (url or "").strip()
+    return url if url.lower().startswith(("http://", "https://")) and len(url) <= 2048 else None
+
+
+def health_targets(server: Server) -> HealthTargets:
+    """The Server's mail ports and login pages, for the agent's post-change health check."""
+    return HealthTargets(
+        smtp_port=server.smtp_port,
+        pop_port=server.pop_port,
+        imap_port=server.imap_port,
+        webmail_url=_http_url(server.webmail_url),
+        admin_url=_http_url(server.admin_url),
     )
 
 
@@ -407,7 +424,14 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         )
     result = _call_agent(
         conn,
-        _request(run, AgentMode.APPLY, plan=plan, service_password=password, reset_adopted_password=reset),
+        _request(
+            run,
+            AgentMode.APPLY,
+            plan=plan,
+            service_password=password,
+            reset_adopted_password=reset,
+            health=health_targets(server),
+        ),
     )
     now = clock.now()
     if result.rotation is not None and result.rotation.password_set:
@@ -512,7 +536,13 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
     event_append(run.pk, "Rotating the IME_SYSTEM password on the account and its services (one agent invocation).")
     result = _call_agent(
         conn,
-        _request(run, AgentMode.ROTATE_PASSWORD, service_password=new, previous_service_password=previous),
+        _request(
+            run,
+            AgentMode.ROTATE_PASSWORD,
+            service_password=new,
+            previous_service_password=previous,
+            health=health_targets(server),
+        ),
     )
     rotation = result.rotation
     if result.error is not None:
@@ -565,7 +595,7 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
     # Renumber so the agent sees one ordered list across runs (oldest first; it undoes newest first).
     ordered = [change.model_copy(update={"sequence": index}) for index, change in enumerate(contract)]
     event_append(run.pk, f"Rolling back {len(ordered)} changes, newest first.")
-    result = _call_agent(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered))
+    result = _call_agent(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered, health=health_targets(server)))
     if result.error is not None:
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")

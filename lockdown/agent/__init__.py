@@ -8,7 +8,9 @@ Framing (DESIGN.md, "The agent contract"):
 - the command line is `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass
   -EncodedCommand <base64(UTF-16LE(bootstrap_script()))>`;
 - stdin (`build_stdin`) is exactly two ASCII lines, each ended by LF, then EOF:
-  `base64(UTF-8 agent_script())` and `base64(UTF-8 request.to_stdin_json())`;
+  `base64(gzip(UTF-8 agent_script()))` and `base64(gzip(UTF-8 request.to_stdin_json()))`
+  (gzip with mtime 0, so the payload is deterministic; the bootstrap inflates it with .NET 2.0's
+  `System.IO.Compression.GZipStream`);
 - stdout carries one result block: a line `RESULT_BEGIN`, one line of base64(UTF-8 JSON of an
   `AgentResult`), a line `RESULT_END` (`parse_agent_output`). Anything else on stdout is ignored.
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
+import zlib
 from importlib import resources
 from typing import Final
 
@@ -88,15 +92,26 @@ def agent_sha256() -> str:
     return hashlib.sha256(agent_script().encode("utf-8")).hexdigest()
 
 
-def build_stdin(request: AgentRequest) -> bytes:
-    """The stdin payload: base64(agent) LF base64(request JSON) LF.
+def encode_stdin_line(text: str) -> bytes:
+    """One stdin line (without its LF): base64(gzip(UTF-8 text)), gzip mtime 0 (deterministic)."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
 
-    DANGER: contains the service password (base64 is not encryption) in apply mode. Send it
-    straight to the WinRM stream; never log or store it.
+
+def decode_stdin_line(line: str | bytes) -> str:
+    """What the bootstrap's Read-FleetLine does: base64 -> gunzip -> UTF-8.
+
+    Raises binascii.Error (bad base64), OSError/EOFError/zlib.error (not gzip) or UnicodeDecodeError.
     """
-    agent = base64.b64encode(agent_script().encode("utf-8"))
-    body = base64.b64encode(request.to_stdin_json().encode("utf-8"))
-    return agent + b"\n" + body + b"\n"
+    return gzip.decompress(base64.b64decode(line, validate=True)).decode("utf-8")
+
+
+def build_stdin(request: AgentRequest) -> bytes:
+    """The stdin payload: base64(gzip(agent)) LF base64(gzip(request JSON)) LF.
+
+    DANGER: contains the service password (base64 and gzip are not encryption) in apply mode.
+    Send it straight to the WinRM stream; never log or store it.
+    """
+    return encode_stdin_line(agent_script()) + b"\n" + encode_stdin_line(request.to_stdin_json()) + b"\n"
 
 
 def split_stdin(payload: bytes) -> tuple[str, str]:
@@ -105,9 +120,9 @@ def split_stdin(payload: bytes) -> tuple[str, str]:
     if len(lines) != 2:
         raise AgentOutputError(f"expected 2 stdin lines, got {len(lines)}")
     try:
-        return tuple(base64.b64decode(line, validate=True).decode("utf-8") for line in lines)  # type: ignore[return-value]
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise AgentOutputError("stdin is not base64 of UTF-8") from exc
+        return decode_stdin_line(lines[0]), decode_stdin_line(lines[1])
+    except (binascii.Error, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise AgentOutputError("stdin is not base64 of gzip of UTF-8") from exc
 
 
 def format_agent_output(result: AgentResult) -> bytes:
@@ -156,6 +171,8 @@ __all__ = [
     "agent_sha256",
     "bootstrap_script",
     "build_stdin",
+    "decode_stdin_line",
+    "encode_stdin_line",
     "encoded_bootstrap",
     "format_agent_output",
     "parse_agent_output",

@@ -113,6 +113,7 @@ function Invoke-FleetAgent {
         } else {
             if ($request.PSObject.Properties.Name -contains 'service_password') { $script:ServicePassword = [string]$request.service_password }
             if ($request.PSObject.Properties.Name -contains 'service_account') { $script:ServiceAccountName = [string]$request.service_account }
+            if ($request.PSObject.Properties.Name -contains 'health') { $script:HealthTargets = $request.health }
             if ($request.PSObject.Properties.Name -contains 'reset_adopted_password') { $script:ResetAdoptedPassword = [bool]$request.reset_adopted_password }
             switch ([string]$request.mode) {
                 'discover' { $result.facts = Invoke-FleetDiscover }
@@ -123,6 +124,7 @@ function Invoke-FleetAgent {
                 default { throw ('unknown mode ' + [string]$request.mode) }
             }
             if ($null -ne $script:Rotation) { $result.rotation = $script:Rotation }
+            if ($null -ne $script:HealthReport) { $result.health = @($script:HealthReport) }
         }
     } catch {
         $result.error = [ordered]@{ code = 'agent_error'; message = $_.Exception.Message }

@@ -1,6 +1,6 @@
-# Fleet Lockdown bootstrap. Runs as powershell.exe -EncodedCommand; stdin carries two lines:
-# base64(UTF-8 agent script) and base64(UTF-8 request JSON). Must parse and run on PowerShell
-# 2.0, where it answers unsupported_powershell. Keep it under 2 KB. Not executed here (no Windows).
+# Fleet Lockdown bootstrap (-EncodedCommand). stdin: base64(gzip(UTF-8)) of the agent, then of the
+# request JSON. Runs on PowerShell 2.0 (GZipStream is .NET 2.0), answering unsupported_powershell
+# there. Keep it < 2 KB. Never executed here.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 function Out-FleetResult([string]$Json) {
@@ -8,12 +8,17 @@ function Out-FleetResult([string]$Json) {
     [Console]::Out.WriteLine([Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($Json)))
     [Console]::Out.WriteLine('FLEET-LOCKDOWN-RESULT-END')
 }
+function Read-FleetLine([string]$Line) {
+    $m = New-Object -TypeName IO.MemoryStream -ArgumentList (,[Convert]::FromBase64String($Line))
+    $z = New-Object -TypeName IO.Compression.GZipStream -ArgumentList $m, ([IO.Compression.CompressionMode]::Decompress)
+    (New-Object -TypeName IO.StreamReader -ArgumentList $z, ([Text.Encoding]::UTF8)).ReadToEnd()
+}
 $lines = @($input | ForEach-Object { "$_".Trim() } | Where-Object { $_ })
 $req = ''
-if ($lines.Count -ge 2) { $req = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) }
+if ($lines.Count -ge 2) { $req = Read-FleetLine $lines[1] }
 $v = $PSVersionTable.PSVersion
 if ($v.Major -lt 5 -or ($v.Major -eq 5 -and $v.Minor -lt 1)) {
-    # No ConvertTo-Json before 3.0: copy the request's own (already JSON-escaped) values.
+    # No ConvertTo-Json in 2.0: copy the request's (JSON-escaped) values.
     $head = ''
     foreach ($k in @('agent_version', 'job_id', 'mode')) {
         $m = [regex]::Match($req, '"' + $k + '":"((?:[^"\\]|\\.)*)"')
@@ -23,7 +28,7 @@ if ($v.Major -lt 5 -or ($v.Major -eq 5 -and $v.Minor -lt 1)) {
     exit 3
 }
 try {
-    $agent = [ScriptBlock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[0])))
+    $agent = [ScriptBlock]::Create((Read-FleetLine $lines[0]))
     $rc = & $agent $req | Select-Object -Last 1
     exit ([int]$rc)
 } catch {

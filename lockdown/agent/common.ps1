@@ -143,6 +143,21 @@ function ConvertFrom-FleetSddl {
     return @($aces)
 }
 
+function Test-FleetEffectiveAccess {
+    # Whether the token (the SID, the implicit groups, its local groups) gets every bit of $Mask
+    # from the DACL: allowed minus denied, raw masks, inherit-only ACEs skipped. Privileges and
+    # owner rights are not modelled. Used by effective_access rules and the MTA queue check.
+    param([object[]]$Dacl, [string]$Sid, [string[]]$GroupSids, [int64]$Mask)
+    $token = @($Sid) + $script:ImplicitGroupSids + @($GroupSids)
+    $allowed = [int64]0
+    $denied = [int64]0
+    foreach ($ace in $Dacl) {
+        if ($token -notcontains $ace.sid -or $ace.flags -contains 'inherit_only') { continue }
+        if ($ace.type -eq 'deny') { $denied = $denied -bor $ace.mask } else { $allowed = $allowed -bor $ace.mask }
+    }
+    return ((($allowed -band -bnot $denied) -band $Mask) -eq $Mask)
+}
+
 function Test-FleetAceCompliant {
     # The plan's own numeric test, used only to decide whether to change anything; the status
     # is always recomputed in Python from the observation.
@@ -151,14 +166,7 @@ function Test-FleetAceCompliant {
     $type = [string]$Item.ace_type
     $flags = @($Item.ace_flags)
     if ($Item.judge -eq 'effective_access') {
-        $token = @($Sid) + $script:ImplicitGroupSids + @($GroupSids)
-        $allowed = [int64]0
-        $denied = [int64]0
-        foreach ($ace in $Dacl) {
-            if ($token -notcontains $ace.sid -or $ace.flags -contains 'inherit_only') { continue }
-            if ($ace.type -eq 'deny') { $denied = $denied -bor $ace.mask } else { $allowed = $allowed -bor $ace.mask }
-        }
-        return ((($allowed -band -bnot $denied) -band $want) -eq $want)
+        return Test-FleetEffectiveAccess -Dacl $Dacl -Sid $Sid -GroupSids $GroupSids -Mask $want
     }
     foreach ($ace in $Dacl) {
         if ($ace.sid -ne $Sid -or $ace.type -ne $type -or $ace.inherited) { continue }

@@ -112,3 +112,11 @@ STEPS: Final = {
     "elevation": "Test-FleetElevated",
     "reset_adopted_password": "Reset-FleetAdoptedPassword",
 }
+# The parts of the health check (called from STEPS["health_check"]); winlab does the same checks
+# in `winlab.agent.runner.health_checks` over its model (mta_ok, webmail_ok, webadmin_ok).
+HEALTH_STEPS: Final = {
+    "web_page": "Test-FleetWebPage",
+    "mta_queues": "Test-FleetMtaQueues",
+    "effective_access": "Test-FleetEffectiveAccess",
+}
+WINLAB_HEALTH: Final = "winlab.agent.runner.health_checks"

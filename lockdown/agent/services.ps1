@@ -2,11 +2,22 @@
 # Service around an apply, the Defender exclusion. Never executed by the project's tests.
 
 $script:HealthSettleSeconds = 15
+# Default ports; the request's `health` object (the Server's configured ports) overrides them.
 $script:HealthChecks = @(
-    @{ service = 'MESMTPCS'; port = 25; command = 'EHLO fleet-lockdown.invalid'; banner = 'Mail(Enable| Enable SMTP) Service' }
-    @{ service = 'MEPOPS'; port = 110; command = 'CAPA'; banner = 'Welcome to MailEnable' }
-    @{ service = 'MEIMAPS'; port = 143; command = 'a1 CAPABILITY'; banner = 'Welcome to MailEnable' }
+    @{ check = 'smtp'; service = 'MESMTPCS'; port = 25; command = 'EHLO fleet-lockdown.invalid'; banner = 'Mail(Enable| Enable SMTP) Service' }
+    @{ check = 'pop'; service = 'MEPOPS'; port = 110; command = 'CAPA'; banner = 'Welcome to MailEnable' }
+    @{ check = 'imap'; service = 'MEIMAPS'; port = 143; command = 'a1 CAPABILITY'; banner = 'Welcome to MailEnable' }
 )
+$script:HealthPages = @(
+    @{ check = 'webmail'; key = 'webmail_url' }
+    @{ check = 'webadmin'; key = 'admin_url' }
+)
+# The MTA's queue folders under MailEnable's Program Directory, and the rights it needs there:
+# FILE_LIST_DIRECTORY (0x1) | FILE_ADD_FILE (0x2) | FILE_DELETE_CHILD (0x40).
+$script:MtaQueueFolders = @('Queues\SMTP\Inbound\Messages', 'Queues\SMTP\Outgoing\Messages')
+$script:MtaQueueMask = 0x43
+$script:HealthTargets = $null
+$script:HealthReport = $null
 
 function Get-FleetService {
     param([string]$Name)
@@ -102,20 +113,130 @@ function Test-FleetBanner {
     }
 }
 
+function Get-FleetHealthTarget {
+    # One field of the request's `health` object, or $null when it is absent.
+    param([string]$Name)
+    if ($null -eq $script:HealthTargets) { return $null }
+    if ($script:HealthTargets.PSObject.Properties.Name -notcontains $Name) { return $null }
+    return $script:HealthTargets.$Name
+}
+
+function Add-FleetHealthCheck {
+    # One entry of the result's `health` list: ok, failed or not_checked, with a short detail.
+    param([string]$Check, [string]$Status, [string]$Detail)
+    if ($Detail.Length -gt 1000) { $Detail = $Detail.Substring(0, 1000) }
+    [void]$script:HealthReport.Add([ordered]@{ check = $Check; status = $Status; detail = $Detail })
+}
+
+function Test-FleetWebPage {
+    # GET a login page, redirects not followed: a 200 whose page has <title>MailEnable, or a 302
+    # whose Location is a login page (login.aspx). Returns $null when it answers, else the problem.
+    param([string]$Url)
+    if ($Url -notmatch '^https?://') { return 'not an http(s) URL' }
+    $response = $null
+    try {
+        $request = [System.Net.HttpWebRequest]([System.Net.WebRequest]::Create($Url))
+        $request.Method = 'GET'
+        $request.Timeout = 15000
+        $request.ReadWriteTimeout = 15000
+        $request.AllowAutoRedirect = $false
+        $response = $request.GetResponse()
+        $status = [int]$response.StatusCode
+        if ($status -eq 302) {
+            $location = [string]$response.Headers['Location']
+            if ($location -match 'login\.aspx') { return $null }
+            return ('302 to ' + $location + ', not a login page')
+        }
+        if ($status -ne 200) { return ('HTTP ' + $status) }
+        $reader = New-Object -TypeName System.IO.StreamReader -ArgumentList @($response.GetResponseStream())
+        if ($reader.ReadToEnd() -match '<title>\s*MailEnable') { return $null }
+        return 'HTTP 200 without <title>MailEnable'
+    } catch {
+        return $_.Exception.Message
+    } finally {
+        if ($null -ne $response) { $response.Close() }
+    }
+}
+
+function Test-FleetMtaQueues {
+    # No test message is injected: MailEnable's queue file format is undocumented. What can be
+    # checked honestly: MEMTAS runs (after settling) and its logon account (IME_SYSTEM once
+    # hardened; compared by SID) has effective list/add/delete-child rights on both queue folders.
+    $mta = Get-FleetService -Name 'MEMTAS'
+    if ($null -eq $mta) { return 'MEMTAS is not installed' }
+    if ([string]$mta.State -ne 'Running') { return ('MEMTAS is ' + $mta.State) }
+    $sid = Resolve-FleetStartNameSid -StartName ([string]$mta.StartName)
+    if ($null -eq $sid) { return ('cannot resolve the MEMTAS account ' + $mta.StartName) }
+    $programDir = Get-FleetFirstValue -Values (Get-FleetMailEnableRegistry) -Names @('Program Directory')
+    if (-not $programDir) { return 'MailEnable Program Directory not found in the registry' }
+    $groups = @(Get-FleetPrincipalGroupSids -Name ([string]$mta.StartName))
+    foreach ($folder in $script:MtaQueueFolders) {
+        $path = Join-Path -Path $programDir -ChildPath $folder
+        if (-not (Test-Path -LiteralPath $path)) { return ($path + ' does not exist') }
+        $dacl = @(ConvertFrom-FleetSddl -Sddl (Get-FleetFileSddl -Path $path))
+        if (-not (Test-FleetEffectiveAccess -Dacl $dacl -Sid $sid -GroupSids $groups -Mask $script:MtaQueueMask)) {
+            return ('MEMTAS (' + $sid + ') cannot move messages in ' + $path)
+        }
+    }
+    return $null
+}
+
 function Test-FleetMailHealth {
-    # After identity changes: every restarted service still runs after settling, and SMTP/POP/IMAP
-    # answer with MailEnable's banners. Returns the list of problems (empty = healthy).
+    # After identity changes: every restarted service still runs after settling; SMTP/POP/IMAP
+    # answer on the configured ports with MailEnable's banners; the MTA runs and may move messages
+    # in its queues (Test-FleetMtaQueues); webmail and web admin login pages answer when their URL
+    # is set (else "not_checked"). Fills $script:HealthReport; returns the problems (empty = healthy).
     param([string[]]$Services)
     Start-Sleep -Seconds $script:HealthSettleSeconds
+    $script:HealthReport = New-Object -TypeName System.Collections.ArrayList
     $problems = @()
+    $down = @()
     foreach ($name in $Services) {
         $state = (Get-FleetService -Name $name).State
-        if ($state -ne 'Running') { $problems += ($name + ' is ' + $state) }
+        if ($state -ne 'Running') { $down += ($name + ' is ' + $state) }
+    }
+    $problems += $down
+    if ($down.Count -gt 0) {
+        Add-FleetHealthCheck -Check 'services' -Status 'failed' -Detail ($down -join '; ')
+    } else {
+        Add-FleetHealthCheck -Check 'services' -Status 'ok' -Detail ('running: ' + ($Services -join ', '))
     }
     foreach ($check in $script:HealthChecks) {
-        if ($null -eq (Get-FleetService -Name $check.service)) { continue }
-        $problem = Test-FleetBanner -Port $check.port -Command $check.command -Banner $check.banner
-        if ($null -ne $problem) { $problems += ($check.service + ': ' + $problem) }
+        $port = [int]$check.port
+        $configured = Get-FleetHealthTarget -Name ($check.check + '_port')
+        if ($null -ne $configured) { $port = [int]$configured }
+        if ($null -eq (Get-FleetService -Name $check.service)) {
+            Add-FleetHealthCheck -Check $check.check -Status 'not_checked' -Detail ($check.service + ' is not installed')
+            continue
+        }
+        $problem = Test-FleetBanner -Port $port -Command $check.command -Banner $check.banner
+        if ($null -ne $problem) {
+            $problems += ($check.service + ': ' + $problem)
+            Add-FleetHealthCheck -Check $check.check -Status 'failed' -Detail $problem
+        } else {
+            Add-FleetHealthCheck -Check $check.check -Status 'ok' -Detail ('port ' + $port)
+        }
+    }
+    $problem = Test-FleetMtaQueues
+    if ($null -ne $problem) {
+        $problems += ('mta: ' + $problem)
+        Add-FleetHealthCheck -Check 'mta' -Status 'failed' -Detail $problem
+    } else {
+        Add-FleetHealthCheck -Check 'mta' -Status 'ok' -Detail 'MEMTAS running; queue folders writable (no test message injected)'
+    }
+    foreach ($page in $script:HealthPages) {
+        $url = [string](Get-FleetHealthTarget -Name $page.key)
+        if (-not $url) {
+            Add-FleetHealthCheck -Check $page.check -Status 'not_checked' -Detail 'not checked: no URL configured'
+            continue
+        }
+        $problem = Test-FleetWebPage -Url $url
+        if ($null -ne $problem) {
+            $problems += ($page.check + ': ' + $problem)
+            Add-FleetHealthCheck -Check $page.check -Status 'failed' -Detail ($url + ': ' + $problem)
+        } else {
+            Add-FleetHealthCheck -Check $page.check -Status 'ok' -Detail $url
+        }
     }
     return @($problems)
 }

@@ -10,6 +10,7 @@ fails when they drift from these models. Regenerate with
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,6 +68,40 @@ class RotationReport(LockdownModel):
     restored: bool = False
 
 
+HTTP_URL_PATTERN: Final = r"^https?://[^\s/?#]+[^\s]*$"
+
+
+class HealthTargets(LockdownModel):
+    """Where the post-change health check looks (the Server's configured ports and URLs).
+
+    Every field is optional: a missing port falls back to the protocol's default (25/110/143),
+    a missing URL means that login page is "not checked" (reported as such, never as ok).
+    """
+
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    pop_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    webmail_url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL_PATTERN)
+    admin_url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL_PATTERN)
+
+
+class HealthStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    NOT_CHECKED = "not_checked"
+
+
+HEALTH_CHECKS: Final = ("services", "smtp", "pop", "imap", "mta", "webmail", "webadmin")
+
+
+class HealthCheckResult(LockdownModel):
+    """One check of the post-change health check, as both the .ps1 and winlab report it."""
+
+    check: str = Field(pattern=r"^(services|smtp|pop|imap|mta|webmail|webadmin)$")
+    status: HealthStatus
+    detail: str = Field(default="", max_length=1024)
+
+
 class AgentRequest(LockdownModel):
     """What the agent receives on stdin.
 
@@ -76,7 +111,8 @@ class AgentRequest(LockdownModel):
     puts it back when the new one fails. `reset_adopted_password` (apply only) is the operator's
     choice to reset the password of an account that already existed (MEInstaller's hardening);
     that reset cannot be rolled back. `rollback` lists the changes to undo, newest last (the
-    agent undoes them in reverse order).
+    agent undoes them in reverse order). `health` tells the health check which ports and login
+    pages to test (optional; see `HealthTargets`).
     """
 
     agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
@@ -88,6 +124,7 @@ class AgentRequest(LockdownModel):
     service_account: str = Field(default="IME_SYSTEM", pattern=SERVICE_ACCOUNT_PATTERN)
     reset_adopted_password: bool = False
     rollback: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
+    health: HealthTargets | None = None
 
     @model_validator(mode="after")
     def _mode_fits_payload(self) -> AgentRequest:
@@ -129,8 +166,9 @@ class AgentResult(LockdownModel):
     `facts` comes with discover; `items` carries one observation per plan item (with
     before/after SDDL in apply mode); `changes` lists what was changed, in order, for
     the ChangeRecords rollback uses; `rotation` reports a password change (rotate_password,
-    or an adopted account's reset in apply). `error` is set when the invocation as a whole
-    failed.
+    or an adopted account's reset in apply). `health` lists the checks of the last health
+    check the invocation ran (after a restart), each ok / failed / not_checked. `error` is set
+    when the invocation as a whole failed.
     """
 
     agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
@@ -141,6 +179,7 @@ class AgentResult(LockdownModel):
     changes: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
     action: RuleAction = RuleAction.NONE
     rotation: RotationReport | None = None
+    health: list[HealthCheckResult] = Field(default_factory=list, max_length=20)
     error: AgentError | None = None
 
 

@@ -66,7 +66,7 @@ def rotate_password(run: AgentRun) -> tuple[AgentResult, int]:
         run.restart = list(running)
         problems += _restart(run)
         host.advance(HEALTH_SETTLE_SECONDS)
-        problems += _new_problems(baseline, host.health())
+        problems += _new_problems(baseline, host.health(), run.request.health)
     if not problems:
         return _result(run.request, action=RuleAction.CHANGED, rotation=report), EXIT_OK
     undo_errors: list[str] = []
@@ -81,7 +81,7 @@ def rotate_password(run: AgentRun) -> tuple[AgentResult, int]:
     run.restart = list(running)
     undo_errors += _restart(run)
     host.advance(HEALTH_SETTLE_SECONDS)
-    still = _new_problems(baseline, host.health())
+    still = _new_problems(baseline, host.health(), run.request.health)
     message = "health check failed after the password change: " + "; ".join(problems)
     message += "; the previous password was restored on the account and its services"
     if undo_errors or still:

@@ -5,8 +5,11 @@ Search and the Indexing Service are stopped just before the first change), accou
 membership, user rights, registry, files and folders, SQL, service identities; then the changed
 services are restarted (stop, wait, start) and, after a settling delay, the health check runs:
 every MailEnable service that ran before still runs, SMTP/POP/IMAP answer (their services run),
-the MTA could move a message, webmail and web admin answer. A failed health check rolls back
-this run's changes, newest first, restarts what it touched and reports `health_check_failed`.
+the MTA could move a message, webmail and web admin answer when the request's `health` gives
+their URL (else "not_checked", as the PowerShell does). A failed health check rolls back this
+run's changes, newest first, restarts what it touched and reports `health_check_failed`. The
+checks are reported in the result's `health` list with the same fields as the PowerShell's
+(`health_checks`).
 Items are reported in plan order.
 """
 
@@ -15,7 +18,15 @@ from __future__ import annotations
 from typing import Final
 
 from lockdown.agent import AGENT_VERSION
-from lockdown.rules.contract import AgentError, AgentRequest, AgentResult, ChangeRecord
+from lockdown.rules.contract import (
+    AgentError,
+    AgentRequest,
+    AgentResult,
+    ChangeRecord,
+    HealthCheckResult,
+    HealthStatus,
+    HealthTargets,
+)
 from lockdown.rules.observed import ObservedItem
 from lockdown.rules.plan import PlanItem
 from lockdown.rules.vocabulary import AgentMode, RuleAction, RuleType
@@ -109,8 +120,70 @@ def _health_baseline(host: WindowsHost) -> HealthReport:
     return host.health()
 
 
-def _new_problems(before: HealthReport, after: HealthReport) -> list[str]:
-    """What broke since the baseline: services that ran and stopped, checks that passed and fail now."""
+_DEFAULT_PORTS: Final = {"smtp": 25, "pop": 110, "imap": 143}
+_PAGES: Final = (("webmail", "webmail_url"), ("webadmin", "admin_url"))
+
+
+def _page_url(targets: HealthTargets | None, key: str) -> str | None:
+    return getattr(targets, key) if targets is not None else None
+
+
+def _unchecked_pages(targets: HealthTargets | None) -> set[str]:
+    """Login pages without a URL in the request: not checked (Test-FleetMailHealth skips them)."""
+    return {label for label, key in _PAGES if not _page_url(targets, key)}
+
+
+def _absolute_problems(after: HealthReport, targets: HealthTargets | None) -> list[str]:
+    """`after.reasons` without the pages that are not checked."""
+    skipped = _unchecked_pages(targets)
+    return [r for r in after.reasons if r.split(":", 1)[0] not in skipped]
+
+
+def health_checks(targets: HealthTargets | None, before: HealthReport, after: HealthReport) -> list[HealthCheckResult]:
+    """The structured report of one health check, with the fields Test-FleetMailHealth reports.
+
+    services: MailEnable services that ran before and run now; smtp/pop/imap: the protocol's service
+    answers (winlab has no sockets here; the port is the one the request configured); mta: MEMTAS
+    runs and may move messages (winlab's model can check this fully; the PowerShell checks the
+    service and the queue folders' ACLs only); webmail/webadmin: only when their URL is set.
+    """
+
+    def entry(check: str, ok: bool, detail: str) -> HealthCheckResult:
+        status = HealthStatus.OK if ok else HealthStatus.FAILED
+        return HealthCheckResult(check=check, status=status, detail=detail[:1000])
+
+    down = [f"{n} is {after.services.get(n, 'missing')}" for n, s in sorted(before.services.items()) if s == "Running"]
+    down = [d for d in down if not d.endswith(" is Running")]
+    running = [n for n, s in sorted(after.services.items()) if s == "Running"]
+    checks = [entry("services", not down, "; ".join(down) if down else "running: " + ", ".join(running))]
+    for protocol, default in _DEFAULT_PORTS.items():
+        port = getattr(targets, f"{protocol}_port", None) if targets is not None else None
+        port = port or default
+        if protocol not in after.protocols:
+            checks.append(HealthCheckResult(check=protocol, status=HealthStatus.NOT_CHECKED, detail="not installed"))
+        elif after.protocols[protocol]:
+            checks.append(entry(protocol, True, f"port {port}"))
+        else:
+            checks.append(entry(protocol, False, f"{protocol.upper()} does not answer on port {port}"))
+    mta_ok, mta_why = after.mta
+    checks.append(entry("mta", mta_ok, "MEMTAS running; queue folders writable" if mta_ok else mta_why))
+    for label, key in _PAGES:
+        url = _page_url(targets, key)
+        if not url:
+            detail = "not checked: no URL configured"
+            checks.append(HealthCheckResult(check=label, status=HealthStatus.NOT_CHECKED, detail=detail))
+            continue
+        ok, why = after.webmail if label == "webmail" else after.webadmin
+        checks.append(entry(label, ok, url if ok else f"{url}: {why}"))
+    return checks
+
+
+def _new_problems(before: HealthReport, after: HealthReport, targets: HealthTargets | None = None) -> list[str]:
+    """What broke since the baseline: services that ran and stopped, checks that passed and fail now.
+
+    Login pages whose URL the request does not give are not checked (as in the PowerShell).
+    """
+    skipped = _unchecked_pages(targets)
     reasons = []
     for name, state in sorted(before.services.items()):
         if state == "Running" and after.services.get(name) != "Running":
@@ -120,7 +193,7 @@ def _new_problems(before: HealthReport, after: HealthReport) -> list[str]:
         ("webmail", before.webmail, after.webmail),
         ("webadmin", before.webadmin, after.webadmin),
     ):
-        if was[0] and not now[0]:
+        if was[0] and not now[0] and label not in skipped:
             reasons.append(f"{label}: {now[1]}")
     for protocol, was_up in sorted(before.protocols.items()):
         if was_up and not after.protocols.get(protocol, False):
@@ -156,17 +229,21 @@ def _apply(run: AgentRun) -> tuple[AgentResult, int]:
         observed[item.key] = HANDLERS[(AgentMode.APPLY, item.rule_type)](run, item)
         run.tick()
     error: AgentError | None = None
+    health: list[HealthCheckResult] = []
+    targets = run.request.health
     action = RuleAction.CHANGED if run.changes or run.rotation else RuleAction.NONE
     if run.changes or run.restart:
         failures = _restart(run)
         host.advance(HEALTH_SETTLE_SECONDS)
-        problems = failures + _new_problems(baseline, host.health())
+        after = host.health()
+        health = health_checks(targets, baseline, after)
+        problems = failures + _new_problems(baseline, after, targets)
         if problems:
             undone, undo_errors = _undo(run, list(run.changes))
             if run.restart:
                 _restart(run)
             host.advance(HEALTH_SETTLE_SECONDS)
-            still = _new_problems(baseline, host.health())
+            still = _new_problems(baseline, host.health(), targets)
             message = "health check failed: " + "; ".join(problems) + "; this run's changes were rolled back"
             if undo_errors or still:
                 message += " (incompletely: " + "; ".join(undo_errors + still) + ")"
@@ -190,7 +267,15 @@ def _apply(run: AgentRun) -> tuple[AgentResult, int]:
     items = [observed[i.key] for i in actionable if i.key in observed]
     if error is None and any(i.action is RuleAction.FAILED for i in items):
         action = RuleAction.FAILED if not run.changes else RuleAction.CHANGED
-    result = _result(run.request, items=items, changes=run.changes, action=action, rotation=run.rotation, error=error)
+    result = _result(
+        run.request,
+        items=items,
+        changes=run.changes,
+        action=action,
+        rotation=run.rotation,
+        health=health,
+        error=error,
+    )
     return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
 
 
@@ -226,16 +311,20 @@ def _rollback(run: AgentRun) -> tuple[AgentResult, int]:
             )
         run.tick()
     error: AgentError | None = None
+    health: list[HealthCheckResult] = []
     if run.restart:
+        before = host.health()
         failures = _restart(run)
         host.advance(HEALTH_SETTLE_SECONDS)
-        problems = failures + host.health().reasons
+        after = host.health()
+        health = health_checks(run.request.health, before, after)
+        problems = failures + _absolute_problems(after, run.request.health)
         if problems:
             error = AgentError(code="health_check_failed", message=("after rollback: " + "; ".join(problems))[:4096])
     failed = any(i.action is RuleAction.FAILED for i in items.values())
     action = RuleAction.ROLLED_BACK if undone else (RuleAction.FAILED if failed else RuleAction.NONE)
-    result = _result(run.request, items=list(items.values()), changes=undone, action=action, error=error)
+    result = _result(run.request, items=list(items.values()), changes=undone, action=action, health=health, error=error)
     return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
 
 
-__all__ = ["EXIT_AGENT_ERROR", "EXIT_OK", "run_request"]
+__all__ = ["EXIT_AGENT_ERROR", "EXIT_OK", "health_checks", "run_request"]

@@ -1,7 +1,8 @@
 """The `ShellHost` that runs Fleet Lockdown's agent on an emulated host, for the WinRM server.
 
 `powershell.exe -EncodedCommand <bootstrap>` is recognised by the exact bootstrap text (SHA-256 of
-`bootstrap_script()`), and the agent on stdin by `agent_sha256()`. winlab cannot interpret any
+`bootstrap_script()`), and the agent on stdin (base64 of gzip, inflated as the bootstrap does) by
+`agent_sha256()` of the uncompressed script. winlab cannot interpret any
 other PowerShell: everything else is refused with the CLIXML error powershell.exe would print and
 exit code 1, never answered with a made-up success. What the bootstrap does itself is mirrored
 exactly: on PowerShell 2.0 (2008 R2 without WMF 5.1) it answers `unsupported_powershell` with the
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import json
 import re
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -74,9 +77,16 @@ def _stdin_lines(stdin: bytes) -> list[str]:
     return [line.strip() for line in stdin.decode("ascii", errors="replace").splitlines() if line.strip()]
 
 
+# What bootstrap.ps1's Read-FleetLine can throw on a bad line (FromBase64String, GZipStream).
+_DECODE_ERRORS: Final = (binascii.Error, ValueError, OSError, EOFError, zlib.error)
+
+
 def _decode(line: str) -> str:
-    """[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($line))."""
-    return base64.b64decode(line, validate=True).decode("utf-8", errors="replace")
+    """bootstrap.ps1's Read-FleetLine: FromBase64String, GZipStream(Decompress), StreamReader(UTF8).
+
+    StreamReader replaces invalid UTF-8 rather than throwing, hence errors="replace".
+    """
+    return gzip.decompress(base64.b64decode(line, validate=True)).decode("utf-8", errors="replace")
 
 
 def _ps2_answer(lines: list[str], version: str) -> PowerShellResult:
@@ -85,8 +95,8 @@ def _ps2_answer(lines: list[str], version: str) -> PowerShellResult:
     if len(lines) >= 2:
         try:
             request = _decode(lines[1])
-        except (binascii.Error, ValueError):
-            return _refuse('Exception calling "FromBase64String" with "1" argument(s): "Invalid length."')
+        except _DECODE_ERRORS as exc:
+            return _refuse(f"Read-FleetLine : {exc}")
     head = ""
     for key in ("agent_version", "job_id", "mode"):
         match = re.search('"' + key + r'":"((?:[^"\\]|\\.)*)"', request)
@@ -167,8 +177,8 @@ class AgentShellHost:
             if len(lines) >= 2:
                 request_json = _decode(lines[1])
             agent = _decode(lines[0]) if lines else ""
-        except (binascii.Error, ValueError) as exc:
-            return _bootstrap_catch(request_json, f'Exception calling "FromBase64String": {exc}')
+        except _DECODE_ERRORS as exc:
+            return _bootstrap_catch(request_json, f"Read-FleetLine: {exc}")
         if hashlib.sha256(agent.encode("utf-8")).hexdigest() != agent_sha256():
             return _refuse(
                 "winlab cannot interpret this agent: its SHA-256 is not agent_sha256() of the Fleet Lockdown "

@@ -10,6 +10,7 @@ behaviour is chosen by its name.
 from __future__ import annotations
 
 import hashlib
+import random
 import ssl
 import threading
 from collections.abc import Iterator
@@ -215,17 +216,21 @@ def apply_request(job_id: str = "job-apply-1") -> AgentRequest:
     )
 
 
-def big_rollback_request(records: int = 3000) -> AgentRequest:
+def big_rollback_request(records: int = 3300) -> AgentRequest:
+    # stdin is gzipped: random file names and SIDs keep the payload several chunks long anyway.
+    rng = random.Random(5)
     sddl = "O:S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464G:SYD:PAI(A;;0x1200a9;;;BU)" * 2
-    changes = [
-        ChangeRecord(
-            rule_id="file_deny.cmd",
-            target=f"C:\\Windows\\System32\\file{i:05d}.exe",
-            target_kind=TargetKind.FILE,
-            sequence=i,
-            before=sddl,
-            after=sddl + f"(D;;0x200a9;;;S-1-5-21-1-2-3-{1000 + i})",
+    changes = []
+    for i in range(records):
+        sid = "S-1-5-21-" + "-".join(str(rng.getrandbits(32)) for _ in range(4))
+        changes.append(
+            ChangeRecord(
+                rule_id="file_deny.cmd",
+                target=f"C:\\Windows\\System32\\{rng.getrandbits(128):032x}{rng.getrandbits(128):032x}.exe",
+                target_kind=TargetKind.FILE,
+                sequence=i,
+                before=sddl + f"(A;;0x1200a9;;;{sid})",
+                after=sddl + f"(A;;0x1200a9;;;{sid})(D;;0x200a9;;;{sid}-{rng.getrandbits(30)})",
+            )
         )
-        for i in range(records)
-    ]
     return AgentRequest(agent_version=AGENT_VERSION, mode="rollback", job_id="job-rollback-1", rollback=changes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import threading
 import time
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import winrm
 
-from lockdown.agent import agent_script
+from lockdown.agent import agent_script, encode_stdin_line
 from lockdown.rules import RuleAction, RuleStatus
 from lockdown.rules.vocabulary import AgentMode
 from remote.errors import AuthenticationFailed, NotElevated, RemoteError, Unreachable
@@ -148,7 +147,7 @@ def test_a_modified_agent_is_refused_with_a_powershell_error(lab: Lab) -> None:
     name = name_of("plesk")
     tampered = agent_script() + "\n# one more line\n"
     good = request(AgentMode.DISCOVER)
-    payload = base64.b64encode(tampered.encode()) + b"\n" + base64.b64encode(good.to_stdin_json().encode()) + b"\n"
+    payload = encode_stdin_line(tampered) + b"\n" + encode_stdin_line(good.to_stdin_json()) + b"\n"
     output = run_command_payload(connection(lab, name), payload, secrets=[])
     assert output.exit_code == 1
     assert b"FLEET-LOCKDOWN-RESULT" not in output.stdout

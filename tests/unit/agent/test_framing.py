@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 
 import pytest
@@ -26,14 +27,26 @@ def _request(**kw) -> AgentRequest:
     return AgentRequest(agent_version=AGENT_VERSION, mode="discover", job_id="j-1", **kw)
 
 
-def test_stdin_is_two_base64_lines_agent_then_request() -> None:
+def test_stdin_is_two_base64_gzip_lines_agent_then_request() -> None:
     payload = build_stdin(_request())
     lines = payload.split(b"\n")
     assert lines[-1] == b""
     assert len(lines) == 3
-    assert base64.b64decode(lines[0]).decode("utf-8") == agent_script()
-    assert base64.b64decode(lines[1]).decode("utf-8") == _request().to_stdin_json()
+    assert gzip.decompress(base64.b64decode(lines[0])).decode("utf-8") == agent_script()
+    assert gzip.decompress(base64.b64decode(lines[1])).decode("utf-8") == _request().to_stdin_json()
     assert split_stdin(payload) == (agent_script(), _request().to_stdin_json())
+    assert build_stdin(_request()) == payload  # gzip mtime 0: deterministic
+
+
+def test_the_compressed_agent_is_much_smaller_than_plain_base64() -> None:
+    plain = len(base64.b64encode(agent_script().encode("utf-8")))
+    assert len(build_stdin(_request()).split(b"\n")[0]) < plain // 2
+
+
+def test_stdin_that_is_not_gzip_is_refused() -> None:
+    plain = base64.b64encode(agent_script().encode()) + b"\n" + base64.b64encode(b"{}") + b"\n"
+    with pytest.raises(AgentOutputError, match="gzip"):
+        split_stdin(plain)
 
 
 def test_agent_hash_is_the_hash_of_what_is_sent() -> None:

@@ -60,6 +60,11 @@ def test_bootstrap_uses_only_powershell_2_constructs_before_the_version_check() 
         "Console",
         "Convert",
         "Text.Encoding",
+        # stdin is base64 of gzip: all three exist in .NET 2.0 (PowerShell 2.0).
+        "IO.MemoryStream",
+        "IO.Compression.GZipStream",
+        "IO.Compression.CompressionMode",
+        "IO.StreamReader",
         "regex",
         "ScriptBlock",
         "int",
@@ -67,6 +72,8 @@ def test_bootstrap_uses_only_powershell_2_constructs_before_the_version_check() 
     }
     assert {c.lower() for c in command_names(tree.root_node)} <= {
         "out-fleetresult",
+        "read-fleetline",
+        "new-object",
         "foreach-object",
         "where-object",
         "select-object",

@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 
 from lockdown.agent import agent_script, read_ps1
-from lockdown.agent.conformance import CONFORMANCE, DISPATCHERS, STEPS, Conformance
+from lockdown.agent.conformance import CONFORMANCE, DISPATCHERS, HEALTH_STEPS, STEPS, WINLAB_HEALTH, Conformance
 from lockdown.rules.vocabulary import AgentMode, PreflightCheck, RuleType
 from tests.unit.agent.pstree import Function, blank_function, closure_facts, functions, parse
 
@@ -315,3 +315,80 @@ def test_winlab_side_of_the_table_exists() -> None:
         if not callable(getattr(module, attr, None)):
             missing.append(dotted)
     assert missing == []
+
+
+# What each part of the health check needs (DESIGN.md: banners, MTA, webmail/web admin).
+HEALTH_TECHNIQUES: dict[str, set[str]] = {
+    HEALTH_STEPS["web_page"]: {
+        "type:System.Net.HttpWebRequest",
+        "member:AllowAutoRedirect",
+        "member:Timeout",
+        "member:GetResponse",
+        "member:StatusCode",
+        "str:Location",
+        "str:login\\.aspx",
+        "str:<title>\\s*MailEnable",
+        "finally:Close",
+    },
+    HEALTH_STEPS["mta_queues"]: {
+        "str:MEMTAS",
+        "str:Running",
+        "cmd:resolve-fleetstartnamesid",
+        "cmd:get-fleetmailenableregistry",
+        "var:$script:mtaqueuefolders",
+        "var:$script:mtaqueuemask",
+        "cmd:get-fleetfilesddl",
+        "cmd:test-fleeteffectiveaccess",
+    },
+    HEALTH_STEPS["effective_access"]: {"var:$script:implicitgroupsids", "str:deny", "str:inherit_only"},
+}
+
+
+def health_problems(script: str, function: str) -> list[str]:
+    funcs = functions(parse(script))
+    if function.lower() not in funcs:
+        return [f"{function} is not defined"]
+    problems = []
+    if f"cmd:{function.lower()}" not in closure_facts(STEPS["health_check"], funcs) | closure_facts(
+        "Test-FleetAceCompliant", funcs
+    ):
+        problems.append(f"{function} is not called")
+    missing = HEALTH_TECHNIQUES[function] - closure_facts(function, funcs)
+    if missing:
+        problems.append(f"{function} lacks {sorted(missing)}")
+    return problems
+
+
+@pytest.mark.parametrize("function", sorted(HEALTH_TECHNIQUES))
+def test_health_check_parts_exist_and_make_their_calls(script: str, function: str) -> None:
+    assert health_problems(script, function) == []
+
+
+@pytest.mark.parametrize("function", sorted(HEALTH_TECHNIQUES))
+def test_blanking_a_health_check_part_makes_its_structural_test_fail(script: str, function: str) -> None:
+    mutated = blank_function(script, function)
+    assert mutated != script
+    assert health_problems(mutated, function) != []
+
+
+def test_health_check_covers_mta_pages_ports_and_reports_not_checked(funcs) -> None:
+    health = closure_facts(STEPS["health_check"], funcs)
+    assert {f"cmd:{name.lower()}" for name in HEALTH_STEPS.values()} <= health
+    assert {
+        "var:$script:healthtargets",
+        "var:$script:healthreport",
+        "var:$script:healthpages",
+        "str:not_checked",
+        "str:_port",
+    } <= health
+    services = read_ps1("services.ps1")
+    assert "key = 'webmail_url'" in services
+    assert "key = 'admin_url'" in services
+    assert "cmd:test-fleeteffectiveaccess" in closure_facts("Test-FleetAceCompliant", funcs)  # shared, not copied
+    agent = closure_facts("Invoke-FleetAgent", funcs)
+    assert {"str:health", "var:$script:healthreport"} <= agent
+
+
+def test_the_winlab_health_check_is_importable() -> None:
+    module, _, name = WINLAB_HEALTH.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
