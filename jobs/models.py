@@ -85,6 +85,10 @@ class HostRun(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     compliance_pct = models.FloatField(null=True, blank=True)
     changes_made = models.PositiveIntegerField(default=0)
+    journal_recovered = models.BooleanField(
+        default=False,
+        help_text="A later rollback undid this run's changes from the host's journal (its result was lost)",
+    )
     next_event_seq = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -208,6 +212,7 @@ class ChangeRecord(models.Model):
             "before": self.before or None,
             "after": self.after or None,
             "created_object": self.created_object,
+            "job_id": f"{self.host_run.job_id}.{self.host_run_id}",
         }
 
 

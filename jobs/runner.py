@@ -48,6 +48,10 @@ HEARTBEAT_EVERY_S = float(getattr(settings, "FLEET_HEARTBEAT_EVERY_S", 15))
 SNAPSHOT_EVERY = timedelta(days=getattr(settings, "FLEET_RESULT_SNAPSHOT_DAYS", 7))
 RUN_TIMEOUT_S = float(getattr(settings, "FLEET_RUN_TIMEOUT_S", 1500))
 UNREACHABLE_KINDS = frozenset({"unreachable", "timeout", "tls_verification_failed"})
+# How a harden can end after its command started without its result (and ChangeRecords) being stored.
+RESULT_LOST_KINDS = frozenset(
+    {"worker_lost", "timeout", "unreachable", "protocol_error", "output_too_large", "agent_error", "internal_error"}
+)
 MAIL_BANNERS = {
     "SMTP": re.compile(r"^220 .*Mail(Enable| Enable SMTP) Service"),
     "POP": re.compile(r"^\+OK .*MailEnable"),
@@ -584,24 +588,63 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
     return _end(run, HostRunState.SUCCEEDED)
 
 
+def _lost_runs(run: HostRun, server: Server) -> list[HostRun]:
+    """This server's applies whose result never reached the database and whose journal was not read yet.
+
+    A harden that ended failed with one of RESULT_LOST_KINDS may have changed the host after its
+    command started (the agent journals each change on the host before it returns); a later
+    rollback asks the agent to recover those changes from the journal.
+    """
+    return list(
+        HostRun.objects.filter(
+            server=server,
+            mutating=True,
+            journal_recovered=False,
+            state=HostRunState.FAILED,
+            error_kind__in=RESULT_LOST_KINDS,
+            started_at__isnull=False,
+            job__kind=JobKind.HARDEN,
+            job__dry_run=False,
+        )
+        .exclude(pk=run.pk)
+        .order_by("pk")
+    )
+
+
 def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
     records = list(
-        ChangeRecord.objects.filter(server=server, rolled_back_at__isnull=True).order_by("host_run_id", "seq")
+        ChangeRecord.objects.select_related("host_run")
+        .filter(server=server, rolled_back_at__isnull=True)
+        .order_by("host_run_id", "seq")
     )
-    if not records:
+    lost = _lost_runs(run, server)
+    if not records and not lost:
         event_append(run.pk, "Nothing to roll back: no change of ours is recorded on this server.")
         return _end(run, HostRunState.SUCCEEDED)
-    contract = [ContractChange.model_validate(record.as_contract()) for record in records]
-    # Renumber so the agent sees one ordered list across runs (oldest first; it undoes newest first).
-    ordered = [change.model_copy(update={"sequence": index}) for index, change in enumerate(contract)]
-    event_append(run.pk, f"Rolling back {len(ordered)} changes, newest first.")
-    result = _call_agent(conn, _request(run, AgentMode.ROLLBACK, rollback=ordered, health=health_targets(server)))
+    # Oldest first, each with its run's job_id and own sequence (the agent undoes the list newest first
+    # and matches journal entries against it by (job_id, sequence)).
+    ordered = [ContractChange.model_validate(record.as_contract()) for record in records]
+    recover = [f"{lost_run.job_id}.{lost_run.pk}" for lost_run in lost]
+    if recover:
+        event_append(
+            run.pk,
+            f"{len(recover)} earlier run(s) ended without storing their result ({', '.join(recover)}); "
+            "their changes are read from the host's journal.",
+        )
+    event_append(run.pk, f"Rolling back {len(ordered)} recorded changes, newest first.")
+    result = _call_agent(
+        conn,
+        _request(run, AgentMode.ROLLBACK, rollback=ordered, recover_job_ids=recover, health=health_targets(server)),
+    )
     if result.error is not None:
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.FAILED, result.error.code, message)
     now = clock.now()
     ChangeRecord.objects.filter(pk__in=[record.pk for record in records]).update(rolled_back_at=now, rolled_back_by=run)
+    if recover:
+        HostRun.objects.filter(pk__in=[lost_run.pk for lost_run in lost]).update(journal_recovered=True)
+        event_append(run.pk, f"Recovered and undid {len(result.recovered)} changes from the host's journal.")
     Server.objects.filter(pk=server.pk).update(status=ServerStatus.DRIFTED)
     event_append(run.pk, "Rolled back. Verify the server to see its state now.")
     return _end(run, HostRunState.SUCCEEDED)

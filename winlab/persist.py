@@ -60,6 +60,7 @@ def restore(host: WindowsHost, data: dict[str, Any]) -> None:
         for right in sorted(ALL_RIGHTS):
             host.lsa.set_holders(right, state["lsa"].get(right, []))
         _restore_tree(host.fs.tree, state["fs"], registry=False)
+        host.fs.contents = dict(state.get("file_contents", {}))
         _restore_tree(host.registry.tree, state["registry"], registry=True)
         _restore_services(host, state["services"], secrets.get("services", {}))
         if host.sql is not None and state.get("sql"):

@@ -76,20 +76,67 @@ function Undo-FleetChangeList {
         } catch {
             $obs.error = $_.Exception.Message
             $obs.action = 'failed'
+            if ($change.job_id) { [void]$script:UndoFailedJobs.Add([string]$change.job_id) }
         }
         if ($null -ne $Result) { [void]$Result.items.Add($obs) }
     }
     return $done
 }
 
+function Get-FleetRecoveredChanges {
+    # Journal entries of the request's recover_job_ids (runs whose result never reached the
+    # database) that its change list does not carry already: same job_id and sequence.
+    param($Request)
+    $names = $Request.PSObject.Properties.Name
+    if ($names -notcontains 'recover_job_ids') { return @() }
+    $listed = @{}
+    foreach ($change in @($Request.rollback)) {
+        if ($change.job_id) { $listed[[string]$change.job_id + '#' + [string]$change.sequence] = $true }
+    }
+    $recovered = New-Object -TypeName System.Collections.ArrayList
+    foreach ($jobId in @($Request.recover_job_ids | Select-Object -Unique)) {
+        foreach ($entry in @(Read-FleetJournal -JobId ([string]$jobId))) {
+            if ($listed.ContainsKey([string]$jobId + '#' + [string]$entry.sequence)) { continue }
+            [void]$recovered.Add($entry)
+        }
+    }
+    return @($recovered)
+}
+
 function Invoke-FleetRollback {
+    # The request's changes (oldest first) then the recovered ones (a lost run counts as the newest),
+    # renumbered so Undo-FleetChangeList undoes the whole list newest first.
     param($Request, $Result)
-    $restart = @($Request.rollback | Where-Object { $_.target_kind -eq 'service' })
-    [void](Undo-FleetChangeList -Changes @($Request.rollback) -Result $Result)
+    $recovered = @(Get-FleetRecoveredChanges -Request $Request)
+    $Result.recovered = $recovered
+    $merged = New-Object -TypeName System.Collections.ArrayList
+    foreach ($change in (@($Request.rollback) + $recovered)) {
+        [void]$merged.Add([ordered]@{
+                rule_id        = [string]$change.rule_id
+                target         = [string]$change.target
+                target_kind    = [string]$change.target_kind
+                sequence       = $merged.Count
+                before         = $change.before
+                after          = $change.after
+                created_object = [bool]$change.created_object
+                job_id         = $change.job_id
+            })
+    }
+    $restart = @($merged | Where-Object { $_.target_kind -eq 'service' })
+    [void](Undo-FleetChangeList -Changes @($merged) -Result $Result)
     if ($restart.Count -gt 0) {
         $problems = @(Test-FleetMailHealth -Services @($restart | ForEach-Object { [string]$_.target }))
         if ($problems.Count -gt 0) {
             $Result.error = [ordered]@{ code = 'health_check_failed'; message = ('after rollback: ' + ($problems -join '; ')) }
+        }
+    }
+    if ($null -eq $Result['error']) {
+        # Undone: the journals of these jobs are spent (kept when one of their changes failed).
+        $recoverIds = @()
+        if ($Request.PSObject.Properties.Name -contains 'recover_job_ids') { $recoverIds = @($Request.recover_job_ids) }
+        $jobs = @(@($merged | ForEach-Object { $_.job_id }) + $recoverIds | Where-Object { $_ } | Select-Object -Unique)
+        foreach ($jobId in $jobs) {
+            if ($script:UndoFailedJobs -notcontains [string]$jobId) { Remove-FleetJournal -JobId ([string]$jobId) }
         }
     }
 }
@@ -111,6 +158,7 @@ function Invoke-FleetAgent {
             $result.error = [ordered]@{ code = 'not_elevated'; message = 'the WinRM session is not elevated (not an administrator, or UAC remote restrictions filter this local account)' }
             $code = 2
         } else {
+            $script:JobId = [string]$request.job_id
             if ($request.PSObject.Properties.Name -contains 'service_password') { $script:ServicePassword = [string]$request.service_password }
             if ($request.PSObject.Properties.Name -contains 'service_account') { $script:ServiceAccountName = [string]$request.service_account }
             if ($request.PSObject.Properties.Name -contains 'health') { $script:HealthTargets = $request.health }

@@ -19,6 +19,10 @@ $script:Rotation = $null
 $script:TrustedInstallerSid = 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464'
 $script:ImplicitGroupSids = @('S-1-1-0', 'S-1-5-11', 'S-1-5-32-545')
 $script:AdministratorsSid = 'S-1-5-32-544'
+$script:LocalSystemSid = 'S-1-5-18'
+$script:JobId = ''
+$script:JournalReady = $false
+$script:UndoFailedJobs = New-Object -TypeName System.Collections.ArrayList
 
 function Write-FleetResult {
     param([System.Collections.IDictionary]$Result)
@@ -45,8 +49,101 @@ function Add-FleetChange {
         before         = $Before
         after          = $After
         created_object = $Created
+        job_id         = $script:JobId
     }
     [void]$script:Changes.Add($record)
+    # On the host before the change is reported: a run whose result is lost stays recoverable.
+    Write-FleetJournal
+}
+
+function Get-FleetJournalPath {
+    # @(FleetLockdown folder, journal folder, <job_id>.json) under %ProgramData%; characters a file
+    # name cannot hold become '_' (the runner's job ids are "<job>.<hostrun>").
+    param([string]$JobId)
+    $root = Join-Path -Path $env:ProgramData -ChildPath 'FleetLockdown'
+    $folder = Join-Path -Path $root -ChildPath 'journal'
+    $name = ($JobId -replace '[^A-Za-z0-9._-]', '_') + '.json'
+    return @($root, $folder, (Join-Path -Path $folder -ChildPath $name))
+}
+
+function Initialize-FleetJournalFolder {
+    # The folder holds SDDL snapshots: SYSTEM and Administrators only, protected (nothing inherited).
+    param([string]$Path)
+    if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
+        [void](New-Item -ItemType Directory -Path $Path -Force)
+    }
+    $security = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+    $security.SetAccessRuleProtection($true, $false)
+    $inherit = [System.Security.AccessControl.InheritanceFlags]::ContainerInherit -bor [System.Security.AccessControl.InheritanceFlags]::ObjectInherit
+    foreach ($sid in @($script:LocalSystemSid, $script:AdministratorsSid)) {
+        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
+        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList @(
+            $identity,
+            [System.Security.AccessControl.FileSystemRights]::FullControl,
+            $inherit,
+            [System.Security.AccessControl.PropagationFlags]::None,
+            [System.Security.AccessControl.AccessControlType]::Allow
+        )
+        $security.AddAccessRule($rule)
+    }
+    $security.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $script:AdministratorsSid))
+    Assert-FleetJournalTrusted -Path $Path
+    (Get-Item -LiteralPath $Path -Force).SetAccessControl($security)
+}
+
+function Assert-FleetJournalTrusted {
+    # Users may create folders under ProgramData: a journal path someone else planted (a junction,
+    # or a folder/file not owned by SYSTEM, Administrators or this account) is never written or read.
+    param([string]$Path)
+    $item = Get-Item -LiteralPath $Path -Force
+    if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) { throw ('journal path is a reparse point: ' + $Path) }
+    $owner = $item.GetAccessControl('Owner').GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+    $trusted = @($script:LocalSystemSid, $script:AdministratorsSid, [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value)
+    if ($trusted -notcontains $owner) { throw ('journal path is owned by ' + $owner + ', not by an administrator: ' + $Path) }
+}
+
+function Write-FleetJournal {
+    # Rewrites <job_id>.json with every change of this run so far (temp file, then replace).
+    if (-not $script:JobId) { return }
+    $paths = Get-FleetJournalPath -JobId $script:JobId
+    if (-not $script:JournalReady) {
+        Initialize-FleetJournalFolder -Path $paths[0]
+        Initialize-FleetJournalFolder -Path $paths[1]
+        $script:JournalReady = $true
+    }
+    $json = ConvertTo-Json -InputObject @($script:Changes) -Depth 5 -Compress
+    $temp = $paths[2] + '.tmp'
+    [System.IO.File]::WriteAllText($temp, $json, [System.Text.Encoding]::UTF8)
+    if (Test-Path -LiteralPath $paths[2] -PathType Leaf) {
+        [void][System.IO.File]::Replace($temp, $paths[2], $null)
+    } else {
+        [System.IO.File]::Move($temp, $paths[2])
+    }
+}
+
+function Read-FleetJournal {
+    # The journal entries of one job id (none when it has no journal on this host).
+    param([string]$JobId)
+    $paths = Get-FleetJournalPath -JobId $JobId
+    if (-not (Test-Path -LiteralPath $paths[2] -PathType Leaf)) { return @() }
+    foreach ($path in $paths) { Assert-FleetJournalTrusted -Path $path }
+    $parsed = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($paths[2], [System.Text.Encoding]::UTF8))
+    $entries = New-Object -TypeName System.Collections.ArrayList
+    foreach ($entry in $parsed) { [void]$entries.Add($entry) }
+    return @($entries)
+}
+
+function Remove-FleetJournal {
+    # After its changes were undone: the job's journal, then the folders when they are empty.
+    param([string]$JobId)
+    if (-not $JobId) { return }
+    $paths = Get-FleetJournalPath -JobId $JobId
+    if (Test-Path -LiteralPath $paths[2] -PathType Leaf) { Remove-Item -LiteralPath $paths[2] -Force }
+    foreach ($folder in @($paths[1], $paths[0])) {
+        if ((Test-Path -LiteralPath $folder -PathType Container) -and @(Get-ChildItem -LiteralPath $folder -Force).Count -eq 0) {
+            Remove-Item -LiteralPath $folder -Force
+        }
+    }
 }
 
 function ConvertTo-FleetUInt32 {

@@ -255,6 +255,7 @@ function Complete-FleetServiceRestart {
     $problems += @(Test-FleetMailHealth -Services $names)
     if ($problems.Count -eq 0) { return }
     $undone = Undo-FleetChangeList -Changes @($script:Changes)
+    if ($script:UndoFailedJobs.Count -eq 0) { Remove-FleetJournal -JobId $script:JobId }
     foreach ($item in $Result.items) {
         if ($item.action -eq 'changed') { $item.action = 'rolled_back' }
     }

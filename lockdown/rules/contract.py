@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -41,6 +41,12 @@ class ChangeRecord(LockdownModel):
     before: str | None = Field(default=None, max_length=MAX_SDDL)
     after: str | None = Field(default=None, max_length=MAX_SDDL)
     created_object: bool = Field(default=False, description="The change created the object (e.g. the account)")
+    job_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The job_id of the invocation that made the change (apply results, the host journal, "
+        "rollback requests); with `sequence` it identifies the change across runs",
+    )
 
 
 class AgentError(LockdownModel):
@@ -51,6 +57,9 @@ class AgentError(LockdownModel):
 
 
 SERVICE_ACCOUNT_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,20}$"
+# A job id whose journal the agent reads: it becomes a file name on the host, so no path characters.
+RECOVER_JOB_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,100}$"
+RecoverJobId = Annotated[str, Field(pattern=RECOVER_JOB_ID_PATTERN)]
 
 
 class RotationReport(LockdownModel):
@@ -110,9 +119,15 @@ class AgentRequest(LockdownModel):
     only) is the password the host has now: the agent checks it before changing anything and
     puts it back when the new one fails. `reset_adopted_password` (apply only) is the operator's
     choice to reset the password of an account that already existed (MEInstaller's hardening);
-    that reset cannot be rolled back. `rollback` lists the changes to undo, newest last (the
-    agent undoes them in reverse order). `health` tells the health check which ports and login
-    pages to test (optional; see `HealthTargets`).
+    that reset cannot be rolled back. `rollback` lists the changes to undo, oldest first, each
+    with the `job_id` of the run that made it and that run's own `sequence` (the agent undoes the
+    list in reverse order). `recover_job_ids` (rollback only) are the job ids of runs whose result
+    never reached the database: the agent reads their entries from its journal on the host
+    (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.json`, written before each change returns),
+    drops those already in `rollback` (same job_id and sequence), undoes them before the listed
+    changes (a lost run is taken as newer than every recorded change) and reports them in the
+    result's `recovered`. `health` tells the health check which ports and login pages to test
+    (optional; see `HealthTargets`).
     """
 
     agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
@@ -124,6 +139,7 @@ class AgentRequest(LockdownModel):
     service_account: str = Field(default="IME_SYSTEM", pattern=SERVICE_ACCOUNT_PATTERN)
     reset_adopted_password: bool = False
     rollback: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
+    recover_job_ids: list[RecoverJobId] = Field(default_factory=list, max_length=1000)
     health: HealthTargets | None = None
 
     @model_validator(mode="after")
@@ -144,6 +160,8 @@ class AgentRequest(LockdownModel):
             raise ValueError("reset_adopted_password is only sent with mode apply")
         if self.rollback and self.mode is not AgentMode.ROLLBACK:
             raise ValueError("a rollback change list is only sent with mode rollback")
+        if self.recover_job_ids and self.mode is not AgentMode.ROLLBACK:
+            raise ValueError("recover_job_ids are only sent with mode rollback")
         return self
 
     def to_stdin_json(self) -> str:
@@ -166,9 +184,10 @@ class AgentResult(LockdownModel):
     `facts` comes with discover; `items` carries one observation per plan item (with
     before/after SDDL in apply mode); `changes` lists what was changed, in order, for
     the ChangeRecords rollback uses; `rotation` reports a password change (rotate_password,
-    or an adopted account's reset in apply). `health` lists the checks of the last health
-    check the invocation ran (after a restart), each ok / failed / not_checked. `error` is set
-    when the invocation as a whole failed.
+    or an adopted account's reset in apply). `recovered` (rollback) lists the journal entries of
+    the request's `recover_job_ids` that the agent added to the changes to undo. `health` lists
+    the checks of the last health check the invocation ran (after a restart), each ok / failed /
+    not_checked. `error` is set when the invocation as a whole failed.
     """
 
     agent_version: str = Field(pattern=AGENT_VERSION_PATTERN)
@@ -177,6 +196,7 @@ class AgentResult(LockdownModel):
     facts: Facts | None = None
     items: list[ObservedItem] = Field(default_factory=list, max_length=10_000)
     changes: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
+    recovered: list[ChangeRecord] = Field(default_factory=list, max_length=100_000)
     action: RuleAction = RuleAction.NONE
     rotation: RotationReport | None = None
     health: list[HealthCheckResult] = Field(default_factory=list, max_length=20)

@@ -64,9 +64,18 @@ def test_a_worker_killed_mid_harden_leaves_a_failed_run_and_a_host_that_can_be_v
     verify = job_done(start_job(JobKind.VERIFY, [server]), 60)
     assert verify.state == JobState.SUCCEEDED
     assert HostRun.objects.get(job=verify).summary.get("drift", 0) > 0
+    # No ChangeRecord, but a run that ended without its result: the rollback reads the host's journal
+    # (empty here: the command never ran) instead of answering "Nothing to roll back".
     nothing = job_done(start_job(JobKind.ROLLBACK, [server]), 60)
     assert nothing.state == JobState.SUCCEEDED
-    assert HostRunEvent.objects.filter(host_run__job=nothing, message__startswith="Nothing to roll back").exists()
+    assert not HostRunEvent.objects.filter(host_run__job=nothing, message__startswith="Nothing to roll back").exists()
+    assert HostRunEvent.objects.filter(
+        host_run__job=nothing, message__startswith="Recovered and undid 0 changes from the host's journal"
+    ).exists()
+    run.refresh_from_db()
+    assert run.journal_recovered
+    with host.binding.lock:
+        assert state_diff(baseline, host.model.to_state_dict()) == []
 
     hardened = job_done(start_job(JobKind.HARDEN, [server]), 60)
     assert hardened.state == JobState.SUCCEEDED
@@ -79,13 +88,8 @@ def test_a_worker_killed_mid_harden_leaves_a_failed_run_and_a_host_that_can_be_v
     assert open_runs() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap: the ChangeRecords of an apply reach the database only with the agent's result, so changes "
-    "made on the host by a run whose worker died before that are not rolled back (needs a journal on the host "
-    "or in the database before each change).",
-)
 def test_changes_an_apply_made_before_its_worker_died_are_rolled_back(fleet, workers) -> None:
+    """The agent journals each change on the host; the rollback recovers the lost run's changes from it."""
     lab_fleet = fleet(healthy_specs(1, prefix="KILL"))
     name = "KILL001"
     server = lab_fleet.server(name)
@@ -105,7 +109,14 @@ def test_changes_an_apply_made_before_its_worker_died_are_rolled_back(fleet, wor
     assert run.heartbeat_at is not None
     with clock.frozen(run.heartbeat_at + services.HEARTBEAT_TIMEOUT + timedelta(seconds=1)):
         assert services.sweep()["reaped"] == 1
+    run.refresh_from_db()
+    assert run.error_kind == "worker_lost"
+    assert not ChangeRecord.objects.filter(host_run=run).exists()  # the result never reached the database
     workers.start()
-    assert job_done(start_job(JobKind.ROLLBACK, [server]), 60).state == JobState.SUCCEEDED
+    rollback = job_done(start_job(JobKind.ROLLBACK, [server]), 60)
+    assert rollback.state == JobState.SUCCEEDED
+    assert HostRunEvent.objects.filter(host_run__job=rollback, message__contains="host's journal").exists()
+    run.refresh_from_db()
+    assert run.journal_recovered
     with host.binding.lock:
         assert state_diff(baseline, host.model.to_state_dict()) == []

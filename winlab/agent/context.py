@@ -17,6 +17,7 @@ from lockdown.rules.contract import AgentRequest, ChangeRecord, RotationReport
 from lockdown.rules.observed import Ace, ObservedItem
 from lockdown.rules.plan import PlanItem
 from lockdown.rules.vocabulary import AceFlag, AceType, PreflightCheck, RuleAction, TargetKind
+from winlab.agent.journal import write_journal
 from winlab.windows import security as sec
 from winlab.windows import sids
 from winlab.windows.errors import ERROR_NONE_MAPPED, Win32Error
@@ -134,8 +135,11 @@ class AgentRun:
             before=before,
             after=after,
             created_object=created,
+            job_id=self.request.job_id,
         )
         self.changes.append(change)
+        # Journal on the host before anything else happens (common.ps1 Add-FleetChange does the same).
+        write_journal(self.host, self.token, self.request.job_id, self.changes)
         return change
 
     @contextmanager

@@ -40,6 +40,7 @@ from winlab.agent.context import (
 )
 from winlab.agent.discover import discover_facts
 from winlab.agent.handlers import HANDLERS, ROLLBACK_HANDLERS, search_observation
+from winlab.agent.journal import JournalError, read_journal, remove_journal
 from winlab.windows.errors import MESSAGES, Win32Error
 from winlab.windows.host import HealthReport, WindowsHost
 from winlab.windows.sql import SqlError
@@ -249,6 +250,8 @@ def _apply(run: AgentRun) -> tuple[AgentResult, int]:
                 message += " (incompletely: " + "; ".join(undo_errors + still) + ")"
             error = AgentError(code="health_check_failed", message=message[:4096])
             action = RuleAction.ROLLED_BACK
+            if not undo_errors:
+                remove_journal(host, run.token, run.request.job_id)
             rolled = {(c.rule_id, c.target) for c in undone}
             for item in ordered:
                 if item.key in rolled:
@@ -292,12 +295,27 @@ def _undo(run: AgentRun, changes: list[ChangeRecord]) -> tuple[list[ChangeRecord
     return undone, errors
 
 
+def _recovered(run: AgentRun) -> list[ChangeRecord]:
+    """Journal entries of the request's recover_job_ids that its change list does not already carry."""
+    listed = {(c.job_id, c.sequence) for c in run.request.rollback if c.job_id is not None}
+    recovered: list[ChangeRecord] = []
+    for job_id in dict.fromkeys(run.request.recover_job_ids):
+        recovered += [e for e in read_journal(run.host, run.token, job_id) if (job_id, e.sequence) not in listed]
+    return recovered
+
+
 def _rollback(run: AgentRun) -> tuple[AgentResult, int]:
-    """Undo the given ChangeRecords newest first; one item per record key with rolled_back or the error."""
+    """Undo the given ChangeRecords (and the recovered journal entries) newest first; one item per record key."""
     host = run.host
-    records = list(run.request.rollback)
+    try:
+        recovered = _recovered(run)
+    except JournalError as exc:
+        return _result(run.request, error=AgentError(code="agent_error", message=str(exc)[:4096])), EXIT_AGENT_ERROR
+    # A run whose result was lost is taken as the newest: its entries are undone first.
+    records = list(run.request.rollback) + recovered
     items: dict[tuple[str, str], ObservedItem] = {}
     undone: list[ChangeRecord] = []
+    failed_jobs: set[str | None] = set()
     for change in reversed(records):
         key = (change.rule_id, change.target)
         try:
@@ -306,6 +324,7 @@ def _rollback(run: AgentRun) -> tuple[AgentResult, int]:
                 key, ObservedItem(rule_id=change.rule_id, target=change.target, action=RuleAction.ROLLED_BACK)
             )
         except (Win32Error, SqlError, ItemError) as exc:
+            failed_jobs.add(change.job_id)
             items[key] = ObservedItem(
                 rule_id=change.rule_id, target=change.target, error=error_text(exc)[:4096], action=RuleAction.FAILED
             )
@@ -321,9 +340,23 @@ def _rollback(run: AgentRun) -> tuple[AgentResult, int]:
         problems = failures + _absolute_problems(after, run.request.health)
         if problems:
             error = AgentError(code="health_check_failed", message=("after rollback: " + "; ".join(problems))[:4096])
+    if error is None:
+        # Undone: the journals of these jobs are spent (kept when one of their changes failed).
+        jobs = [c.job_id for c in run.request.rollback if c.job_id is not None] + list(run.request.recover_job_ids)
+        for job_id in dict.fromkeys(jobs):
+            if job_id not in failed_jobs:
+                remove_journal(host, run.token, job_id)
     failed = any(i.action is RuleAction.FAILED for i in items.values())
     action = RuleAction.ROLLED_BACK if undone else (RuleAction.FAILED if failed else RuleAction.NONE)
-    result = _result(run.request, items=list(items.values()), changes=undone, action=action, health=health, error=error)
+    result = _result(
+        run.request,
+        items=list(items.values()),
+        changes=undone,
+        recovered=recovered,
+        action=action,
+        health=health,
+        error=error,
+    )
     return result, EXIT_AGENT_ERROR if error is not None else EXIT_OK
 
 

@@ -281,6 +281,7 @@ def _build_files(fs: FileSystem, profile: OsProfile, spec: HostSpec) -> None:
             f"{SYSTEM32}\\{exe}", owner=file_sd.owner, group=file_sd.group, explicit=file_sd.dacl, protected=True
         )
     fs.makedirs("C:\\Program Files\\Windows Defender")
+    fs.create_dir("C:\\ProgramData", owner=sids.LOCAL_SYSTEM)  # the agent's journal lives under it
     fs.create_file("C:\\Program Files\\Windows Defender\\MsMpEng.exe")
 
 

@@ -28,6 +28,8 @@ class FileSystem:
     def __init__(self, ctx: HostContext, root_sd: sec.SecurityDescriptor) -> None:
         root = Node(name="C:", kind=sec.ObjectKind.DIRECTORY, sd=root_sd)
         self.tree = SecuredTree(ctx, root, registry=False, cost_seconds=ctx.acl_cost_seconds, label="fs")
+        # Text of the few files whose content the model keeps (the agent's journal), by lower-cased path.
+        self.contents: dict[str, str] = {}
 
     # --- paths --------------------------------------------------------------------------
     @staticmethod
@@ -149,6 +151,22 @@ class FileSystem:
 
     def delete(self, path: str, token: Token | None = None, *, recursive: bool = False) -> None:
         self.tree.delete(path, token, recursive=recursive)
+        gone = normalize(path).lower()
+        for key in [k for k in self.contents if k == gone or k.startswith(gone + "\\")]:
+            del self.contents[key]
+
+    def read_text(self, path: str) -> str | None:
+        """The kept text of a file (None when the model keeps none or the file does not exist)."""
+        return self.contents.get(normalize(path).lower()) if self.exists(path) else None
+
+    def write_text(self, path: str, text: str, token: Token | None = None) -> None:
+        """Create the file if missing (inheriting its folder's DACL) and replace its text."""
+        if not self.exists(path):
+            self.create_file(path, token)
+        else:
+            self.tree.require(self.tree.node(path), token, sec.FILE_WRITE_DATA)
+        self.contents[normalize(path).lower()] = text
+        self.tree.ctx.mutated("fs.write", normalize(path))
 
     def move(self, src: str, dst_dir: str, token: Token | None = None) -> Node:
         return self.tree.move(src, dst_dir, token)

@@ -209,6 +209,7 @@ class WindowsHost:
             },
             "lsa": self.lsa.state(),
             "fs": fs_state,
+            "file_contents": dict(sorted(self.fs.contents.items())),
             "registry": reg_state,
             "services": services,
             "sql": self.sql.state() if self.sql else None,

@@ -392,3 +392,92 @@ def test_health_check_covers_mta_pages_ports_and_reports_not_checked(funcs) -> N
 def test_the_winlab_health_check_is_importable() -> None:
     module, _, name = WINLAB_HEALTH.rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+# The host-side journal (DESIGN.md agent contract; powershell-techniques.md §7: save the snapshot on
+# the host, Administrators-only, and return it in the JSON). Each function and what it needs.
+JOURNAL_TECHNIQUES: dict[str, set[str]] = {
+    "Write-FleetJournal": {
+        "cmd:get-fleetjournalpath",
+        "cmd:initialize-fleetjournalfolder",
+        "var:$script:changes",
+        "var:$script:jobid",
+        "cmd:convertto-json",
+        "type:System.IO.File",
+        "member:WriteAllText",
+        "member:Replace",  # written to a temp file, then swapped in: never a half-written journal
+    },
+    "Initialize-FleetJournalFolder": {
+        f"type:{FS}.DirectorySecurity",
+        "member:SetAccessRuleProtection",  # protected: nothing inherited from ProgramData
+        f"type:{FS}.FileSystemAccessRule",
+        "var:$script:localsystemsid",
+        "var:$script:administratorssid",
+        "member:FullControl",
+        "member:SetOwner",
+        "member:SetAccessControl",
+    },
+    "Get-FleetJournalPath": {"var:$env:programdata", "str:FleetLockdown", "str:journal", "str:.json"},
+    "Read-FleetJournal": {
+        "cmd:get-fleetjournalpath",
+        "cmd:assert-fleetjournaltrusted",
+        "member:ReadAllText",
+        "cmd:convertfrom-json",
+    },
+    "Assert-FleetJournalTrusted": {
+        "type:System.IO.FileAttributes",
+        "member:ReparsePoint",
+        "member:GetOwner",
+        "var:$script:localsystemsid",
+        "var:$script:administratorssid",
+    },
+    "Remove-FleetJournal": {"cmd:get-fleetjournalpath", "cmd:remove-item", "cmd:get-childitem"},
+    "Get-FleetRecoveredChanges": {"str:recover_job_ids", "cmd:read-fleetjournal", "member:sequence", "member:job_id"},
+}
+# Who must call them: every change is journaled when recorded; rollback reads and clears journals.
+JOURNAL_CALLERS: dict[str, str] = {
+    "Write-FleetJournal": "Add-FleetChange",
+    "Initialize-FleetJournalFolder": "Add-FleetChange",
+    "Get-FleetJournalPath": "Invoke-FleetRollback",
+    "Read-FleetJournal": "Invoke-FleetRollback",
+    "Remove-FleetJournal": "Invoke-FleetRollback",
+    "Get-FleetRecoveredChanges": "Invoke-FleetRollback",
+    "Assert-FleetJournalTrusted": "Add-FleetChange",
+}
+
+
+def journal_problems(script: str, function: str) -> list[str]:
+    funcs = functions(parse(script))
+    if function.lower() not in funcs:
+        return [f"{function} is not defined"]
+    problems = []
+    caller = JOURNAL_CALLERS[function]
+    if f"cmd:{function.lower()}" not in closure_facts(caller, funcs):
+        problems.append(f"{function} is not called from {caller}")
+    missing = JOURNAL_TECHNIQUES[function] - closure_facts(function, funcs)
+    if missing:
+        problems.append(f"{function} lacks {sorted(missing)}")
+    return problems
+
+
+@pytest.mark.parametrize("function", sorted(JOURNAL_TECHNIQUES))
+def test_journal_parts_exist_and_make_their_calls(script: str, function: str) -> None:
+    assert journal_problems(script, function) == []
+
+
+@pytest.mark.parametrize("function", sorted(JOURNAL_TECHNIQUES))
+def test_blanking_a_journal_part_makes_its_structural_test_fail(script: str, function: str) -> None:
+    mutated = blank_function(script, function)
+    assert mutated != script
+    assert journal_problems(mutated, function) != []
+
+
+def test_every_change_is_journaled_on_the_host_and_rollback_recovers_and_clears_it(funcs) -> None:
+    record = (funcs["add-fleetchange"].body.text or b"").decode()
+    assert "job_id" in record
+    assert record.index("$script:Changes.Add(") < record.index("Write-FleetJournal")
+    rollback = closure_facts("Invoke-FleetRollback", funcs)
+    assert {"member:recovered", "cmd:undo-fleetchangelist", "cmd:remove-fleetjournal"} <= rollback
+    # A failed health check undoes the run's own changes and then clears its journal.
+    assert "cmd:remove-fleetjournal" in closure_facts(STEPS["restart_and_heal"], funcs)
+    assert "var:$script:jobid" in closure_facts("Invoke-FleetAgent", funcs)
