@@ -37,6 +37,9 @@ class Job(models.Model):
     failure_threshold_pct = models.PositiveIntegerField(default=20)
     max_in_flight = models.PositiveIntegerField(default=20)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Maintenance window start")
+    not_after = models.DateTimeField(
+        null=True, blank=True, help_text="Maintenance window end: hosts not started by then are cancelled"
+    )
     reset_adopted_password = models.BooleanField(
         default=False, help_text="Harden: reset the password of an adopted IME_SYSTEM (cannot be rolled back)"
     )

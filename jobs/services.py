@@ -45,6 +45,7 @@ class JobOptions:
     failure_threshold_pct: int = 20
     max_in_flight: int = 20
     not_before: datetime | None = None
+    not_after: datetime | None = None
     # Harden only: reset the password of an IME_SYSTEM that MEInstaller created (cannot be rolled back).
     reset_adopted_password: bool = False
 
@@ -53,8 +54,22 @@ class JobOptions:
             raise JobRefused("The failure threshold is a percentage between 0 and 100.")
         if not 1 <= self.max_in_flight <= 500:
             raise JobRefused("Hosts in flight must be between 1 and 500.")
+        if self.not_before and self.not_after and self.not_after <= self.not_before:
+            raise JobRefused("The window must end after it starts.")
         if self.canary_size > 10_000:
             raise JobRefused("The canary wave is too large.")
+
+
+def maintenance_window_for(servers: Sequence[Server], now: datetime) -> tuple[datetime, datetime]:
+    """(not_before, not_after) for the customers' next maintenance window; all servers of one customer."""
+    customers = {server.customer_id: server.customer for server in servers}
+    if len(customers) != 1:
+        raise JobRefused("A job in a maintenance window needs servers of one customer (each has its own window).")
+    customer = next(iter(customers.values()))
+    window = customer.maintenance_window(now)
+    if window is None:
+        raise JobRefused(f"{customer.name} has no maintenance window; set one on the customer's page.")
+    return max(window.start, now), window.end
 
 
 Enqueue = Callable[[int], None]
@@ -112,6 +127,7 @@ def job_create(
                 failure_threshold_pct=options.failure_threshold_pct,
                 max_in_flight=options.max_in_flight,
                 not_before=options.not_before,
+                not_after=options.not_after,
                 reset_adopted_password=options.reset_adopted_password and kind == JobKind.HARDEN,
                 started_at=now,
             )
@@ -142,6 +158,7 @@ def job_create(
                     "failure_threshold_pct": options.failure_threshold_pct,
                     "max_in_flight": options.max_in_flight,
                     "not_before": options.not_before.isoformat() if options.not_before else None,
+                    "not_after": options.not_after.isoformat() if options.not_after else None,
                     "reset_adopted_password": options.reset_adopted_password and kind == JobKind.HARDEN,
                 },
             )
@@ -177,6 +194,16 @@ def job_dispatch(job_id: int) -> int:
             _finish_if_done(job, now)
             return 0
         if job.not_before is not None and job.not_before > now:
+            return 0
+        if job.not_after is not None and now >= job.not_after:
+            # The maintenance window closed: what has not started must wait for another job.
+            job.host_runs.filter(state=HostRunState.QUEUED).update(
+                state=HostRunState.CANCELLED,
+                finished_at=now,
+                error_kind="window_closed",
+                error_message="The maintenance window closed before this host was started.",
+            )
+            _finish_if_done(job, now)
             return 0
         if job.state == JobState.SCHEDULED:
             job.state = JobState.RUNNING
@@ -247,7 +274,7 @@ def _finish_if_done(job: Job, now: datetime) -> None:
     if job.state not in ACTIVE_JOB_STATES:
         return
     states = set(job.host_runs.values_list("state", flat=True))
-    if job.cancel_requested_at is not None:
+    if job.cancel_requested_at is not None or states == {HostRunState.CANCELLED}:
         job.state = JobState.CANCELLED
     elif states & {HostRunState.FAILED, HostRunState.ROLLED_BACK}:
         job.state = JobState.FAILED

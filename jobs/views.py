@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django import forms
@@ -16,7 +17,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs import selectors
 from jobs.choices import JOB_STATE_COLOURS, MUTATING_KINDS, RUN_STATE_COLOURS, HostRunState, JobKind, JobState
 from jobs.models import Job
-from jobs.services import JobOptions, JobRefused, job_cancel, job_create
+from jobs.services import JobOptions, JobRefused, job_cancel, job_create, maintenance_window_for
+from lockdown import clock
 from servers import selectors as server_selectors
 from servers.audit import Actor
 from servers.choices import ServerStatus
@@ -84,12 +86,24 @@ def server_harden(request: HttpRequest, server_id: int) -> HttpResponse:
         # The operator's choice (off by default): reset an adopted IME_SYSTEM's password; cannot be rolled back.
         reset = request.POST.get("reset_adopted_password") == "1"
         options = JobOptions(dry_run=dry_run, reset_adopted_password=reset)
+        if request.POST.get("in_window") == "1" and not dry_run:
+            try:
+                not_before, not_after = maintenance_window_for([server], clock.now())
+            except JobRefused as refused:
+                messages.error(request, str(refused))
+                return redirect("server_harden", server_id=server.pk)
+            options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
         return _start(request, JobKind.HARDEN, [server], options, description=f"Harden {server.name}") or redirect(
             "server_harden", server_id=server.pk
         )
     preview = selectors.harden_preview(server)
     adopted = isinstance(server.facts, dict) and bool(server.facts.get("ime_system_sid"))
-    return render(request, "jobs/server_harden.html", {"server": server, "preview": preview, "adopted": adopted})
+    window = server.customer.maintenance_window(clock.now())
+    return render(
+        request,
+        "jobs/server_harden.html",
+        {"server": server, "preview": preview, "adopted": adopted, "window": window},
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -119,6 +133,10 @@ class FleetJobForm(forms.Form):
         label="Start at (maintenance window, UTC)",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+    )
+    in_window = forms.BooleanField(
+        required=False,
+        label="In the customer's next maintenance window (servers of one customer; overrides 'Start at')",
     )
 
 
@@ -157,7 +175,17 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 max_in_flight=form.cleaned_data["max_in_flight"],
                 not_before=form.cleaned_data.get("not_before"),
             )
-            response = _start(request, kind, servers, options, description=f"{kind.label}: {len(servers)} servers")
+            if form.cleaned_data.get("in_window"):
+                try:
+                    not_before, not_after = maintenance_window_for(servers, clock.now())
+                    options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
+                except JobRefused as refused:
+                    form.add_error("in_window", str(refused))
+            response = (
+                None
+                if form.errors
+                else _start(request, kind, servers, options, description=f"{kind.label}: {len(servers)} servers")
+            )
             if response is not None:
                 return response
     preview = selectors.fleet_preview(servers) if servers else None

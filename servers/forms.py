@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
+from servers.maintenance import parse_days, zone
 from servers.models import Credential, Customer, Server
 from servers.tenancy import Action, Scope
 from servers.validators import (
@@ -41,7 +42,31 @@ def parse_tags(text: str) -> list[str]:
 class CustomerForm(forms.ModelForm[Customer]):
     class Meta:
         model = Customer
-        fields: ClassVar = ["name", "notes"]
+        fields: ClassVar = [
+            "name",
+            "notes",
+            "maintenance_days",
+            "maintenance_start",
+            "maintenance_hours",
+            "maintenance_timezone",
+        ]
+        widgets: ClassVar = {"maintenance_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
+
+    def clean_maintenance_days(self) -> str:
+        text: str = self.cleaned_data.get("maintenance_days", "")
+        days = parse_days(text)
+        return "" if len(days) == 7 else ",".join(str(day) for day in sorted(days))
+
+    def clean_maintenance_timezone(self) -> str:
+        name: str = self.cleaned_data.get("maintenance_timezone", "UTC").strip() or "UTC"
+        zone(name)
+        return name
+
+    def clean_maintenance_hours(self) -> int:
+        hours: int = self.cleaned_data.get("maintenance_hours") or 4
+        if not 1 <= hours <= 24:
+            raise ValidationError("A window lasts 1 to 24 hours.")
+        return hours
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()

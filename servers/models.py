@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.db.models import Q
 
 from servers.choices import AuthMethod, Declared, Role, ServerStatus, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret, encrypt_secret
+from servers.maintenance import Window, current_or_next_window
 
 
 class Customer(models.Model):
@@ -21,6 +23,17 @@ class Customer(models.Model):
     default_profile_version = models.ForeignKey(
         "lockdown.ProfileVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="default_for_customers"
     )
+    # When the customer allows changes that interrupt mail (service restarts, store ACL resets).
+    maintenance_days = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="Weekdays of the maintenance window, 0 = Monday … 6 = Sunday, e.g. 5,6; empty = every day",
+    )
+    maintenance_start = models.TimeField(
+        null=True, blank=True, help_text="Start of the maintenance window (local time); empty = no window"
+    )
+    maintenance_hours = models.PositiveSmallIntegerField(default=4, help_text="Length of the window in hours")
+    maintenance_timezone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -28,6 +41,18 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def maintenance_window(self, now: datetime) -> Window | None:
+        """The maintenance window open at `now` or the next one; None if the customer has none."""
+        if self.maintenance_start is None:
+            return None
+        return current_or_next_window(
+            days=self.maintenance_days,
+            start=self.maintenance_start,
+            hours=self.maintenance_hours,
+            tz_name=self.maintenance_timezone,
+            now=now,
+        )
 
 
 class Membership(models.Model):

@@ -32,7 +32,14 @@ SERVER_AUDIT_FIELDS = (
     "notes",
 )
 CREDENTIAL_AUDIT_FIELDS = ("customer", "name", "username", "auth")
-CUSTOMER_AUDIT_FIELDS = ("name", "notes")
+CUSTOMER_AUDIT_FIELDS = (
+    "name",
+    "notes",
+    "maintenance_days",
+    "maintenance_start",
+    "maintenance_hours",
+    "maintenance_timezone",
+)
 
 
 def _apply(instance: Any, data: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -52,9 +59,11 @@ def _set_tags(server: Server, tags: list[str]) -> None:
 
 # --- Customers ------------------------------------------------------------------------------
 @transaction.atomic
-def customer_create(*, scope: Scope, actor: Actor, name: str, notes: str = "") -> Customer:
+def customer_create(*, scope: Scope, actor: Actor, name: str, notes: str = "", **window: Any) -> Customer:
     require(scope, Action.MANAGE_CUSTOMERS)
-    customer = Customer.objects.create(name=name, notes=notes)
+    customer = Customer(name=name, notes=notes)
+    _apply(customer, window, CUSTOMER_AUDIT_FIELDS)
+    customer.save()
     audit_record(
         actor=actor, action="customer.create", obj=customer, changes=diff({}, snapshot(customer, CUSTOMER_AUDIT_FIELDS))
     )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from servers import views
+from servers import users_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -21,4 +21,17 @@ urlpatterns = [
     path("credentials/<int:credential_id>/edit/", views.credential_edit, name="credential_edit"),
     path("credentials/<int:credential_id>/delete/", views.credential_delete, name="credential_delete"),
     path("audit/", views.audit_list, name="audit_list"),
+    path("users/", users_views.user_list, name="user_list"),
+    path("users/new/", users_views.user_create, name="user_create"),
+    path("users/<int:user_id>/", users_views.user_detail, name="user_detail"),
+    path("users/<int:user_id>/memberships/new/", users_views.user_membership_add, name="user_membership_add"),
+    path(
+        "users/<int:user_id>/memberships/<int:membership_id>/remove/",
+        users_views.user_membership_remove,
+        name="user_membership_remove",
+    ),
+    path("users/<int:user_id>/deactivate/", users_views.user_deactivate, name="user_deactivate"),
+    path("users/<int:user_id>/reactivate/", users_views.user_reactivate, name="user_reactivate"),
+    path("users/<int:user_id>/password/reset/", users_views.user_password_reset, name="user_password_reset"),
+    path("users/<int:user_id>/2fa/reset/", users_views.user_2fa_reset, name="user_2fa_reset"),
 ]

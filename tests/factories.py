@@ -248,7 +248,18 @@ def tenant_alert(tenant: TenantObjects) -> int:
     return alert.pk
 
 
+def tenant_member(tenant: TenantObjects) -> Membership:
+    """A customer viewer of the tenant's customer (created on first use), for the users pages."""
+    user: Any = UserFactory(username=f"member-{tenant.customer.pk}")
+    membership, _ = Membership.objects.get_or_create(
+        user=user, customer=tenant.customer, defaults={"role": Role.VIEWER}
+    )
+    return membership
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
+    "user_id": lambda tenant: tenant_member(tenant).user_id,
+    "membership_id": lambda tenant: tenant_member(tenant).pk,
     "job_id": tenant_job,
     "alert_id": tenant_alert,
     "server_id": lambda tenant: tenant.server.pk,

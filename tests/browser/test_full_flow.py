@@ -93,7 +93,7 @@ def test_operator_verifies_hardens_reports_and_viewer_sees_only_own_customer(
     page.get_by_role("link", name="Harden…").click()
     expect(page.get_by_role("heading", name="What would change")).to_be_visible()
     screenshot("04-harden-preview")
-    page.get_by_role("button", name="Harden now").click()
+    page.get_by_role("button", name="Harden", exact=True).click()
     assert _wait_for_job(page) == "Succeeded"
     expect(page.locator("#job-log")).to_contain_text("Mail ports answer")
     screenshot("05-harden-job")

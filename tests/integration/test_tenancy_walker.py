@@ -77,9 +77,30 @@ URL_ACTIONS: dict[str, Action] = {
     "report_signature": Action.VIEW,
     "signing_key": Action.VIEW,
     "preferences": Action.VIEW,
+    # users and memberships: MSP admins only; a user is "of" the customers they are a member of.
+    "user_list": Action.MANAGE_USERS,
+    "user_create": Action.MANAGE_USERS,
+    "user_detail": Action.MANAGE_USERS,
+    "user_membership_add": Action.MANAGE_USERS,
+    "user_membership_remove": Action.MANAGE_USERS,
+    "user_deactivate": Action.MANAGE_USERS,
+    "user_reactivate": Action.MANAGE_USERS,
+    "user_password_reset": Action.MANAGE_USERS,
+    "user_2fa_reset": Action.MANAGE_USERS,
 }
 # Actions that only accept POST: a GET is 405 whoever asks.
-POST_ONLY = {"server_verify", "server_discover", "job_cancel", "report_create", "alert_acknowledge"}
+POST_ONLY = {
+    "server_verify",
+    "server_discover",
+    "job_cancel",
+    "report_create",
+    "alert_acknowledge",
+    "user_membership_remove",
+    "user_deactivate",
+    "user_reactivate",
+    "user_password_reset",
+    "user_2fa_reset",
+}
 GET_ONLY = {
     "job_list",
     "job_detail",
@@ -104,6 +125,8 @@ GET_ONLY = {
     "report_evidence",
     "report_signature",
     "signing_key",
+    "user_list",
+    "user_detail",
 }
 
 

@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.choices import HostRunState, JobKind
 from jobs.models import Job
-from jobs.services import JobOptions, JobRefused, job_create
+from jobs.services import JobOptions, JobRefused, job_create, maintenance_window_for
+from lockdown import clock
 from servers.audit import Actor
 from servers.models import Server
 from servers.tenancy import Scope
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=int, default=20, help="stop when more than this %% of a wave fails")
         parser.add_argument("--max-in-flight", type=int, default=20)
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+        parser.add_argument(
+            "--in-window", action="store_true", help="start in the customer's next maintenance window (one customer)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         servers = Server.objects.select_related("customer")
@@ -51,6 +55,16 @@ class Command(BaseCommand):
             raise CommandError("several customers have a server of that name; add --in-customer")
         # The command line is an MSP administrator's tool: MSP-wide admin scope, audited as such.
         scope = Scope(user_id=None, msp_role="admin")
+        window: dict[str, Any] = {}
+        if options["in_window"]:
+            try:
+                not_before, not_after = maintenance_window_for(chosen, clock.now())
+            except JobRefused as refused:
+                raise CommandError(str(refused)) from None
+            window = {"not_before": not_before, "not_after": not_after}
+            self.stdout.write(
+                f"waiting for the maintenance window {not_before:%Y-%m-%d %H:%M} to {not_after:%H:%M} UTC"
+            )
         try:
             job = job_create(
                 scope=scope,
@@ -62,6 +76,7 @@ class Command(BaseCommand):
                     canary_size=options["canary"],
                     failure_threshold_pct=options["threshold"],
                     max_in_flight=options["max_in_flight"],
+                    **window,
                 ),
                 description=f"run_job {options['kind']}: {len(chosen)} servers",
             )

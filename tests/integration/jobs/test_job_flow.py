@@ -291,3 +291,38 @@ def test_jobs_are_audited_with_their_options(sent, tenant_a):
     event = AuditEvent.objects.get(action="job.harden")
     assert event.changes["dry_run"] is True
     assert event.changes["failure_threshold_pct"] == 10
+
+
+def test_harden_in_the_customers_window_waits_and_is_cancelled_when_it_closes(sent, tenant_a):
+    from datetime import UTC, datetime, time
+
+    customer = tenant_a.customer
+    customer.maintenance_days = ""
+    customer.maintenance_start = time(1, 0)
+    customer.maintenance_hours = 2
+    customer.maintenance_timezone = "UTC"
+    customer.save()
+    monday_noon = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    with clock.frozen(monday_noon):
+        not_before, not_after = services.maintenance_window_for([tenant_a.server], clock.now())
+        job = _job(JobKind.HARDEN, [tenant_a.server], JobOptions(not_before=not_before, not_after=not_after))
+    assert (not_before, not_after) == (datetime(2026, 12, 1, 1, 0, tzinfo=UTC), datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    assert job.state == JobState.SCHEDULED
+    with clock.frozen(datetime(2026, 12, 1, 0, 59, tzinfo=UTC)):
+        services.sweep()
+    assert sent == []
+    # The worker never picked it up (say, all busy) and the window closed: nothing starts late.
+    with clock.frozen(datetime(2026, 12, 1, 3, 0, tzinfo=UTC)):
+        services.sweep()
+    run = HostRun.objects.get(job=job)
+    assert run.state == HostRunState.CANCELLED
+    assert run.error_kind == "window_closed"
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+
+
+def test_a_window_needs_one_customer_with_a_window(tenant_a, tenant_b):
+    with pytest.raises(JobRefused, match="one customer"):
+        services.maintenance_window_for([tenant_a.server, tenant_b.server], clock.now())
+    with pytest.raises(JobRefused, match="no maintenance window"):
+        services.maintenance_window_for([tenant_a.server], clock.now())
