@@ -326,3 +326,27 @@ def test_a_window_needs_one_customer_with_a_window(tenant_a, tenant_b):
         services.maintenance_window_for([tenant_a.server, tenant_b.server], clock.now())
     with pytest.raises(JobRefused, match="no maintenance window"):
         services.maintenance_window_for([tenant_a.server], clock.now())
+
+
+def test_harden_page_offers_the_window_and_posting_schedules_into_it(client, alice, sent, tenant_a):
+    from datetime import UTC, datetime, time
+
+    from django.urls import reverse
+
+    customer = tenant_a.customer
+    customer.maintenance_days = "5,6"
+    customer.maintenance_start = time(1, 0)
+    customer.maintenance_timezone = "Europe/Berlin"
+    customer.save()
+    client.force_login(alice)
+    with clock.frozen(datetime(2026, 11, 30, 12, 0, tzinfo=UTC)):
+        page = client.get(reverse("server_harden", args=[tenant_a.server.pk])).content.decode()
+        assert "maintenance window" in page
+        assert "Sat 5 Dec 00:00" in page  # 01:00 in Berlin, shown in the user's time zone (UTC)
+        response = client.post(reverse("server_harden", args=[tenant_a.server.pk]), {"dry_run": "0", "in_window": "1"})
+    assert response.status_code == 302
+    job = HostRun.objects.get(server=tenant_a.server, mutating=True).job
+    assert job.state == JobState.SCHEDULED
+    assert job.not_before == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    assert job.not_after == datetime(2026, 12, 5, 4, 0, tzinfo=UTC)
+    assert sent == []
