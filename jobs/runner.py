@@ -466,12 +466,9 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
-    problems = check_mail_banners(server)
-    if problems:
-        message = "The agent's health check passed, but from here: " + "; ".join(problems)
-        event_append(run.pk, message, level="error")
-        return _end(run, HostRunState.FAILED, "mail_ports", message)
-    event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
+    ports_failed = _mail_ports_failed(run, server, "The agent's health check passed")
+    if ports_failed:
+        return ports_failed
     failed = [outcome for outcome in outcomes if outcome.status == RuleStatus.ERROR]
     if failed:
         # The other rules were applied; the host is not fully hardened, so the run counts as failed
@@ -579,12 +576,9 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
         obj=server,
         changes={"services": services, "job": run.job_id},
     )
-    problems = check_mail_banners(server)
-    if problems:
-        message = "The host confirmed the new password, but from here: " + "; ".join(problems)
-        event_append(run.pk, message, level="error")
-        return _end(run, HostRunState.FAILED, "mail_ports", message)
-    event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
+    ports_failed = _mail_ports_failed(run, server, "The host confirmed the new password")
+    if ports_failed:
+        return ports_failed
     return _end(run, HostRunState.SUCCEEDED)
 
 
@@ -660,6 +654,20 @@ def _mark_server_unreachable(run: HostRun, kind: str) -> None:
         from jobs.alerts import server_status_changed
 
         server_status_changed(server_id=run.server_id, host_run=run, status_before=before, status_after=status)
+
+
+def _mail_ports_failed(run: HostRun, server: Server, preface: str) -> str | None:
+    """After the agent's own health check: the mail ports as a client sees them from here.
+
+    Ends the run as failed (and returns its state) if a port does not answer like MailEnable.
+    """
+    problems = check_mail_banners(server)
+    if problems:
+        message = f"{preface}, but from here: " + "; ".join(problems)
+        event_append(run.pk, message, level="error")
+        return _end(run, HostRunState.FAILED, "mail_ports", message)
+    event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
+    return None
 
 
 def check_mail_banners(server: Server, timeout: float = 5.0) -> list[str]:
