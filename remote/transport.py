@@ -42,6 +42,7 @@ from lockdown.agent import (
     encoded_bootstrap,
     parse_agent_output,
 )
+from lockdown.engine.program import Program, ProgramResult
 from lockdown.rules.contract import AgentRequest, AgentResult
 from remote.clixml import parse_clixml_errors
 from remote.connection import AuthMethod, HostConnection, Scheme, TlsVerify, normalize_fingerprint
@@ -319,13 +320,6 @@ def _classify(exc: BaseException, conn: HostConnection, *, started: bool) -> Rem
     return ProtocolError(f"unexpected failure: {type(exc).__name__}", host=host)
 
 
-def _secrets(conn: HostConnection, request: AgentRequest) -> list[str]:
-    found = [conn.password]
-    if request.service_password is not None:
-        found.append(request.service_password.get_secret_value())
-    return found
-
-
 def run_command_payload(
     conn: HostConnection,
     payload: bytes,
@@ -355,9 +349,9 @@ def run_command_payload(
             raise error from None
 
 
-def decode_result(conn: HostConnection, request: AgentRequest, output: CommandOutput) -> AgentResult:
-    """Validate the agent's answer: markers, schema (pydantic), version, job and mode."""
-    secrets = _secrets(conn, request)
+def decode_program_result(conn: HostConnection, program: Program, output: CommandOutput) -> ProgramResult:
+    """Validate the executor's answer: markers, schema, version, job; refusals raised as errors."""
+    secrets = [conn.password, *program.secret_values()]
     host = conn.address
     if RESULT_BEGIN.encode("ascii") not in output.stdout:
         errors = parse_clixml_errors(output.stderr)
@@ -369,17 +363,40 @@ def decode_result(conn: HostConnection, request: AgentRequest, output: CommandOu
         result = parse_agent_output(output.stdout)
     except AgentOutputError as exc:
         raise ProtocolError(redact(str(exc), secrets), host=host) from None
-    if result.agent_version != AGENT_VERSION:
-        raise ProtocolError(f"agent version {result.agent_version} answered, {AGENT_VERSION} expected", host=host)
-    if result.job_id != request.job_id or result.mode is not request.mode:
-        raise ProtocolError("the result belongs to another job or mode", host=host)
     if result.error is not None:
         text = redact(f"{result.error.code}: {result.error.message}", secrets)
         if result.error.code in {"not_elevated", "not_admin"}:
             raise NotElevated(text, host=host)
         if result.error.code == "unsupported_powershell":
             raise UnsupportedPowerShell(text, host=host, code=result.error.code)
-    return result
+        return result.model_copy(update={"error": result.error.model_copy(update={"message": text})})
+    if result.agent_version != AGENT_VERSION:
+        raise ProtocolError(f"agent version {result.agent_version} answered, {AGENT_VERSION} expected", host=host)
+    if result.job_id != program.job_id:
+        raise ProtocolError("the result belongs to another job", host=host)
+    return _redacted(result, secrets)
+
+
+def _redacted(result: ProgramResult, secrets: list[str]) -> ProgramResult:
+    """Host output is untrusted: a secret it echoes (in an error text) is removed before anyone reads it."""
+    data = result.model_dump_json()
+    if not any(s and s in data for s in secrets):
+        return result
+    return ProgramResult.model_validate_json(redact(data, secrets))
+
+
+def run_program(
+    conn: HostConnection,
+    program: Program,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> ProgramResult:
+    """One WinRM invocation: the executor runs `program` on `conn`'s host."""
+    payload = build_stdin(program)
+    secrets = [conn.password, *program.secret_values()]
+    output = run_command_payload(conn, payload, secrets=secrets, clock=clock, sleep=sleep)
+    return decode_program_result(conn, program, output)
 
 
 def run_agent(
@@ -389,15 +406,17 @@ def run_agent(
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> AgentResult:
-    """Run the agent once on `conn`'s host and return its validated result.
+    """Carry out `request` on `conn`'s host and return the engine's result.
 
-    A result whose `error` is set (e.g. a failed health check that rolled the run back) is
-    returned, not raised, because it can still carry items and ChangeRecords the caller must
-    keep; only `not_elevated` and `unsupported_powershell` (nothing was done) raise.
-    Raises a `RemoteError` subclass for everything else; secrets never appear in its text.
+    The engine (`lockdown.engine.driver`) decides everything; each program it builds is one
+    WinRM invocation (verify: 1; harden, rollback, rotate: observe + execute). A result whose
+    `error` is set (e.g. a failed health check that rolled the run back) is returned, not
+    raised, because it still carries items the caller must keep; `not_elevated` and
+    `unsupported_powershell` (nothing was done) raise. Raises a `RemoteError` subclass for
+    everything else; secrets never appear in its text.
     """
+    from lockdown.engine import driver
+
     if request.agent_version != AGENT_VERSION:
         raise ProtocolError(f"the request names agent {request.agent_version}, this is {AGENT_VERSION}")
-    payload = build_stdin(request)
-    output = run_command_payload(conn, payload, secrets=_secrets(conn, request), clock=clock, sleep=sleep)
-    return decode_result(conn, request, output)
+    return driver.run(request, lambda program: run_program(conn, program, clock=clock, sleep=sleep))

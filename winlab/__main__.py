@@ -1,9 +1,10 @@
-"""`python -m winlab serve | state | fault`: run a fleet of emulated hosts and talk to it.
+"""`python -m winlab serve | state | fault | reboot`: run a fleet of emulated hosts and talk to it.
 
 serve   --hosts N --inventory FILE [--seed S] [--lab DIR] [--reset] [--store-files K] [--time-scale F]
 state   --inventory FILE --host NAME
 fault   --inventory FILE --host NAME (--latency S | --auth-failure | --timeout | --drop | --deny PATH |
         --gpo-revert RIGHT [--gpo-in S] | --down | --up | --clear)
+reboot  --inventory FILE --host NAME
 """
 
 from __future__ import annotations
@@ -110,6 +111,17 @@ def fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def reboot(args: argparse.Namespace) -> int:
+    try:
+        data = ControlClient(_lab_dir_of(args.inventory)).reboot(args.host)
+    except ControlError as exc:
+        print(f"winlab: {exc}", file=sys.stderr)
+        return 1
+    json.dump(data.get("boot", data), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m winlab", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--up", action="store_true", help="host up again")
     p.add_argument("--clear", action="store_true", help="remove every fault")
     p.set_defaults(func=fault)
+    p = commands.add_parser("reboot", help="restart one host's Windows (services stop, Auto ones start as at boot)")
+    p.add_argument("--inventory", type=Path, required=True)
+    p.add_argument("--host", required=True)
+    p.set_defaults(func=reboot)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="winlab: %(message)s")
     return int(args.func(args))

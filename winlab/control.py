@@ -3,7 +3,8 @@
 `serve` starts `ControlServer` on a free loopback port and writes `<lab_dir>/control.json`
 (0600: the URL and a random bearer token). `ControlClient` reads that file. Endpoints:
 `GET /hosts`, `GET /state?host=NAME` (whole state + counters), `POST /fault` (JSON body with
-`host` and the `Lab.fault` keywords). Anything else, or a wrong token, is refused.
+`host` and the `Lab.fault` keywords), `POST /reboot` (JSON `{"host": NAME}`; answers the boot
+report). Anything else, or a wrong token, is refused.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _handler_for(control: ControlServer) -> type[BaseHTTPRequestHandler]:
             if not self._authorised():
                 self._reply(401, {"error": "bad token"})
                 return
-            if self.path != "/fault":
+            if self.path not in ("/fault", "/reboot"):
                 self._reply(404, {"error": "not found"})
                 return
             length = int(self.headers.get("Content-Length", "0") or 0)
@@ -109,6 +110,11 @@ def _handler_for(control: ControlServer) -> type[BaseHTTPRequestHandler]:
             try:
                 body = json.loads(self.rfile.read(length))
                 name = str(body.pop("host"))
+                if self.path == "/reboot":
+                    if body:
+                        raise ValueError(f"unknown reboot keys {sorted(body)}")
+                    self._reply(200, {"ok": True, "boot": control.lab.reboot(name)})
+                    return
                 unknown = set(body) - FAULT_KEYS
                 if unknown:
                     raise ValueError(f"unknown fault keys {sorted(unknown)}")
@@ -161,3 +167,7 @@ class ControlClient:
 
     def fault(self, host: str, **fault: Any) -> Any:
         return self._call("POST", "/fault", {"host": host, **fault})
+
+    def reboot(self, host: str) -> Any:
+        """Restart one host; returns {"ok": True, "boot": {stopped, started, failed, delayed}}."""
+        return self._call("POST", "/reboot", {"host": host})

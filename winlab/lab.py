@@ -28,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from winlab.agent.primitives import MAIL_PORTS
 from winlab.agent.shell import AgentShellHost, HostBinding
-from winlab.mail import DEFAULT_PORTS, PROTOCOLS, MailEndpoint, MailPorts
+from winlab.mail import DEFAULT_PORTS, PROTOCOLS, MailEndpoint, MailPorts, Protocol
 from winlab.persist import restore, snapshot, write_private_json
 from winlab.windows import sids
 from winlab.windows.clock import DEFAULT_EPOCH, Clock
@@ -211,7 +212,13 @@ class Lab:
                 model.admin_password = accounts[ADMINISTRATOR]
             except (ValueError, KeyError, Win32Error):
                 log.exception("%s: saved state unusable, starting clean", spec.name)
-        binding = HostBinding(host=model, passwords=accounts, time_scale=self.time_scale)
+        # The host's own view of its mail ports (tcp_probe on 127.0.0.1): MailEnable's standard ports and the
+        # lab's high ones (the Server records, and so the health probes, carry the lab's).
+        host_ports: dict[int, Protocol] = {
+            **MAIL_PORTS,
+            **{self.mail_port_numbers[proto]: proto for proto in PROTOCOLS if self.mail_port_numbers.get(proto)},
+        }
+        binding = HostBinding(host=model, passwords=accounts, time_scale=self.time_scale, mail_ports=host_ports)
         binding.on_change = lambda name=spec.name: self._changed(name)
         address = loopback_address(self.first_address + index)
         ports = {p: self.mail_port_numbers.get(p, 0) for p in PROTOCOLS}
@@ -302,6 +309,7 @@ class Lab:
                     "sql": install.sql,
                     "hardened_by_meinstaller": lab_host.spec.hardened_by_meinstaller,
                 },
+                "webmail": model.iis.webmail() if model.iis is not None else None,
                 "mail_ports": dict(lab_host.mail.ports),
                 "domain_member": model.domain_member,
                 "other_accounts": [
@@ -326,6 +334,7 @@ class Lab:
                 "work": model.work,
                 "clock": model.ctx.clock.now(),
                 "policy_refreshes": model.policy.refreshes,
+                "boots": model.boots,
             }
             faults: dict[str, object] = {
                 "files": sorted(model.fs.tree.faults),
@@ -401,6 +410,27 @@ class Lab:
         if down is not None:
             self.set_down(name, down)
         self.mail.reconcile(name)
+
+    def reboot(self, name: str) -> dict[str, Any]:
+        """Restart the host's Windows (`WindowsHost.reboot`): WinRM connections are cut and its shells
+        are gone (as on a real restart), every service stops, the Auto ones start again as at boot.
+
+        Returns the boot report: `stopped`, `started` {service: Win32 code}, `failed`, `delayed`.
+        """
+        lab_host = self.host(name)
+        server = self.server(name)
+        was_down = lab_host.down
+        if self.fleet is not None and not was_down:
+            self.fleet.set_down(name, True)
+        try:
+            with lab_host.binding.lock:
+                server.service.shells.clear()
+                report = lab_host.model.reboot()
+        finally:
+            if self.fleet is not None and not was_down:
+                self.fleet.set_down(name, False)
+        self._changed(name)
+        return report.as_dict()
 
     def set_down(self, name: str, down: bool = True) -> None:
         """Host down: WinRM listeners closed and connections cut, mail ports closed; up: reopened."""

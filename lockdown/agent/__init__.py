@@ -8,14 +8,16 @@ Framing (DESIGN.md, "The agent contract"):
 - the command line is `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass
   -EncodedCommand <base64(UTF-16LE(bootstrap_script()))>`;
 - stdin (`build_stdin`) is exactly two ASCII lines, each ended by LF, then EOF:
-  `base64(gzip(UTF-8 agent_script()))` and `base64(gzip(UTF-8 request.to_stdin_json()))`
+  `base64(gzip(UTF-8 agent_script()))` and `base64(gzip(UTF-8 JSON of a Program))`
   (gzip with mtime 0, so the payload is deterministic; the bootstrap inflates it with .NET 2.0's
   `System.IO.Compression.GZipStream`);
-- stdout carries one result block: a line `RESULT_BEGIN`, one line of base64(UTF-8 JSON of an
-  `AgentResult`), a line `RESULT_END` (`parse_agent_output`). Anything else on stdout is ignored.
+- stdout carries one result block: a line `RESULT_BEGIN`, one line of base64(UTF-8 JSON of a
+  `ProgramResult`), a line `RESULT_END` (`parse_agent_output`). Anything else on stdout is ignored.
 
-The PowerShell cannot be executed here: it is syntax-checked with tree-sitter-powershell,
-structurally tested, and winlab implements the same contract in Python (see README.md).
+The agent is the executor and its policy-free primitives (`lockdown.engine.program` is the
+contract); every decision is made by the engine in Python (`lockdown.engine`). The PowerShell
+cannot be executed here: it is parsed with tree-sitter-powershell and lint-checked (see
+README.md); winlab implements the same primitives over its emulated Windows.
 """
 
 from __future__ import annotations
@@ -30,26 +32,18 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from lockdown.rules.contract import AgentRequest, AgentResult
+from lockdown.engine.program import Program, ProgramResult
 
-AGENT_VERSION: Final = "1.0.0"
+AGENT_VERSION: Final = "2.0.0"
 
 RESULT_BEGIN: Final = "FLEET-LOCKDOWN-RESULT-BEGIN"
 RESULT_END: Final = "FLEET-LOCKDOWN-RESULT-END"
 
 BOOTSTRAP_FILE: Final = "bootstrap.ps1"
-# Concatenated in this order into the one script the bootstrap runs. Handlers first, agent.ps1
-# (the mode switch and the final call) last, because PowerShell defines a function only when
-# the interpreter reaches it.
-AGENT_FILES: Final = (
-    "common.ps1",
-    "acl.ps1",
-    "accounts.ps1",
-    "services.ps1",
-    "sql.ps1",
-    "discover.ps1",
-    "agent.ps1",
-)
+# Concatenated in this order into the one script the bootstrap runs: the primitives first, the
+# executor (its step loop and the final call) last, because PowerShell defines a function only
+# when the interpreter reaches it.
+AGENT_FILES: Final = ("primitives.ps1", "executor.ps1")
 ONBOARDING_FILE: Final = "onboarding/Enable-FleetLockdownWinRM.ps1"
 
 # -EncodedCommand travels through cmd.exe, whose lines stop at 8191 characters; the bootstrap
@@ -105,37 +99,36 @@ def decode_stdin_line(line: str | bytes) -> str:
     return gzip.decompress(base64.b64decode(line, validate=True)).decode("utf-8")
 
 
-def build_stdin(request: AgentRequest) -> bytes:
-    """The stdin payload: base64(gzip(agent)) LF base64(gzip(request JSON)) LF.
+def build_stdin(program: Program) -> bytes:
+    """The stdin payload of agent v2: base64(gzip(agent)) LF base64(gzip(program JSON)) LF.
 
-    DANGER: contains the service password (base64 and gzip are not encryption) in apply mode.
-    Send it straight to the WinRM stream; never log or store it.
+    DANGER: the program's `secrets` (service passwords) travel in it in clear (base64 and gzip are
+    not encryption). Send it straight to the WinRM stream; never log or store it.
     """
-    return encode_stdin_line(agent_script()) + b"\n" + encode_stdin_line(request.to_stdin_json()) + b"\n"
+    return encode_stdin_line(agent_script()) + b"\n" + encode_stdin_line(program.to_stdin_json()) + b"\n"
 
 
-def split_stdin(payload: bytes) -> tuple[str, str]:
-    """Inverse of `build_stdin` (for test hosts): (agent script, request JSON)."""
-    lines = [line.strip() for line in payload.splitlines() if line.strip()]
-    if len(lines) != 2:
-        raise AgentOutputError(f"expected 2 stdin lines, got {len(lines)}")
-    try:
-        return decode_stdin_line(lines[0]), decode_stdin_line(lines[1])
-    except (binascii.Error, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise AgentOutputError("stdin is not base64 of gzip of UTF-8") from exc
-
-
-def format_agent_output(result: AgentResult) -> bytes:
-    """A result block as the agent prints it (for test hosts and winlab), CRLF line ends."""
-    body = base64.b64encode(result.model_dump_json(exclude_none=True).encode("utf-8")).decode("ascii")
+def format_agent_output(result: ProgramResult) -> bytes:
+    """A result block as the executor prints it (for winlab), CRLF line ends."""
+    body = base64.b64encode(result.model_dump_json().encode("utf-8")).decode("ascii")
     return f"{RESULT_BEGIN}\r\n{body}\r\n{RESULT_END}\r\n".encode("ascii")
 
 
-def parse_agent_output(stdout: bytes) -> AgentResult:
-    """Decode the one result block in `stdout` and validate it against the contract.
+def parse_agent_output(stdout: bytes) -> ProgramResult:
+    """Decode the one result block in `stdout` and validate it as a `ProgramResult`.
 
     Raises `AgentOutputError` without quoting the output (it is untrusted and may be large).
     """
+    document = _result_document(stdout)
+    try:
+        return ProgramResult.model_validate_json(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors()[:5])
+        count = exc.error_count()
+        raise AgentOutputError(f"the result does not match the contract ({count} problems: {problems})") from None
+
+
+def _result_document(stdout: bytes) -> str:
     text = stdout.decode("ascii", errors="replace")
     lines = [line.strip() for line in text.splitlines()]
     starts = [i for i, line in enumerate(lines) if line == RESULT_BEGIN]
@@ -149,34 +142,17 @@ def parse_agent_output(stdout: bytes) -> AgentResult:
         raise AgentOutputError("the result markers are out of order")
     body = "".join(lines[begin + 1 : end])
     try:
-        raw = base64.b64decode(body, validate=True)
-        document = raw.decode("utf-8")
+        return base64.b64decode(body, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise AgentOutputError(f"the result block ({len(body)} characters) is not base64 of UTF-8") from exc
+
+
+def split_stdin(payload: bytes) -> tuple[str, str]:
+    """Inverse of `build_stdin` (for test hosts): (agent script, program JSON)."""
+    lines = [line.strip() for line in payload.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise AgentOutputError(f"expected 2 stdin lines, got {len(lines)}")
     try:
-        return AgentResult.model_validate_json(document)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors()[:5])
-        count = exc.error_count()
-        raise AgentOutputError(f"the result does not match the contract ({count} errors: {problems})") from exc
-
-
-__all__ = [
-    "AGENT_VERSION",
-    "POWERSHELL_ARGS",
-    "RESULT_BEGIN",
-    "RESULT_END",
-    "AgentOutputError",
-    "agent_script",
-    "agent_sha256",
-    "bootstrap_script",
-    "build_stdin",
-    "decode_stdin_line",
-    "encode_stdin_line",
-    "encoded_bootstrap",
-    "format_agent_output",
-    "parse_agent_output",
-    "ps1_files",
-    "read_ps1",
-    "split_stdin",
-]
+        return decode_stdin_line(lines[0]), decode_stdin_line(lines[1])
+    except (binascii.Error, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise AgentOutputError("stdin is not base64 of gzip of UTF-8") from exc

@@ -1,10 +1,11 @@
-"""The agent contract: what Python sends the PowerShell agent and what it answers.
+"""What the jobs layer asks of a host (`AgentRequest`) and what it gets back (`AgentResult`).
 
-One invocation per host per job: the request travels as JSON on stdin, the result comes
-back as one JSON document. Both sides validate against the JSON Schemas generated here
-(`generate_schemas`); the checked-in copies live in `lockdown/agent/schema/` and a test
-fails when they drift from these models. Regenerate with
-`python -m lockdown.rules.regenerate_schemas`.
+Since agent v2 these never travel to the host: the engine (`lockdown.engine.driver`) turns a
+request into programs of primitive steps (`lockdown.engine.program`, the wire contract), sends
+each as one WinRM invocation, and builds the `AgentResult` from what the host observed. The
+JSON Schemas of the wire contract (Program, ProgramResult) are generated here
+(`generate_schemas`); the checked-in copies live in `lockdown/agent/schema/` and a test fails
+when they drift. Regenerate with `python -m lockdown.rules.regenerate_schemas`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lockdown.rules.plan import Plan
 from lockdown.rules.vocabulary import AgentMode, RuleAction, TargetKind
 
 AGENT_VERSION_PATTERN: Final = r"^\d+\.\d+\.\d+$"
-SCHEMA_FILES: Final = {"request": "request.schema.json", "result": "result.schema.json"}
+SCHEMA_FILES: Final = {"program": "program.schema.json", "result": "program-result.schema.json"}
 
 
 class ChangeRecord(LockdownModel):
@@ -164,19 +165,6 @@ class AgentRequest(LockdownModel):
             raise ValueError("recover_job_ids are only sent with mode rollback")
         return self
 
-    def to_stdin_json(self) -> str:
-        """The JSON sent to the agent, WITH the service passwords in clear.
-
-        DANGER: the only place the secrets leave `SecretStr`. Send the result straight to the
-        WinRM stdin stream; never log it, store it or put it in an error message.
-        """
-        data = self.model_dump(mode="json")
-        for name in ("service_password", "previous_service_password"):
-            secret: SecretStr | None = getattr(self, name)
-            if secret is not None:
-                data[name] = secret.get_secret_value()
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
 
 class AgentResult(LockdownModel):
     """What the agent prints (one JSON document).
@@ -204,10 +192,12 @@ class AgentResult(LockdownModel):
 
 
 def generate_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schemas of the request and the result, keyed "request" and "result"."""
+    """The JSON Schemas of the wire contract, keyed "program" and "result"."""
+    from lockdown.engine.program import Program, ProgramResult
+
     return {
-        "request": AgentRequest.model_json_schema(mode="validation"),
-        "result": AgentResult.model_json_schema(mode="validation"),
+        "program": Program.model_json_schema(mode="validation"),
+        "result": ProgramResult.model_json_schema(mode="validation"),
     }
 
 
@@ -217,6 +207,6 @@ def schema_text(schema: dict[str, Any]) -> str:
 
 
 def write_schemas(directory: Path) -> None:
-    """Write request.schema.json and result.schema.json into `directory`."""
+    """Write program.schema.json and program-result.schema.json into `directory`."""
     for name, schema in generate_schemas().items():
         (directory / SCHEMA_FILES[name]).write_text(schema_text(schema), encoding="utf-8")

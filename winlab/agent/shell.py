@@ -31,8 +31,10 @@ from typing import Final
 from pydantic import ValidationError
 
 from lockdown.agent import AGENT_VERSION, agent_sha256, bootstrap_script, format_agent_output
-from lockdown.rules.contract import AgentError, AgentRequest, AgentResult
-from winlab.agent.runner import EXIT_AGENT_ERROR, run_request
+from lockdown.engine.program import ProgramResult
+from winlab.agent.executor import EXIT_PROGRAM_ERROR, run_program
+from winlab.agent.primitives import MAIL_PORTS
+from winlab.mail import Protocol
 from winlab.windows.errors import Win32Error
 from winlab.windows.host import WindowsHost
 from winlab.windows.tokens import LogonType
@@ -56,6 +58,7 @@ class HostBinding:
     passwords: dict[str, str]
     lock: threading.RLock = field(default_factory=threading.RLock)
     time_scale: float = 1.0
+    mail_ports: dict[int, Protocol] = field(default_factory=lambda: dict(MAIL_PORTS))
     on_change: Callable[[], None] | None = None
 
     def password_of(self, username: str) -> str | None:
@@ -114,10 +117,10 @@ def _ps2_answer(lines: list[str], version: str) -> PowerShellResult:
 
 
 def _bootstrap_catch(request_json: str, message: str) -> PowerShellResult:
-    """bootstrap.ps1's catch block: an agent_error result built from the request's head, exit 2."""
+    """bootstrap.ps1's catch block: an agent_error result built from the program's head, exit 2."""
     try:
         head = json.loads(request_json)
-        result = AgentResult.model_validate(
+        result = ProgramResult.model_validate(
             {
                 "agent_version": head.get("agent_version"),
                 "job_id": head.get("job_id"),
@@ -128,7 +131,7 @@ def _bootstrap_catch(request_json: str, message: str) -> PowerShellResult:
     except (ValueError, AttributeError, ValidationError):
         # ConvertFrom-Json itself throws inside the catch block: powershell.exe prints the record, exits 1.
         return _refuse("ConvertFrom-Json : Invalid JSON primitive: " + request_json[:40])
-    return PowerShellResult(stdout=format_agent_output(result), exit_code=EXIT_AGENT_ERROR)
+    return PowerShellResult(stdout=format_agent_output(result), exit_code=EXIT_PROGRAM_ERROR)
 
 
 @dataclass
@@ -184,11 +187,6 @@ class AgentShellHost:
                 "winlab cannot interpret this agent: its SHA-256 is not agent_sha256() of the Fleet Lockdown "
                 f"agent {AGENT_VERSION} (a modified or different agent was sent)"
             )
-        try:
-            request = AgentRequest.model_validate_json(request_json)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors()[:5])
-            return _bootstrap_catch(request_json, f"the request does not match the contract ({problems})")
         password = self.binding.password_of(self.user.username)
         if password is None:
             return _refuse(f"winlab has no logon session for {self.user}")
@@ -196,15 +194,7 @@ class AgentShellHost:
             token = host.logon(self.user.username, password, LogonType.NETWORK)
         except Win32Error as exc:
             return _refuse(f"{self.user}: {exc.message}")
-        result, exit_code = run_request(host, token, request)
+        result, exit_code = run_program(
+            host, token, request_json, agent_version=AGENT_VERSION, mail_ports=self.binding.mail_ports
+        )
         return PowerShellResult(stdout=format_agent_output(result), exit_code=exit_code)
-
-
-def refused_result(request: AgentRequest, code: str, message: str) -> AgentResult:
-    """A whole-invocation error result (for callers that build one without a host)."""
-    return AgentResult(
-        agent_version=AGENT_VERSION,
-        mode=request.mode,
-        job_id=request.job_id,
-        error=AgentError(code=code, message=message),
-    )

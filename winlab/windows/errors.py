@@ -21,8 +21,11 @@ ERROR_INVALID_SERVICE_ACCOUNT = 1057
 ERROR_SERVICE_DISABLED = 1058
 ERROR_SERVICE_DOES_NOT_EXIST = 1060
 ERROR_SERVICE_NOT_ACTIVE = 1062
+ERROR_SERVICE_DEPENDENCY_FAIL = 1068
 ERROR_PROCESS_ABORTED = 1067
 ERROR_SERVICE_LOGON_FAILED = 1069
+ERROR_SERVICE_DEPENDENCY_DELETED = 1075
+ERROR_CIRCULAR_DEPENDENCY = 1059
 ERROR_NOT_ALL_ASSIGNED = 1300
 ERROR_INVALID_OWNER = 1307
 ERROR_NO_SUCH_PRIVILEGE = 1313
@@ -64,6 +67,9 @@ MESSAGES: dict[int, str] = {
     ERROR_SERVICE_NOT_ACTIVE: "The service has not been started.",
     ERROR_PROCESS_ABORTED: "The process terminated unexpectedly.",
     ERROR_SERVICE_LOGON_FAILED: "The service did not start due to a logon failure.",
+    ERROR_SERVICE_DEPENDENCY_FAIL: "The dependency service or group failed to start.",
+    ERROR_SERVICE_DEPENDENCY_DELETED: "The dependency service does not exist or has been marked for deletion.",
+    ERROR_CIRCULAR_DEPENDENCY: "Circular service dependency was specified.",
     ERROR_NOT_ALL_ASSIGNED: "Not all privileges or groups referenced are assigned to the caller.",
     ERROR_INVALID_OWNER: "This security ID may not be assigned as the owner of this object.",
     ERROR_NO_SUCH_PRIVILEGE: "A specified privilege does not exist.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Callable
@@ -24,17 +25,31 @@ from winlab.windows.filesystem import (
     system_folder_dacl,
 )
 from winlab.windows.host import WindowsHost
+from winlab.windows.iis import Certificate, Iis, SiteBinding
 from winlab.windows.lsa import Lsa
-from winlab.windows.mailenable import DATABASE, DEFAULT_DIR, PLESK_DIR, Edition, MailEnable, MailEnableInstall
+from winlab.windows.mailenable import (
+    DATABASE,
+    DEFAULT_DIR,
+    IME_SYSTEM_PROTOCOL_SERVICES,
+    PLESK_DIR,
+    Edition,
+    MailEnable,
+    MailEnableInstall,
+)
 from winlab.windows.os_profiles import DIRECTORY_NAMES, PROFILES, OsProfile
 from winlab.windows.policy import GroupPolicy
 from winlab.windows.registry import Registry, hive_sd, trustedinstaller_key_sd
 from winlab.windows.services import Service, ServiceManager, StartMode
-from winlab.windows.sql import Database, DatabaseUser, SqlServer
+from winlab.windows.sql import DEFAULT_INSTANCE, Database, DatabaseUser, SqlServer, service_name_for
 
 OsKey = Literal["2008r2", "2016", "2019", "2022"]
 HardenedBy = Literal["IME_STORE_GROUP", "IME_STORE_USERS"] | None
 AdminAccount = Literal["builtin", "local", "domain"]
+ProtocolState = Literal["running", "stopped", "disabled"]
+# pop_state / imap_state: "stopped" = start mode Manual, not running; "disabled" = start mode Disabled.
+PROTOCOL_START_MODES = {"running": "Auto", "stopped": "Manual", "disabled": "Disabled"}
+# The folder noncanonical_dacl_folder=True gives an Allow ACE before a Deny ACE (relative to the install).
+NONCANONICAL_FOLDER = "Queues"
 A = sec.allow
 F = sec.AceFlags
 VERSIONS = ("2.53", "9.83", "10.43")
@@ -66,6 +81,13 @@ class HostSpec:
     registry_subkeys: int = 40
     acl_cost_seconds: float = 0.002
     seed: int = 0
+    # --- v2 fixtures (winlab/README.md, "Host options") ---
+    pop_state: ProtocolState = "running"
+    imap_state: ProtocolState = "running"
+    webmail_https_self_signed: bool = False
+    sql_instance: str | None = None
+    noncanonical_dacl_folder: bool = False
+    meinstaller_mta_localsystem: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edition", Edition(self.edition))
@@ -81,6 +103,21 @@ class HostSpec:
             raise ValueError("a domain admin account needs a domain member")
         if self.version.split(".")[0] not in ("2", "9", "10"):
             raise ValueError(f"unsupported MailEnable version {self.version!r}")
+        for label, value in (("pop_state", self.pop_state), ("imap_state", self.imap_state)):
+            if value not in PROTOCOL_START_MODES:
+                raise ValueError(f"{label} must be one of {sorted(PROTOCOL_START_MODES)}, not {value!r}")
+        if self.sql_instance is not None:
+            if not self.sql:
+                raise ValueError("sql_instance needs sql=True")
+            name = self.sql_instance
+            # Instance names: at most 16 characters, a letter (or _) first, then letters, digits, _ or $;
+            # DEFAULT is reserved and MSSQLSERVER is the default instance (use sql_instance=None).
+            valid = 0 < len(name) <= 16 and (name[0].isalpha() or name[0] == "_")
+            valid = valid and all(c.isalnum() or c in "_$" for c in name)
+            if not valid or name.upper() in ("DEFAULT", DEFAULT_INSTANCE):
+                raise ValueError(f"invalid SQL Server instance name {name!r}")
+        if self.meinstaller_mta_localsystem and not self.hardened_by_meinstaller:
+            raise ValueError("meinstaller_mta_localsystem needs hardened_by_meinstaller")
 
 
 def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
@@ -112,7 +149,7 @@ def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
         )
     sql = None
     if spec.sql:
-        sql = _build_sql(ctx, accounts, services, fs)
+        sql = _build_sql(ctx, accounts, services, fs, instance=spec.sql_instance or DEFAULT_INSTANCE)
     install = MailEnableInstall(
         edition=spec.edition,
         version=spec.version,
@@ -133,7 +170,18 @@ def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
     )
     mailenable.build(rng, spec.store_files)
     if spec.hardened_by_meinstaller:
-        mailenable.apply_meinstaller_hardening(spec.hardened_by_meinstaller, rng)
+        if spec.meinstaller_mta_localsystem:
+            mailenable.apply_meinstaller_hardening(
+                spec.hardened_by_meinstaller, rng, services=IME_SYSTEM_PROTOCOL_SERVICES
+            )
+        else:
+            mailenable.apply_meinstaller_hardening(spec.hardened_by_meinstaller, rng)
+    for service_name, state in (("MEPOPS", spec.pop_state), ("MEIMAPS", spec.imap_state)):
+        if state != "running":
+            services.change(service_name, None, start_mode=PROTOCOL_START_MODES[state])
+    if spec.noncanonical_dacl_folder:
+        _make_noncanonical(fs, accounts, install)
+    iis = _build_iis(registry, services, mailenable, profile, spec, accounts.machine_name)
     for svc in services.all():
         if svc.start_mode is StartMode.AUTO:
             services.start(svc.name)
@@ -155,6 +203,7 @@ def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
         mailenable=mailenable,
         admin_username=admin_user,
         admin_password=admin_password,
+        iis=iis,
     )
     ctx.run_due()  # settle the services started above
     mailenable.start_timers()
@@ -354,19 +403,68 @@ def _build_os_services(services: ServiceManager, fs: FileSystem, profile: OsProf
         _service(services, fs, "cisvc", "Indexing Service", f"{SYSTEM32}\\cisvc.exe")
 
 
-def _build_sql(ctx: HostContext, accounts: Accounts, services: ServiceManager, fs: FileSystem) -> SqlServer:
-    binary = "C:\\Program Files\\Microsoft SQL Server\\MSSQL15.MSSQLSERVER\\MSSQL\\Binn\\sqlservr.exe"
+def _build_sql(
+    ctx: HostContext, accounts: Accounts, services: ServiceManager, fs: FileSystem, *, instance: str = DEFAULT_INSTANCE
+) -> SqlServer:
+    """SQL Server: the default instance (service MSSQLSERVER) or a named one (service MSSQL$<NAME>).
+
+    "The directory structure, registry structure, and service name all reflect the specific instance
+    name" (Using Named Instances, https://learn.microsoft.com/previous-versions/sql/sql-server-2005/ms165614(v=sql.90)).
+    """
+    instance = instance.upper()
+    service_name = service_name_for(instance)
+    binary = f"C:\\Program Files\\Microsoft SQL Server\\MSSQL15.{instance}\\MSSQL\\Binn\\sqlservr.exe"
     svc = _service(
-        services, fs, "MSSQLSERVER", "SQL Server (MSSQLSERVER)", binary, start_name="NT Service\\MSSQLSERVER"
+        services, fs, service_name, f"SQL Server ({instance})", binary, start_name=f"NT Service\\{service_name}"
     )
-    sql = SqlServer(ctx, accounts, lambda: svc.running)
+    sql = SqlServer(ctx, accounts, lambda: svc.running, instance=instance, machine_name=accounts.machine_name)
     sql.add_login("BUILTIN\\Administrators", sysadmin=True)
-    sql.add_login("NT SERVICE\\MSSQLSERVER", sysadmin=True)
+    sql.add_login(f"NT SERVICE\\{service_name}", sysadmin=True)
     system = sql.add_login("NT AUTHORITY\\SYSTEM")
     db = Database(DATABASE)
     db.users["nt authority\\system"] = DatabaseUser("NT AUTHORITY\\SYSTEM", system.sid, {"db_owner"})
     sql.databases[DATABASE.lower()] = db
     return sql
+
+
+# --- v2 fixtures ------------------------------------------------------------------------------
+def _make_noncanonical(fs: FileSystem, accounts: Accounts, install: MailEnableInstall) -> None:
+    """Put an explicit Allow before an explicit Deny on one MailEnable folder (a raw DACL write).
+
+    Administrators get full control, then NETWORK logons are denied DELETE: walked in this order, the
+    allow wins for administrators connecting over the network (WinRM). Canonical order (Order of ACEs
+    in a DACL, https://learn.microsoft.com/windows/win32/secauthz/order-of-aces-in-a-dacl) would put
+    the deny first. .NET's AddAccessRule then throws (security.NonCanonicalAclError); an SDDL write works.
+    Neither ACE is inheritable, so only the folder itself is non-canonical.
+    """
+    path = install.path(NONCANONICAL_FOLDER)
+    explicit = fs.get_sd(path).explicit_aces
+    dacl = (A(sids.ADMINISTRATORS, sec.FILE_ALL_ACCESS), sec.deny(sids.NETWORK, sec.DELETE), *explicit)
+    fs.tree.set_security(path, None, dacl=dacl)
+
+
+def _build_iis(
+    registry: Registry, services: ServiceManager, mailenable: MailEnable, profile: OsProfile, spec: HostSpec, name: str
+) -> Iis:
+    """The Default Web Site: http on 80, or with webmail_https_self_signed https on 443 only, a self-signed
+    certificate (subject = issuer = CN=<computer name>) and TLS 1.0/1.1 disabled for servers in SCHANNEL."""
+    bindings = [SiteBinding("http", 80)]
+    if spec.webmail_https_self_signed:
+        cn = f"CN={name.lower()}"
+        thumbprint = hashlib.sha1(cn.encode(), usedforsecurity=False).hexdigest().upper()
+        bindings = [SiteBinding("https", 443, Certificate(cn, cn, thumbprint=thumbprint))]
+    iis = Iis(
+        registry=registry,
+        services=services,
+        os_key=profile.key,
+        machine_name=name,
+        bindings=bindings,
+        applications={"/mewebmail": mailenable.webmail_ok, "/meadmin": mailenable.webadmin_ok},
+    )
+    if spec.webmail_https_self_signed:
+        iis.disable_server_tls_below("1.2")
+        iis.load_schannel()
+    return iis
 
 
 # --- fleets -----------------------------------------------------------------------------------

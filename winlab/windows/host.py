@@ -12,12 +12,13 @@ from winlab.windows.auth import Authority
 from winlab.windows.context import HostContext
 from winlab.windows.defender import Defender
 from winlab.windows.filesystem import FileSystem
+from winlab.windows.iis import Iis
 from winlab.windows.lsa import Lsa
 from winlab.windows.mailenable import MailEnable
 from winlab.windows.os_profiles import OsProfile
 from winlab.windows.policy import GroupPolicy
 from winlab.windows.registry import Registry
-from winlab.windows.services import ServiceManager
+from winlab.windows.services import BootReport, ServiceManager
 from winlab.windows.sql import SqlServer
 from winlab.windows.tokens import LogonType, Token
 
@@ -69,6 +70,7 @@ class WindowsHost:
         mailenable: MailEnable,
         admin_username: str,
         admin_password: str,
+        iis: Iis | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -86,6 +88,8 @@ class WindowsHost:
         self.mailenable = mailenable
         self.admin_username = admin_username
         self.admin_password = admin_password
+        self.iis = iis
+        self.boots = 0
 
     # --- facts --------------------------------------------------------------------------
     @property
@@ -122,6 +126,29 @@ class WindowsHost:
     def advance(self, seconds: float) -> None:
         self.ctx.clock.advance(seconds)
         self.ctx.run_due()
+
+    # --- power --------------------------------------------------------------------------
+    def reboot(self) -> BootReport:
+        """Restart Windows: every service stops, then the SCM starts the Auto ones as at boot.
+
+        See `ServiceManager.boot` for the order and the failures (each service logs on with the
+        password the SCM stored for it, so an account whose password changed since gives 1069).
+        Before the services, the computer's Group Policy is applied ("In addition to background
+        updates, Group Policy for the computer is always updated when the system starts", Group Policy
+        refresh interval for computers, https://learn.microsoft.com/previous-versions/ms813077(v=msdn.10)),
+        and Schannel reads its protocol settings again (winlab.windows.iis).
+        Settling (5 s) and delayed auto-start (120 s) follow on the clock: call `advance`.
+        """
+        self.ctx.run_due()
+        stopped = self.services.shutdown()
+        if self.policy.gpos:
+            self.policy.refresh()
+        if self.iis is not None:
+            self.iis.load_schannel()
+        report = self.services.boot()
+        report.stopped = stopped
+        self.boots += 1
+        return report
 
     # --- logons -------------------------------------------------------------------------
     def logon(

@@ -82,6 +82,9 @@ SERVICE_DEFS = (
                ("Queues\\SMTP\\Inbound\\Messages", "Logging\\SMTP"), False),
 )  # fmt: skip
 HARDENED_SERVICES = tuple(d.name for d in SERVICE_DEFS if d.hardened)
+# "the SMTP, POP, and IMAP services will run under the identity of IME_SYSTEM. Other system services and
+# agents will continue to run under the LOCALSYSTEM account." (the seed guide's prose; see mailenable-facts.md)
+IME_SYSTEM_PROTOCOL_SERVICES = ("MESMTPCS", "MEPOPS", "MEIMAPS")
 
 FOLDERS = (
     "Bin", "Config", "Config\\Postoffices", "Postoffices", "Queues", "Queues\\SMTP", "Queues\\SMTP\\Inbound",
@@ -287,11 +290,16 @@ class MailEnable:
         assert self.sql is not None
         return self.sql.has_database_permissions(token, DATABASE, SQL_SERVICE_PERMISSIONS)
 
-    def apply_meinstaller_hardening(self, group_name: str, rng: random.Random) -> None:
+    def apply_meinstaller_hardening(
+        self, group_name: str, rng: random.Random, *, services: tuple[str, ...] = HARDENED_SERVICES
+    ) -> None:
         """What MEInstaller's "Harden the server" left behind (build time, no token checks).
 
         MEInstaller is a 32-bit program: its [SYSTEM32] and HKLM\\SOFTWARE changes land in SysWOW64
-        and WOW6432Node through WOW64 redirection.
+        and WOW6432Node through WOW64 redirection. ``services`` are switched to .\\IME_SYSTEM with
+        IME_SYSTEM's generated password stored for each (in the SCM and in ``install.passwords``, nowhere
+        else); the rest stay LocalSystem. The default follows the guide's table (MTA, SMTP, POP, IMAP);
+        IME_SYSTEM_PROTOCOL_SERVICES follows its prose and ME-10031 (SMTP, POP, IMAP; the MTA stays LocalSystem).
         """
         inst = self.install
         password = _password(rng)
@@ -302,7 +310,7 @@ class MailEnable:
         group = self.accounts.create_group(group_name, description="MailEnable store users")
         self.accounts.add_member(group_name, user.sid)
         self.lsa.add_account_rights(user.sid, ["SeServiceLogonRight"])
-        for name in HARDENED_SERVICES:
+        for name in services:
             self.services.change(name, None, start_name=".\\IME_SYSTEM", password=password)
         tree = self.fs.tree
         tree.add_access_rule(inst.mail_root, A(group.sid, sec.FILE_ALL_ACCESS, OICI), None)

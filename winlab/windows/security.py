@@ -181,6 +181,43 @@ def canonical(aces: Iterable[Ace]) -> tuple[Ace, ...]:
     )
 
 
+def is_canonical(aces: Iterable[Ace]) -> bool:
+    """Whether the DACL is in canonical order: explicit deny, explicit allow, then inherited ACEs.
+
+    "All explicit ACEs are placed in a group before any inherited ACEs. Within the group of explicit
+    ACEs, access-denied ACEs are placed before access-allowed ACEs." (Order of ACEs in a DACL,
+    https://learn.microsoft.com/windows/win32/secauthz/order-of-aces-in-a-dacl). The access check walks
+    a non-canonical DACL in its stored order all the same, so an allow before a deny wins for the
+    rights it grants. .NET reports the order as ObjectSecurity.AreAccessRulesCanonical
+    (https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.areaccessrulescanonical).
+    """
+    rank = {(False, AceType.DENY): 0, (False, AceType.ALLOW): 1}
+    last = 0
+    for ace in aces:
+        current = 2 if ace.inherited else rank[(False, ace.type)]
+        if current < last:
+            return False
+        last = current
+    return True
+
+
+class NonCanonicalAclError(Exception):
+    """.NET's InvalidOperationException from CommonAcl.ThrowIfNotCanonical.
+
+    ObjectSecurity.AddAccessRule / RemoveAccessRule(Specific) / SetAccessRule (what Set-Acl scripts use)
+    refuse to modify a DACL that is not in canonical order; writing the whole descriptor
+    (SetSecurityDescriptorSddlForm + Set-Acl, or SetNamedSecurityInfo) still works
+    (CommonAcl.IsCanonical, https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.commonacl.iscanonical).
+    """
+
+    MESSAGE = "This access control list is not in canonical form and therefore cannot be modified."
+
+    def __init__(self, target: str = "") -> None:
+        self.target = target
+        self.message = self.MESSAGE
+        super().__init__(self.MESSAGE + (f" ({target})" if target else ""))
+
+
 def add_access_rule(dacl: Sequence[Ace], ace: Ace) -> tuple[Ace, ...]:
     """ObjectSecurity.AddAccessRule: merge into an explicit ACE with the same trustee/type/flags, else add.
 

@@ -20,8 +20,11 @@ from winlab.windows.auth import Authority
 from winlab.windows.context import HostContext
 from winlab.windows.errors import (
     ERROR_ACCESS_DENIED,
+    ERROR_CIRCULAR_DEPENDENCY,
     ERROR_PROCESS_ABORTED,
     ERROR_SERVICE_ALREADY_RUNNING,
+    ERROR_SERVICE_DEPENDENCY_DELETED,
+    ERROR_SERVICE_DEPENDENCY_FAIL,
     ERROR_SERVICE_DISABLED,
     ERROR_SERVICE_DOES_NOT_EXIST,
     ERROR_SERVICE_LOGON_FAILED,
@@ -35,6 +38,10 @@ from winlab.windows.sids import SidType
 from winlab.windows.tokens import LogonType, Token
 
 SETTLE_SECONDS = 5.0
+# "started after other auto-start services are started plus a short delay of approximately two minutes"
+# (MS-SCMR 2.2.33 SERVICE_DELAYED_AUTO_START_INFO,
+# https://learn.microsoft.com/openspecs/windows_protocols/ms-scmr/805b8296-863d-4d1e-8ae8-f639adf8c6cb).
+DELAYED_AUTO_START_SECONDS = 120.0
 SERVICES_KEY = "HKLM\\SYSTEM\\CurrentControlSet\\Services"
 LOCAL_SYSTEM_NAMES = {"localsystem", ".\\localsystem", "nt authority\\system"}
 BUILTIN_SERVICE_ACCOUNTS = {
@@ -102,6 +109,8 @@ class Service:
     last_error: int = 0
     last_reason: str = ""
     token: Token | None = None
+    # lpDependencies: services that must run before this one (DependOnService in the SCM database).
+    depends_on: tuple[str, ...] = ()
 
     @property
     def path_name(self) -> str:
@@ -233,6 +242,8 @@ class ServiceManager:
                 key.set_value("DelayedAutostart", 1, "REG_DWORD")
             elif key.get("DelayedAutostart") is not None:
                 key.delete_value("DelayedAutostart")
+            if svc.depends_on:
+                key.set_value("DependOnService", tuple(svc.depends_on), "REG_MULTI_SZ")
 
     def _safe_sid(self, start_name: str) -> str | None:
         try:
@@ -337,10 +348,85 @@ class ServiceManager:
         return ERROR_SUCCESS
 
     def restart(self, name: str, token: Token | None = None) -> int:
+        """Restart-Service: a stop, then a start (the start's Win32 code is returned).
+
+        "The Restart-Service cmdlet sends a stop message and then a start message to the Windows Service
+        Controller for a specified service. If a service was already stopped, it is started without
+        notifying you of an error." (Restart-Service, Microsoft.PowerShell.Management,
+        https://learn.microsoft.com/powershell/module/microsoft.powershell.management/restart-service).
+        The start is ServiceController.Start, which throws InvalidOperationException wrapping the
+        StartService error (https://learn.microsoft.com/dotnet/api/system.serviceprocess.servicecontroller.start):
+        a Disabled service gives 1058 ERROR_SERVICE_DISABLED, so a running service whose start mode is
+        Disabled is stopped by the restart and stays stopped.
+        """
         code = self.stop(name, token)
         if code not in (ERROR_SUCCESS, ERROR_SERVICE_NOT_ACTIVE):
             return code
         return self.start(name, token)
+
+    # --- shutdown and boot ---------------------------------------------------------------
+    def shutdown(self) -> list[str]:
+        """System shutdown: every running service is stopped (SERVICE_CONTROL_SHUTDOWN); returns their names."""
+        stopped = []
+        for svc in self.all():
+            self.ctx.cancel(f"settle:{svc.name.lower()}")
+            if svc.running and self.stop(svc.name) == ERROR_SUCCESS:
+                stopped.append(svc.name)
+        self.ctx.cancel("boot:delayed-auto")
+        return stopped
+
+    def boot(self) -> BootReport:
+        """What the SCM does at system boot (every service is expected to be stopped).
+
+        "During system boot, the SCM starts all auto-start services and the services on which they
+        depend. For example, if an auto-start service depends on a demand-start service, the
+        demand-start service is also started automatically." (Automatically Starting Services,
+        https://learn.microsoft.com/windows/win32/services/automatically-starting-services). The model
+        has no load-order groups or tags, so the order is: dependencies first, then by service name.
+        Each start logs the account on with the password the SCM stores for that service (not the
+        account's current one: "When you change the password on a service account, update the password
+        stored by the SCM", https://learn.microsoft.com/windows/win32/ad/changing-the-password-on-a-serviceampaposs-user-account),
+        so a changed password gives 1069. A dependency that fails makes its dependents fail with 1068.
+        Manual and Disabled services that no auto-start service depends on stay stopped. Delayed
+        auto-start services are started one at a time, honouring dependencies, DELAYED_AUTO_START_SECONDS
+        after the others (SERVICE_DELAYED_AUTO_START_INFO,
+        https://learn.microsoft.com/windows/win32/api/winsvc/ns-winsvc-service_delayed_auto_start_info).
+        """
+        report = BootReport()
+        auto = [s for s in self.all() if s.start_mode is StartMode.AUTO]
+        for svc in auto:
+            if not svc.delayed_auto:
+                self._boot_start(svc.name, report, ())
+        delayed = [s.name for s in auto if s.delayed_auto]
+        report.delayed = delayed
+        if delayed:
+            due = self.ctx.clock.now() + DELAYED_AUTO_START_SECONDS
+
+            def start_delayed(_due: float) -> None:
+                for name in delayed:
+                    self._boot_start(name, report, ())
+
+            self.ctx.schedule(due, "boot:delayed-auto", start_delayed)
+        return report
+
+    def _boot_start(self, name: str, report: BootReport, chain: tuple[str, ...]) -> int:
+        """Start ``name`` after its dependencies; every attempt's code lands in ``report.started``."""
+        key = name.lower()
+        if key in report.started:
+            return report.started[key][1]
+        if key in chain:
+            return ERROR_CIRCULAR_DEPENDENCY
+        svc = self._services.get(key)
+        if svc is None:
+            return ERROR_SERVICE_DEPENDENCY_DELETED
+        for dep in svc.depends_on:
+            code = self._boot_start(dep, report, (*chain, key))
+            if code not in (ERROR_SUCCESS, ERROR_SERVICE_ALREADY_RUNNING):
+                report.started[key] = (svc.name, ERROR_SERVICE_DEPENDENCY_FAIL)
+                return self._fail(svc, ERROR_SERVICE_DEPENDENCY_FAIL, f"dependency {dep} failed: {code}")
+        code = self.start(svc.name)
+        report.started[key] = (svc.name, code)
+        return code
 
     def state(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}
@@ -355,4 +441,27 @@ class ServiceManager:
                 "delayed_auto": svc.delayed_auto,
                 "state": svc.state.value,
             }
+            if svc.depends_on:
+                out[svc.name]["depends_on"] = list(svc.depends_on)
         return out
+
+
+@dataclass
+class BootReport:
+    """The SCM's boot: each start attempted, in order, with its Win32 code (0 = running)."""
+
+    stopped: list[str] = field(default_factory=list)
+    # lower-cased name -> (service name, Win32 code); dict order is the start order.
+    started: dict[str, tuple[str, int]] = field(default_factory=dict)
+    delayed: list[str] = field(default_factory=list)
+
+    @property
+    def codes(self) -> dict[str, int]:
+        return {name: code for name, code in self.started.values()}
+
+    @property
+    def failed(self) -> dict[str, int]:
+        return {name: code for name, code in self.started.values() if code != ERROR_SUCCESS}
+
+    def as_dict(self) -> dict[str, object]:
+        return {"stopped": list(self.stopped), "started": self.codes, "failed": self.failed, "delayed": self.delayed}

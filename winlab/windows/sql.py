@@ -1,4 +1,4 @@
-"""SQL Server (default instance): Windows logins, database users and database-scope grants.
+"""SQL Server (the default instance, or one named instance): Windows logins, database users, grants.
 
 Connections use integrated security: the caller's token is matched against Windows logins by
 SID (the user, or a Windows group login it belongs to). Statements behave like T-SQL: creating
@@ -32,6 +32,24 @@ DATABASE_PERMISSIONS = frozenset(
         "CREATE PROCEDURE",
     }
 )
+
+
+DEFAULT_INSTANCE = "MSSQLSERVER"
+LOCAL_NAMES = frozenset({".", "(local)", "localhost", "127.0.0.1", "::1", "lpc:."})
+NETWORK_ERROR = (
+    "A network-related or instance-specific error occurred while establishing a connection to SQL Server. "
+    "The server was not found or was not accessible. Verify that the instance name is correct and that SQL "
+    "Server is configured to allow remote connections."
+)
+# SqlClient's provider suffixes: the default instance's pipe \\.\pipe\sql\query is missing (Number 2), or
+# SQL Server Resolution Protocol finds no such named instance (Number -1, error 26).
+NO_DEFAULT_INSTANCE = " (provider: Named Pipes Provider, error: 40 - Could not open a connection to SQL Server)"
+NO_NAMED_INSTANCE = " (provider: SQL Network Interfaces, error: 26 - Error Locating Server/Instance Specified)"
+
+
+def service_name_for(instance: str) -> str:
+    """The Windows service of an instance: MSSQLSERVER, or MSSQL$<name> for a named instance."""
+    return DEFAULT_INSTANCE if instance.upper() == DEFAULT_INSTANCE else f"MSSQL${instance.upper()}"
 
 
 class SqlError(Exception):
@@ -72,20 +90,76 @@ class Database:
 
 
 class SqlServer:
-    """MSSQLSERVER with its logins and databases; reachable only while its service runs."""
+    """One SQL Server instance with its logins and databases; reachable only while its service runs.
 
-    def __init__(self, ctx: HostContext, accounts: Accounts, is_running: Callable[[], bool]) -> None:
+    `instance` is MSSQLSERVER (the default instance, Data Source ".") or a named instance such as
+    SQLEXPRESS (service MSSQL$SQLEXPRESS, Data Source ".\\SQLEXPRESS"). "SQL Server Express ... always
+    installs in a named instance unless you force a default installation during setup", and "the
+    client must specify both the server name and the instance name when connecting" (Using Named
+    Instances, https://learn.microsoft.com/previous-versions/sql/sql-server-2005/ms165614(v=sql.90)).
+    """
+
+    def __init__(
+        self,
+        ctx: HostContext,
+        accounts: Accounts,
+        is_running: Callable[[], bool],
+        *,
+        instance: str = DEFAULT_INSTANCE,
+        machine_name: str = "",
+    ) -> None:
         self.ctx = ctx
         self.accounts = accounts
         self._is_running = is_running
+        self.instance = instance.upper()
+        self.machine_name = machine_name
         self.logins: dict[str, Login] = {}
         self.databases: dict[str, Database] = {}
 
     def running(self) -> bool:
         return self._is_running()
 
+    @property
+    def is_default_instance(self) -> bool:
+        return self.instance == DEFAULT_INSTANCE
+
+    @property
+    def service_name(self) -> str:
+        return service_name_for(self.instance)
+
+    @property
+    def data_source(self) -> str:
+        """The Data Source that reaches this instance from the host itself."""
+        return "." if self.is_default_instance else f".\\{self.instance}"
+
+    def connect_to(self, data_source: str, token: Token) -> SqlSession:
+        """SqlConnection("Data Source=<data_source>;Integrated Security=SSPI").Open() on the host itself.
+
+        "." / "(local)" / "localhost" / the computer name reach the default instance; "<server>\\<NAME>"
+        a named one. Asking for an instance that is not installed fails the way SqlClient does:
+        the default instance -> SqlException Number 2 (Named Pipes Provider, error: 40), a named
+        instance -> Number -1 (SQL Network Interfaces, error: 26). The message texts are SqlClient's;
+        the Number values are as SqlClient reports them in public error reports, not checked on a
+        real host (assumption in winlab/README.md).
+        """
+        server, _, instance = data_source.strip().partition("\\")
+        server = server.strip().lower()
+        if server.startswith("tcp:") or server.startswith("np:"):
+            server = server.split(":", 1)[1]
+        server = server.split(",", 1)[0]
+        local = server in LOCAL_NAMES or (bool(self.machine_name) and server == self.machine_name.lower())
+        wanted = (instance.strip() or DEFAULT_INSTANCE).upper()
+        if not local:
+            raise SqlError(53, NETWORK_ERROR + " (provider: Named Pipes Provider, error: 40 - Could not open a "
+                           "connection to SQL Server)")  # fmt: skip
+        if wanted != self.instance:
+            if wanted == DEFAULT_INSTANCE:
+                raise SqlError(2, NETWORK_ERROR + NO_DEFAULT_INSTANCE)
+            raise SqlError(-1, NETWORK_ERROR + NO_NAMED_INSTANCE)
+        return self.connect(token)
+
     def connect(self, token: Token) -> SqlSession:
-        """SqlConnection with Integrated Security=SSPI."""
+        """SqlConnection with Integrated Security=SSPI to this instance (whatever its name)."""
         if not self.running():
             raise SqlError(
                 2,
@@ -126,6 +200,12 @@ class SqlServer:
         return f"{user.name} lacks {', '.join(missing)} on {database}" if missing else None
 
     def state(self) -> dict[str, object]:
+        out = self._state()
+        if not self.is_default_instance:
+            out["instance"] = self.instance
+        return out
+
+    def _state(self) -> dict[str, object]:
         return {
             "logins": {
                 lg.name: {"sid": lg.sid, "sysadmin": lg.sysadmin}

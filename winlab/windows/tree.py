@@ -276,13 +276,17 @@ class SecuredTree:
         return result
 
     def add_access_rule(self, path: str, ace: sec.Ace, token: Token | None) -> SetSecurityResult:
-        """Get-Acl, AddAccessRule, Set-Acl (DACL only)."""
+        """Get-Acl, AddAccessRule, Set-Acl (DACL only); a non-canonical DACL raises NonCanonicalAclError."""
         sd = self.get_sd(path, token)
+        if not sec.is_canonical(sd.dacl):
+            raise sec.NonCanonicalAclError(normalize(path))
         return self.set_security(path, token, dacl=sec.add_access_rule(sd.dacl, ace))
 
     def remove_access_rule(self, path: str, ace: sec.Ace, token: Token | None) -> SetSecurityResult:
-        """Get-Acl, RemoveAccessRuleSpecific, Set-Acl (DACL only)."""
+        """Get-Acl, RemoveAccessRuleSpecific, Set-Acl (DACL only); a non-canonical DACL raises as .NET does."""
         sd = self.get_sd(path, token)
+        if not sec.is_canonical(sd.dacl):
+            raise sec.NonCanonicalAclError(normalize(path))
         return self.set_security(path, token, dacl=sec.remove_access_rule_specific(sd.dacl, ace))
 
     def restore_sddl(self, path: str, sddl: str, token: Token | None) -> SetSecurityResult:

@@ -1,10 +1,11 @@
-"""A winlab fleet whose shells recognise exactly our bootstrap and answer like the agent would.
+"""A winlab WinRM fleet whose shells recognise exactly our bootstrap and answer like the executor would.
 
-`AgentTestHost` is a stand-in for the emulated Windows (winlab/agent/ will replace it): it accepts
-only the exact bootstrap command (by SHA-256), decodes the stdin payload, checks the agent script's
-hash against `agent_sha256()`, validates the request, and answers a canned `AgentResult` between
-the markers. Anything else gets the CLIXML error a real powershell.exe would print. Each host's
-behaviour is chosen by its name.
+`AgentTestHost` tests the transport (`remote.transport.run_program`), not the Windows model: it
+accepts only the exact bootstrap command (by SHA-256), decodes the stdin payload, checks the agent
+script's hash against `agent_sha256()`, validates the `Program`, and answers a canned
+`ProgramResult` (every step ok with an empty result) between the markers. Anything else gets the
+CLIXML error a real powershell.exe would print. Each host's behaviour is chosen by its name. The
+emulated Windows behind the same WinRM server is tested in tests/integration/winlab_agent.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from lockdown.agent import (
     format_agent_output,
     split_stdin,
 )
+from lockdown.engine.observe import read_steps
+from lockdown.engine.program import Program, ProgramError, ProgramResult, Step, StepResult
 from lockdown.rules.builtin import load_builtin_profile
 from lockdown.rules.compile import compile_plan
-from lockdown.rules.contract import AgentError, AgentRequest, AgentResult, ChangeRecord
-from lockdown.rules.vocabulary import TargetKind
 from remote import HostConnection, Scheme, TlsVerify
-from tests.unit.lockdown.factories import facts_2022, hardened_observations
+from tests.unit.lockdown.factories import facts_2022
 from winlab.wsman import (
     BasicShellHost,
     CbtMode,
@@ -64,9 +65,9 @@ BEHAVIOURS = {
 
 @dataclass
 class Received:
-    """What a test host saw: the request it decoded and the raw stdin size."""
+    """What a test host saw: the programs it decoded and the raw stdin size."""
 
-    requests: list[AgentRequest] = field(default_factory=list)
+    programs: list[Program] = field(default_factory=list)
     stdin_sizes: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,16 +81,17 @@ def _refuse(message: str) -> PowerShellResult:
     return PowerShellResult(stderr=clixml_error(message), exit_code=1)
 
 
-def canned_result(request: AgentRequest, **overrides: object) -> AgentResult:
-    items = hardened_observations(request.plan) if request.plan is not None else []
+def canned_result(program: Program, **overrides: object) -> ProgramResult:
+    steps = [StepResult(id=s.id, op=s.op, status="ok", result={}) for s in program.steps]
     data: dict[str, object] = {
-        "agent_version": request.agent_version,
-        "mode": request.mode,
-        "job_id": request.job_id,
-        "items": items,
+        "agent_version": program.agent_version,
+        "mode": program.mode,
+        "job_id": program.job_id,
+        "program_version": program.program_version,
+        "steps": steps,
     }
     data.update(overrides)
-    return AgentResult.model_validate(data)
+    return ProgramResult.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -103,36 +105,33 @@ class AgentTestHost:
             return BasicShellHost(self.hostname, self.os_version, self.user).run_powershell(script, stdin, codepage)
         if codepage != 65001:
             return _refuse(f"expected code page 65001, got {codepage}")
-        agent, request_json = split_stdin(stdin)
+        agent, program_json = split_stdin(stdin)
         if hashlib.sha256(agent.encode("utf-8")).hexdigest() != agent_sha256():
             return _refuse("the agent script's hash does not match agent_sha256()")
-        request = AgentRequest.model_validate_json(request_json)
+        program = Program.model_validate_json(program_json)
         seen = RECEIVED[self.hostname]
         with seen.lock:
-            seen.requests.append(request)
+            seen.programs.append(program)
             seen.stdin_sizes.append(len(stdin))
         behaviour = BEHAVIOURS[self.hostname]
         if behaviour == "not_elevated":
-            leaked = request.service_password.get_secret_value() if request.service_password else ""
-            error = AgentError(code="not_elevated", message=f"token is filtered by UAC (pw {leaked})")
+            leaked = next(iter(program.secret_values()), "")
+            error = ProgramError(code="not_elevated", message=f"token is filtered by UAC (pw {leaked})")
             return PowerShellResult(
-                stdout=format_agent_output(canned_result(request, error=error, items=[])), exit_code=2
+                stdout=format_agent_output(canned_result(program, error=error, steps=[])), exit_code=2
             )
         if behaviour == "garbage":
             return PowerShellResult(stdout=f"{RESULT_BEGIN}\r\nthis is !! not base64\r\n{RESULT_END}\r\n", exit_code=0)
         if behaviour == "huge":
             return PowerShellResult(stdout=b"A" * (17 * 1024 * 1024), exit_code=0)
         if behaviour == "unsupported":
-            error = AgentError(code="unsupported_powershell", message="requires WMF 5.1 (found PowerShell 2.0)")
+            error = ProgramError(code="unsupported_powershell", message="requires WMF 5.1 (found PowerShell 2.0)")
             return PowerShellResult(
-                stdout=format_agent_output(canned_result(request, error=error, items=[])), exit_code=3
+                stdout=format_agent_output(canned_result(program, error=error, steps=[])), exit_code=3
             )
         if behaviour == "crash":
             return _refuse("The term 'Get-Nothing' is not recognized as the name of a cmdlet")
-        result = canned_result(request)
-        if request.mode == "rollback":
-            result = canned_result(request, changes=list(reversed(request.rollback)))
-        return PowerShellResult(stdout=b"some noise\r\n" + format_agent_output(result), exit_code=0)
+        return PowerShellResult(stdout=b"some noise\r\n" + format_agent_output(canned_result(program)), exit_code=0)
 
 
 def agent_test_host(spec: HostSpec, user: Principal) -> ShellHost:
@@ -206,31 +205,32 @@ def plan():
     return compile_plan(load_builtin_profile(), facts_2022())
 
 
-def verify_request(job_id: str = "job-verify-1") -> AgentRequest:
-    return AgentRequest(agent_version=AGENT_VERSION, mode="verify", job_id=job_id, plan=plan())
+def verify_program(job_id: str = "job-verify-1") -> Program:
+    """What the engine sends for a verify of the built-in profile (the host step and every read)."""
+    steps = [Step(id="host", op="host_info"), *read_steps(plan(), "r").steps]
+    return Program(agent_version=AGENT_VERSION, mode="verify", job_id=job_id, steps=steps)
 
 
-def apply_request(job_id: str = "job-apply-1") -> AgentRequest:
-    return AgentRequest(
-        agent_version=AGENT_VERSION, mode="apply", job_id=job_id, plan=plan(), service_password=SERVICE_PASSWORD
-    )
+def apply_program(job_id: str = "job-apply-1") -> Program:
+    data = {**verify_program(job_id).model_dump(), "mode": "apply", "secrets": {"SERVICE_PASSWORD": SERVICE_PASSWORD}}
+    return Program.model_validate(data)
 
 
-def big_rollback_request(records: int = 3300) -> AgentRequest:
-    # stdin is gzipped: random file names and SIDs keep the payload several chunks long anyway.
+def big_program(steps: int = 4000) -> Program:
+    # stdin is gzipped: random paths and SIDs keep the payload several chunks long anyway.
     rng = random.Random(5)
-    sddl = "O:S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464G:SYD:PAI(A;;0x1200a9;;;BU)" * 2
-    changes = []
-    for i in range(records):
+    sddl = "O:S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464D:PAI(A;;0x1200a9;;;BU)" * 2
+    writes = []
+    for i in range(steps):
         sid = "S-1-5-21-" + "-".join(str(rng.getrandbits(32)) for _ in range(4))
-        changes.append(
-            ChangeRecord(
-                rule_id="file_deny.cmd",
-                target=f"C:\\Windows\\System32\\{rng.getrandbits(128):032x}{rng.getrandbits(128):032x}.exe",
-                target_kind=TargetKind.FILE,
-                sequence=i,
-                before=sddl + f"(A;;0x1200a9;;;{sid})",
-                after=sddl + f"(A;;0x1200a9;;;{sid})(D;;0x200a9;;;{sid}-{rng.getrandbits(30)})",
-            )
-        )
-    return AgentRequest(agent_version=AGENT_VERSION, mode="rollback", job_id="job-rollback-1", rollback=changes)
+        path = f"C:\\Windows\\System32\\{rng.getrandbits(128):032x}{rng.getrandbits(128):032x}.exe"
+        args = {
+            "kind": "path",
+            "path": path,
+            "object": "file",
+            "sddl": f"D:PAI(D;;0x200a9;;;{sid})",
+            "expected": sddl + f"(A;;0x1200a9;;;{sid})",
+            "take_ownership": True,
+        }
+        writes.append(Step(id=f"u{i}", op="dacl_write", args=args))
+    return Program(agent_version=AGENT_VERSION, mode="rollback", job_id="job-rollback-1", steps=writes)

@@ -50,7 +50,7 @@ def test_only_remote_imports_pywinrm() -> None:
 
 def test_remote_does_not_import_django() -> None:
     script = (
-        "import json, sys, remote, remote.transport, lockdown.agent, lockdown.agent.conformance, "
+        "import json, sys, remote, remote.transport, lockdown.agent, lockdown.engine.driver, "
         "lockdown.agent.passwords\n"
         "print(json.dumps(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))))\n"
     )

@@ -7,11 +7,13 @@ import math
 import pytest
 
 from lockdown.agent import build_stdin, format_agent_output
+from lockdown.engine import driver
+from lockdown.engine.program import Program, ProgramResult
 from lockdown.rules import RuleStatus
 from lockdown.rules.vocabulary import AgentMode, DomainRole
 from remote import Scheme
 from remote.errors import UnsupportedPowerShell
-from remote.transport import STDIN_CHUNK_BYTES
+from remote.transport import STDIN_CHUNK_BYTES, run_program
 from tests.integration.winlab_agent.conftest import (
     connection,
     discover,
@@ -81,12 +83,22 @@ def test_verify_costs_nine_http_requests_plus_extra_chunks_and_receives(lab: Lab
     name = name_of("r2")
     plan = plan_for(discover(lab, name), sql=False)
     server = lab.server(name)
+    conn = connection(lab, name)
+    sent: list[Program] = []
+    answers: list[ProgramResult] = []
+
+    def invoke(program: Program) -> ProgramResult:
+        sent.append(program)
+        answers.append(run_program(conn, program))
+        return answers[-1]
+
     before = server.counters.snapshot()
-    result = run(lab, name, AgentMode.VERIFY, plan)
+    driver.run(request(AgentMode.VERIFY, plan), invoke)
     after = server.counters.snapshot()
-    stdin = build_stdin(request(AgentMode.VERIFY, plan))
+    assert len(sent) == 1  # verify is one invocation
+    stdin = build_stdin(sent[0])
     extra_chunks = math.ceil(len(stdin) / STDIN_CHUNK_BYTES) - 1
-    receives = math.ceil(len(format_agent_output(result)) / RECEIVE_BUDGET)
+    receives = math.ceil(len(format_agent_output(answers[0])) / RECEIVE_BUDGET)
     used = after.requests - before.requests
     assert used <= 9 + extra_chunks + (receives - 1) + 1  # +1: the result may straddle a Receive boundary
     assert after.encrypted_requests - before.encrypted_requests == used - 3  # all but the NTLM handshake

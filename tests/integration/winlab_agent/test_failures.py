@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import winrm
 
-from lockdown.agent import agent_script, encode_stdin_line
+from lockdown.agent import AGENT_VERSION, agent_script, encode_stdin_line
+from lockdown.engine.program import Program, Step
 from lockdown.rules import RuleAction, RuleStatus
 from lockdown.rules.vocabulary import AgentMode
 from remote.errors import AuthenticationFailed, NotElevated, RemoteError, Unreachable
@@ -23,7 +24,6 @@ from tests.integration.winlab_agent.conftest import (
     name_of,
     outcomes,
     plan_for,
-    request,
     run,
     start_lab,
 )
@@ -146,8 +146,10 @@ def test_host_down_mid_run_is_unreachable_and_the_host_kept_what_the_agent_did(l
 def test_a_modified_agent_is_refused_with_a_powershell_error(lab: Lab) -> None:
     name = name_of("plesk")
     tampered = agent_script() + "\n# one more line\n"
-    good = request(AgentMode.DISCOVER)
-    payload = encode_stdin_line(tampered) + b"\n" + encode_stdin_line(good.to_stdin_json()) + b"\n"
+    program = Program(
+        agent_version=AGENT_VERSION, job_id="job-1", mode="discover", steps=[Step(id="host", op="host_info")]
+    )
+    payload = encode_stdin_line(tampered) + b"\n" + encode_stdin_line(program.model_dump_json()) + b"\n"
     output = run_command_payload(connection(lab, name), payload, secrets=[])
     assert output.exit_code == 1
     assert b"FLEET-LOCKDOWN-RESULT" not in output.stdout

@@ -68,7 +68,7 @@ def test_webmail_lost_by_ime_user_fails_the_health_check_and_rolls_back(lab: Lab
     assert applied.error is not None
     assert applied.error.code == "health_check_failed"
     assert "webmail" in applied.error.message
-    assert "IME_USER cannot read" in applied.error.message
+    assert "(500) Internal Server Error" in applied.error.message  # what HttpWebRequest reports
     assert applied.action is RuleAction.ROLLED_BACK
     assert applied.changes == []
     checks = {c.check: c for c in applied.health}
@@ -94,7 +94,10 @@ def test_without_a_webmail_url_webmail_is_not_checked(lab: Lab) -> None:
         checks = {c.check: c for c in applied.health}
         assert checks["webmail"].status is HealthStatus.NOT_CHECKED
         assert checks["webadmin"].status is HealthStatus.NOT_CHECKED
-        assert checks["smtp"].detail == "port 2525"
+        # Nothing answers on 2525 on this host, before or after: reported, never a reason to roll back.
+        assert checks["smtp"].status is HealthStatus.NOT_CHECKED
+        assert "did not answer before the change" in checks["smtp"].detail
+        assert "2525" in checks["smtp"].detail
         assert not host.model.mailenable.webmail_ok()[0]  # broken, and honestly reported as not checked
     finally:
         undone = run(lab, name, AgentMode.ROLLBACK, rollback=applied.changes)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from lockdown.agent import AGENT_VERSION
+from lockdown.engine.driver import journal_records
 from lockdown.rules import AgentRequest, AgentResult, ChangeRecord, RuleAction
 from lockdown.rules.vocabulary import AgentMode
 from remote.transport import run_agent
@@ -24,7 +25,9 @@ from tests.integration.winlab_agent.conftest import (
     name_of,
     plan_for,
 )
-from winlab.agent.journal import JOURNAL, ROOT, journal_path
+from winlab.agent.primitives import JOURNAL_DIR as JOURNAL
+from winlab.agent.primitives import JOURNAL_ROOT as ROOT
+from winlab.agent.primitives import journal_path
 from winlab.lab import Lab
 from winlab.windows import security as sec
 from winlab.windows import sids
@@ -64,7 +67,18 @@ def test_an_apply_journals_its_changes_in_an_administrators_only_folder(lab: Lab
         assert {c.job_id for c in applied.changes} == {"41.7"}
         text = fs.read_text(journal_path("41.7"))
         assert text is not None
-        assert [ChangeRecord.model_validate(e) for e in json.loads(text)] == applied.changes
+        recorded = journal_records(json.loads(text), "41.7")
+        # Every change is journalled; the result's ACL records carry the host's read-back as `after`.
+        assert [(c.rule_id, c.target, c.sequence, c.before) for c in recorded] == [
+            (c.rule_id, c.target, c.sequence, c.before)
+            for c in applied.changes
+            if c.sequence in {r.sequence for r in recorded}
+        ]
+        assert {c.sequence for c in recorded} >= {
+            c.sequence
+            for c in applied.changes
+            if c.after != c.before and c.target_kind.value not in ("file", "directory", "registry_key")
+        }
         for folder in (ROOT, JOURNAL):
             sd = fs.get_sd(folder)
             assert sd.protected

@@ -6,6 +6,7 @@ import pytest
 
 from lockdown.agent import (
     AGENT_FILES,
+    BOOTSTRAP_FILE,
     MAX_BOOTSTRAP_BYTES,
     POWERSHELL_ARGS,
     RESULT_BEGIN,
@@ -93,20 +94,22 @@ def test_bootstrap_answers_unsupported_powershell_with_exit_3_and_the_markers() 
 
 
 def test_agent_uses_the_python_markers_and_strict_settings() -> None:
-    common = read_ps1("common.ps1")
-    assert f"'{RESULT_BEGIN}'" in common
-    assert f"'{RESULT_END}'" in common
-    assert "Set-StrictMode -Version 2" in common
-    assert "$ProgressPreference = 'SilentlyContinue'" in common
-    assert "ConvertTo-Json -InputObject $Result -Depth 10 -Compress" in common
+    executor = read_ps1("executor.ps1")
+    assert f"'{RESULT_BEGIN}'" in executor
+    assert f"'{RESULT_END}'" in executor
+    assert "Set-StrictMode -Version 2" in executor
+    assert "$ProgressPreference = 'SilentlyContinue'" in executor
+    assert "$ErrorActionPreference = 'Stop'" in executor
 
 
-def test_every_convertto_json_passes_depth_or_serialises_a_flat_value() -> None:
-    # 5.1 truncates silently at depth 2: nested results must pass -Depth.
-    assert "-Depth 10" in read_ps1("common.ps1")
-    assert "-Depth 4" in bootstrap_script()
+def test_every_convertto_json_passes_depth() -> None:
+    # 5.1 truncates silently at depth 2: every serialisation of nested data must pass -Depth.
+    for name in (BOOTSTRAP_FILE, *AGENT_FILES):
+        for line in read_ps1(name).splitlines():
+            if "ConvertTo-Json" in line and not line.lstrip().startswith("#"):
+                assert "-Depth" in line, f"{name}: {line.strip()}"
 
 
 def test_agent_ends_with_the_entry_call() -> None:
-    assert AGENT_FILES[-1] == "agent.ps1"
-    assert agent_script().rstrip().endswith("Invoke-FleetAgent -RequestJson ([string]$args[0])")
+    assert AGENT_FILES[-1] == "executor.ps1"
+    assert agent_script().rstrip().endswith("return (Invoke-FleetProgram -ProgramJson ([string]$args[0]))")

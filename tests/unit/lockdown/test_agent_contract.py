@@ -25,10 +25,12 @@ def test_checked_in_schema_matches_the_generated_one(name):
 
 def test_schemas_describe_the_contract_fields():
     schemas = generate_schemas()
-    assert {"agent_version", "mode", "job_id", "plan", "service_password", "rollback"} <= set(
-        schemas["request"]["properties"]
+    assert {"agent_version", "job_id", "mode", "steps", "on_failure", "secrets"} <= set(
+        schemas["program"]["properties"]
     )
-    assert {"agent_version", "mode", "facts", "items", "changes", "error"} <= set(schemas["result"]["properties"])
+    assert {"agent_version", "job_id", "steps", "aborted_at", "on_failure", "vars", "error"} <= set(
+        schemas["result"]["properties"]
+    )
     assert json.loads(json.dumps(schemas)) == schemas
 
 
@@ -36,11 +38,10 @@ def _plan():
     return compile_plan(load_builtin_profile(), facts_2022())
 
 
-def test_apply_request_sends_the_password_only_in_stdin_json():
+def test_apply_request_keeps_the_password_secret():
     request = AgentRequest(agent_version="1.0.0", mode="apply", job_id="j1", plan=_plan(), service_password="s3cret!Pw")
     assert "s3cret!Pw" not in request.model_dump_json()
     assert "s3cret!Pw" not in repr(request)
-    assert json.loads(request.to_stdin_json())["service_password"] == "s3cret!Pw"
 
 
 def test_password_is_refused_outside_apply():

@@ -1,0 +1,310 @@
+"""What to read for a plan, and the observations (`ObservedItem`) built from what was read.
+
+One read step per distinct object (a file read once however many rules name it), all in one
+program; `build_observations` turns the step results into the per-item observations that
+`lockdown.rules.evaluate` judges. Everything here is Python: the host only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from lockdown.engine import sddl
+from lockdown.engine.program import Step, StepResult
+from lockdown.rules.observed import (
+    AccountObservation,
+    ObservedItem,
+    SearchObservation,
+    ServiceObservation,
+    SqlObservation,
+)
+from lockdown.rules.plan import Plan, PlanItem
+from lockdown.rules.vocabulary import Judge, PreflightCheck, RuleType, TargetKind
+
+UF_ACCOUNTDISABLE: Final = 0x2
+UF_PASSWD_CANT_CHANGE: Final = 0x40
+UF_DONT_EXPIRE_PASSWD: Final = 0x10000
+ACL_TYPES: Final = frozenset({RuleType.REGISTRY_ACL, RuleType.FILE_ACL, RuleType.FILE_DENY, RuleType.PATH_ACL})
+SEARCH_CHECKS: Final = frozenset({PreflightCheck.WINDOWS_SEARCH_STOPPED, PreflightCheck.INDEXING_SERVICE_STOPPED})
+# 64-bit PowerShell opens a key as named; compile_plan already put WOW6432Node in 32-bit paths.
+REGISTRY_VIEW: Final = 64
+SQL_INSTANCE_DEFAULT: Final = "."
+
+
+def short_name(name: str) -> str:
+    return name.rsplit("\\", 1)[-1]
+
+
+def local_account(name: str | None, computer: str) -> str | None:
+    """The short name of a local account (`HOST\\x` or a bare name), else None (BUILTIN, NT AUTHORITY)."""
+    if not name:
+        return None
+    if "\\" not in name:
+        return name
+    domain, _, short = name.partition("\\")
+    return short if domain.upper() == computer.upper() else None
+
+
+def acl_read_args(item: PlanItem) -> dict[str, Any]:
+    if item.target_kind is TargetKind.REGISTRY_KEY:
+        return {"kind": "key", "path": item.target, "view": REGISTRY_VIEW}
+    return {"kind": "path", "path": item.target}
+
+
+def _sql_params(item: PlanItem) -> dict[str, str]:
+    return {"database": item.sql_database or item.target, "login": item.principal_name or ""}
+
+
+@dataclass
+class Reads:
+    """The read steps of one observation, keyed so the same object is read once."""
+
+    prefix: str
+    plan: Plan
+    steps: list[Step] = field(default_factory=list)
+    ids: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    extra_services: set[str] = field(default_factory=set)
+
+    def _add(self, key: tuple[Any, ...], op: str, args: dict[str, Any]) -> str:
+        if key not in self.ids:
+            step_id = f"{self.prefix}{len(self.ids) + 1}"
+            self.ids[key] = step_id
+            self.steps.append(Step(id=step_id, op=op, args=args))
+        return self.ids[key]
+
+    def sd(self, args: dict[str, Any]) -> str:
+        return self._add(("sd", args["kind"], args["path"].casefold(), args.get("view")), "sd_read", args)
+
+    def user(self, name: str) -> str:
+        return self._add(("user", name.casefold()), "user_get", {"name": name})
+
+    def group(self, name: str) -> str:
+        return self._add(("group", name.casefold()), "group_get", {"name": name})
+
+    def lsa(self, right: str) -> str:
+        return self._add(("lsa", right), "lsa_enum", {"right": right})
+
+    def sql(self, statement: str, params: dict[str, str]) -> str:
+        key = ("sql", statement, tuple(sorted(params.items())))
+        return self._add(key, "sql", {"instance": SQL_INSTANCE_DEFAULT, "statement": statement, "params": params})
+
+    def defender(self) -> str:
+        return self._add(("defender",), "defender_get", {})
+
+
+def actionable(plan: Plan) -> list[PlanItem]:
+    return [item for item in plan.items if item.status is None]
+
+
+def principal_names(plan: Plan) -> list[str]:
+    return sorted({item.principal_name for item in actionable(plan) if item.principal_name})
+
+
+def service_names(plan: Plan) -> list[str]:
+    return sorted(
+        {item.target for item in actionable(plan) if item.rule_type is RuleType.SERVICE_IDENTITY}
+        | {item.target for item in actionable(plan) if item.preflight_check in SEARCH_CHECKS}
+    )
+
+
+def read_steps(plan: Plan, prefix: str, *, services: Iterable[str] = ()) -> Reads:
+    """Every read the plan's actionable items need, plus the named services' states."""
+    reads = Reads(prefix=prefix, plan=plan)
+    names = principal_names(plan)
+    if names:
+        reads._add(("sids",), "sid_lookup", {"names": names})
+    for name in names:
+        local = local_account(name, plan.computer_name)
+        if local is not None:
+            reads.user(local)
+    for item in actionable(plan):
+        kind = item.rule_type
+        if kind in ACL_TYPES:
+            reads.sd(acl_read_args(item))
+        elif kind is RuleType.LOCAL_USER:
+            reads.user(short_name(item.principal_name or item.target))
+        elif kind in (RuleType.LOCAL_GROUP, RuleType.GROUP_MEMBER):
+            reads.group(short_name(item.group_name or item.target))
+        elif kind is RuleType.USER_RIGHT:
+            reads.lsa(item.right or item.target)
+        elif kind is RuleType.SQL_GRANT:
+            params = _sql_params(item)
+            reads.sql("login_exists", {"login": params["login"]})
+            reads.sql("user_exists", params)
+            reads.sql("permissions", params)
+        elif kind is RuleType.PREFLIGHT and item.judge is Judge.AV_EXCLUSION_COVERS:
+            reads.defender()
+    wanted = sorted(set(service_names(plan)) | set(services), key=str.casefold)
+    if wanted:
+        reads._add(("services",), "service_get", {"names": wanted})
+    return reads
+
+
+class ReadError(Exception):
+    """A read step failed, or its result does not have the contract's shape."""
+
+
+def _result(results: Mapping[str, StepResult], step_id: str | None) -> dict[str, Any]:
+    if step_id is None or step_id not in results:
+        raise ReadError("not read")
+    step = results[step_id]
+    if step.status != "ok" or step.result is None:
+        error = step.error
+        raise ReadError(f"{error.message} [{error.code}]" if error is not None else f"read step {step.status}")
+    return step.result
+
+
+def _str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ReadError("expected a list of strings")
+    return [v.upper() if v.upper().startswith("S-1-") else v for v in value]
+
+
+@dataclass
+class Observed:
+    """The results of one read set, with lookups by object."""
+
+    reads: Reads
+    results: Mapping[str, StepResult]
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        return _result(self.results, self.reads.ids.get(key))
+
+    def sids(self) -> dict[str, str | None]:
+        if ("sids",) not in self.reads.ids:
+            return {}
+        data = self.get(("sids",)).get("sids") or {}
+        if not isinstance(data, dict):
+            raise ReadError("sid_lookup: sids is not an object")
+        return {str(k).casefold(): (str(v).upper() if v else None) for k, v in data.items()}
+
+    def sid_of(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        try:
+            return self.sids().get(name.casefold())
+        except ReadError:
+            return None
+
+    def user(self, name: str) -> dict[str, Any]:
+        return self.get(("user", name.casefold()))
+
+    def group(self, name: str) -> dict[str, Any]:
+        return self.get(("group", name.casefold()))
+
+    def sd(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.get(("sd", args["kind"], args["path"].casefold(), args.get("view")))
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        data = self.get(("services",)).get("services") or []
+        if not isinstance(data, list):
+            raise ReadError("service_get: services is not a list")
+        return {str(s.get("name", "")).casefold(): s for s in data if isinstance(s, dict)}
+
+    def groups_of(self, principal: str | None) -> list[str]:
+        local = local_account(principal, self.reads.plan.computer_name)
+        if local is None:
+            return []
+        try:
+            data = self.user(local)
+        except ReadError:
+            return []
+        return _str_list(data.get("groups")) if data.get("exists") else []
+
+    def sql_rows(self, statement: str, params: dict[str, str]) -> list[Any]:
+        key = ("sql", statement, tuple(sorted(params.items())))
+        rows = self.get(key).get("rows") or []
+        if not isinstance(rows, list):
+            raise ReadError("sql: rows is not a list")
+        return rows
+
+
+def _observe_item(item: PlanItem, obs: Observed) -> ObservedItem:
+    base: dict[str, Any] = {"rule_id": item.rule_id, "target": item.target}
+    sid = obs.sid_of(item.principal_name)
+    kind = item.rule_type
+    if kind in ACL_TYPES:
+        data = obs.sd(acl_read_args(item))
+        if not data.get("exists"):
+            return ObservedItem(**base, exists=False)
+        text = data.get("sddl")
+        if not isinstance(text, str):
+            raise ReadError("sd_read: no sddl")
+        descriptor = sddl.parse(text)
+        return ObservedItem(
+            **base,
+            exists=True,
+            owner_sid=descriptor.owner,
+            dacl=list(descriptor.aces),
+            protected=descriptor.protected,
+            principal_sid=sid,
+            principal_group_sids=obs.groups_of(item.principal_name) if sid else [],
+            sddl_before=text,
+        )
+    if kind is RuleType.LOCAL_USER:
+        data = obs.user(short_name(item.principal_name or item.target))
+        if not data.get("exists"):
+            return ObservedItem(**base, account=AccountObservation(exists=False))
+        flags = int(data.get("flags") or 0)
+        account = AccountObservation(
+            exists=True, sid=data.get("sid"), enabled=not flags & UF_ACCOUNTDISABLE, user_flags=flags
+        )
+        return ObservedItem(**base, account=account, principal_sid=data.get("sid"))
+    if kind is RuleType.LOCAL_GROUP:
+        data = obs.group(short_name(item.group_name or item.target))
+        if not data.get("exists"):
+            return ObservedItem(**base, account=AccountObservation(exists=False))
+        return ObservedItem(**base, account=AccountObservation(exists=True, sid=data.get("sid")))
+    if kind is RuleType.GROUP_MEMBER:
+        data = obs.group(short_name(item.group_name or item.target))
+        members = _str_list(data.get("members")) if data.get("exists") else []
+        return ObservedItem(**base, group_member_sids=members, principal_sid=sid)
+    if kind is RuleType.USER_RIGHT:
+        data = obs.get(("lsa", item.right or item.target))
+        return ObservedItem(**base, right_holder_sids=_str_list(data.get("sids")), principal_sid=sid)
+    if kind is RuleType.SQL_GRANT:
+        params = _sql_params(item)
+        login = bool(obs.sql_rows("login_exists", {"login": params["login"]}))
+        user = bool(obs.sql_rows("user_exists", params))
+        perms = [str(row[0]) for row in obs.sql_rows("permissions", params) if isinstance(row, list) and row]
+        sql = SqlObservation(login_exists=login, user_exists=user, permissions=perms)
+        return ObservedItem(**base, sql=sql, principal_sid=sid)
+    if kind is RuleType.SERVICE_IDENTITY:
+        svc = obs.services().get(item.target.casefold())
+        if svc is None or not svc.get("exists"):
+            return ObservedItem(**base, service=ServiceObservation(exists=False))
+        service = ServiceObservation(
+            exists=True,
+            start_name=svc.get("start_name"),
+            start_name_sid=svc.get("start_name_sid"),
+            state=svc.get("state"),
+            start_mode=svc.get("start_mode"),
+        )
+        return ObservedItem(**base, service=service, principal_sid=sid)
+    if item.judge is Judge.AV_EXCLUSION_COVERS:
+        data = obs.get(("defender",))
+        if not data.get("installed"):
+            return ObservedItem(**base, error="Get-MpPreference: Microsoft Defender is not running on this host")
+        return ObservedItem(**base, av_exclusions=_str_list(data.get("paths")))
+    svc = obs.services().get(item.target.casefold())
+    present = svc is not None and bool(svc.get("exists"))
+    state = svc.get("state") if svc is not None and present else None
+    return ObservedItem(**base, search=SearchObservation(present=present, state_before=state))
+
+
+def build_observations(plan: Plan, observed: Observed) -> list[ObservedItem]:
+    """One `ObservedItem` per actionable plan item, in plan order; a failed read is the item's error."""
+    items = []
+    for item in actionable(plan):
+        try:
+            items.append(_observe_item(item, observed))
+        except (ReadError, sddl.SddlError, ValidationError, ValueError, TypeError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            items.append(ObservedItem(rule_id=item.rule_id, target=item.target, error=text[:4096]))
+    return items
