@@ -30,7 +30,7 @@ from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
 from lockdown.agent import AGENT_VERSION
 from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
-from lockdown.rules.contract import AgentRequest, AgentResult, HealthTargets
+from lockdown.rules.contract import AgentRequest, AgentResult, HealthStatus, HealthTargets
 from lockdown.rules.contract import ChangeRecord as ContractChange
 from lockdown.rules.outcome import RuleOutcome
 from lockdown.rules.profile import profile_from_data
@@ -227,6 +227,7 @@ def health_targets(server: Server) -> HealthTargets:
         imap_port=server.imap_port,
         webmail_url=_http_url(server.webmail_url),
         admin_url=_http_url(server.admin_url),
+        allow_self_signed=server.web_self_signed,
     )
 
 
@@ -466,7 +467,11 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
-    ports_failed = _mail_ports_failed(run, server, "The agent's health check passed")
+    # Nothing changed on the host: nothing can have regressed, and ports that were down stay down.
+    changed_host = bool(result.changes) or (result.rotation is not None and result.rotation.password_set)
+    ports_failed = (
+        _mail_ports_failed(run, server, "The agent's health check passed", _answered(result)) if changed_host else None
+    )
     if ports_failed:
         return ports_failed
     failed = [outcome for outcome in outcomes if outcome.status == RuleStatus.ERROR]
@@ -576,7 +581,7 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
         obj=server,
         changes={"services": services, "job": run.job_id},
     )
-    ports_failed = _mail_ports_failed(run, server, "The host confirmed the new password")
+    ports_failed = _mail_ports_failed(run, server, "The host confirmed the new password", _answered(result))
     if ports_failed:
         return ports_failed
     return _end(run, HostRunState.SUCCEEDED)
@@ -656,12 +661,21 @@ def _mark_server_unreachable(run: HostRun, kind: str) -> None:
         server_status_changed(server_id=run.server_id, host_run=run, status_before=before, status_after=status)
 
 
-def _mail_ports_failed(run: HostRun, server: Server, preface: str) -> str | None:
+def _answered(result: AgentResult) -> set[str] | None:
+    """The mail protocols the host's own health check saw answer (None: it checked none)."""
+    if not result.health:
+        return None
+    return {h.check.upper() for h in result.health if h.status == HealthStatus.OK}
+
+
+def _mail_ports_failed(run: HostRun, server: Server, preface: str, answered: set[str] | None = None) -> str | None:
     """After the agent's own health check: the mail ports as a client sees them from here.
 
-    Ends the run as failed (and returns its state) if a port does not answer like MailEnable.
+    Only the protocols that answered on the host are checked (a POP service that was disabled before
+    the run is no reason to fail it). Ends the run as failed (and returns its state) if a port does
+    not answer like MailEnable.
     """
-    problems = check_mail_banners(server)
+    problems = check_mail_banners(server, protocols=answered)
     if problems:
         message = f"{preface}, but from here: " + "; ".join(problems)
         event_append(run.pk, message, level="error")
@@ -670,10 +684,12 @@ def _mail_ports_failed(run: HostRun, server: Server, preface: str) -> str | None
     return None
 
 
-def check_mail_banners(server: Server, timeout: float = 5.0) -> list[str]:
-    """Connect to SMTP, POP and IMAP like a mail client and match MailEnable's banners."""
+def check_mail_banners(server: Server, timeout: float = 5.0, protocols: set[str] | None = None) -> list[str]:
+    """Connect to SMTP, POP and IMAP (or only `protocols`) like a mail client and match MailEnable's banners."""
     problems = []
     for name, port in (("SMTP", server.smtp_port), ("POP", server.pop_port), ("IMAP", server.imap_port)):
+        if protocols is not None and name not in protocols:
+            continue
         try:
             with socket.create_connection((server.address, port), timeout=timeout) as sock:
                 sock.settimeout(timeout)

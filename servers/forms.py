@@ -142,6 +142,7 @@ class ServerForm(forms.ModelForm[Server]):
             "imap_port",
             "webmail_url",
             "admin_url",
+            "web_self_signed",
             "sql_integrated",
             "integrated_auth",
             "notes",

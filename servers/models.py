@@ -145,6 +145,11 @@ class Server(models.Model):
     imap_port = models.PositiveIntegerField(default=143)
     webmail_url = models.URLField(blank=True)
     admin_url = models.URLField(blank=True)
+    web_self_signed = models.BooleanField(
+        default=False,
+        help_text="The webmail and web admin sites use a self-signed certificate: the health check accepts it "
+        "(over TLS 1.2 or newer) instead of failing the page.",
+    )
     credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="servers")
     tags = models.ManyToManyField(Tag, blank=True, related_name="servers")
     notes = models.TextField(blank=True)

@@ -25,6 +25,7 @@ SERVER_AUDIT_FIELDS = (
     "imap_port",
     "webmail_url",
     "admin_url",
+    "web_self_signed",
     "sql_integrated",
     "integrated_auth",
     "integrated_auth_acknowledged_by",

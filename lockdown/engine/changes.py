@@ -26,6 +26,7 @@ from lockdown.engine.observe import (
     acl_read_args,
     local_account,
     short_name,
+    sql_instance,
 )
 from lockdown.engine.program import Step, StepResult
 from lockdown.rules.contract import ChangeRecord
@@ -344,11 +345,13 @@ class ApplyBuilder:
         login = item.principal_name or ""
         database = item.sql_database or item.target
 
+        instance = sql_instance(item)
+
         def call(tag: str, statement: str, params: dict[str, str]) -> Step:
             return Step(
                 id=self._id(tag),
                 op="sql",
-                args={"instance": SQL_INSTANCE_DEFAULT, "statement": statement, "params": params},
+                args={"instance": instance, "statement": statement, "params": params},
             )
 
         if item.judge is Judge.SQL_LOGIN_AND_USER:
@@ -360,7 +363,7 @@ class ApplyBuilder:
                     item.target,
                     TargetKind.SQL_DATABASE,
                     dumps({"login": None}),
-                    dumps({"login": login, "login_created": True}),
+                    dumps({"login": login, "login_created": True, "instance": instance}),
                     created=True,
                 )
                 self._mutate(
@@ -374,7 +377,7 @@ class ApplyBuilder:
                     item.target,
                     TargetKind.SQL_DATABASE,
                     dumps({"user": None}),
-                    dumps({"user": login, "user_created": True}),
+                    dumps({"user": login, "user_created": True, "instance": instance}),
                     created=True,
                 )
                 self._mutate(
@@ -397,7 +400,7 @@ class ApplyBuilder:
                 item.target,
                 TargetKind.SQL_DATABASE,
                 dumps({"user": login, "permissions": sorted(have)}),
-                dumps({"user": login, "permissions": sorted(have | {permission})}),
+                dumps({"user": login, "permissions": sorted(have | {permission}), "instance": instance}),
             )
             self._mutate(step, record, [call("u", "revoke", params).model_copy(update={"id": f"u.{step.id}"})])
 
@@ -649,6 +652,7 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
         return Inverse([Step(id=f"{step_id}.{n}", op="defender_remove", args={"path": p}) for n, p in enumerate(added)])
     if kind is TargetKind.SQL_DATABASE:
         database = change.target
+        instance = str(after.get("instance") or SQL_INSTANCE_DEFAULT)
         params: dict[str, str]
         if "permissions" in after:
             user = str(after.get("user"))
@@ -659,7 +663,7 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
                     Step(
                         id=f"{step_id}.{n}",
                         op="sql",
-                        args={"instance": SQL_INSTANCE_DEFAULT, "statement": "revoke", "params": params},
+                        args={"instance": instance, "statement": "revoke", "params": params},
                     )
                 )
             return Inverse(steps)
@@ -670,7 +674,7 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
                     Step(
                         id=step_id,
                         op="sql",
-                        args={"instance": SQL_INSTANCE_DEFAULT, "statement": "drop_user", "params": params},
+                        args={"instance": instance, "statement": "drop_user", "params": params},
                     )
                 ]
             )
@@ -681,7 +685,7 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
                     Step(
                         id=step_id,
                         op="sql",
-                        args={"instance": SQL_INSTANCE_DEFAULT, "statement": "drop_login", "params": params},
+                        args={"instance": instance, "statement": "drop_login", "params": params},
                     )
                 ]
             )

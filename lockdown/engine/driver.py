@@ -38,7 +38,7 @@ from lockdown.rules.evaluate import evaluate
 from lockdown.rules.facts import Facts
 from lockdown.rules.observed import ObservedItem, SearchObservation
 from lockdown.rules.plan import Plan
-from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME
+from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME, validate_service_name
 from lockdown.rules.vocabulary import AgentMode, Arch, DomainRole, RuleAction, RuleStatus
 
 Invoke = Callable[[Program], ProgramResult]
@@ -161,6 +161,15 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _service_name_ok(name: object) -> bool:
+    """A host may report any name: one that is not a service short name is left out, not fatal."""
+    try:
+        validate_service_name(str(name))
+    except ValueError:
+        return False
+    return True
+
+
 def facts_from(results: Mapping[str, StepResult]) -> Facts:
     host = _ok(results, "host")
     me = _ok(results, "me")
@@ -174,7 +183,11 @@ def facts_from(results: Mapping[str, StepResult]) -> Facts:
             if _text(values.get(f"{candidate} Version")):
                 edition, version = candidate, _text(values.get(f"{candidate} Version"))
                 break
-    services = [str(s.get("name")) for s in _ok(results, "services").get("services") or [] if s.get("exists")]
+    services = [
+        str(s.get("name"))
+        for s in _ok(results, "services").get("services") or []
+        if isinstance(s, dict) and s.get("exists") and _service_name_ok(s.get("name"))
+    ]
     ime = _ok(results, "ime")
     group = _ok(results, "store") if _ok(results, "store").get("exists") else _ok(results, "legacy")
     group_name = None

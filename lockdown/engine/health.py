@@ -41,8 +41,10 @@ def _url(targets: HealthTargets | None, key: str) -> str | None:
     return getattr(targets, key, None) if targets is not None else None
 
 
-def probe_steps(prefix: str, targets: HealthTargets | None, *, allow_self_signed: bool = False) -> list[Step]:
-    """The probes of a health check (ids `<prefix>smtp`, …), without expectations."""
+def probe_steps(prefix: str, targets: HealthTargets | None) -> list[Step]:
+    """The probes of a health check (ids `<prefix>smtp`, …), without expectations. A self-signed
+    certificate on the login pages is accepted only where the server's record says so."""
+    allow_self_signed = bool(targets is not None and targets.allow_self_signed)
     steps = [
         Step(
             id=f"{prefix}{check}",
@@ -134,9 +136,7 @@ def baseline_from(results: Mapping[str, StepResult], prefix: str, services_id: s
     return base
 
 
-def check_steps(
-    prefix: str, baseline: Baseline, targets: HealthTargets | None, *, allow_self_signed: bool = False
-) -> list[Step]:
+def check_steps(prefix: str, baseline: Baseline, targets: HealthTargets | None) -> list[Step]:
     """Settle, then re-check exactly what answered in the baseline (critical: a miss aborts)."""
     steps = [Step(id=f"{prefix}settle", op="sleep", args={"seconds": SETTLE_SECONDS})]
     running = baseline.running()
@@ -145,7 +145,7 @@ def check_steps(
         steps.append(
             Step(id=f"{prefix}services", op="service_get", args={"names": running}, expect=expect, critical=True)
         )
-    for probe in probe_steps(prefix, targets, allow_self_signed=allow_self_signed):
+    for probe in probe_steps(prefix, targets):
         check = probe.id[len(prefix) :]
         if not baseline.probes.get(check):
             continue  # failed before the change: reported, never a reason to roll back

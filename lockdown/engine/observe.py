@@ -55,6 +55,24 @@ def acl_read_args(item: PlanItem) -> dict[str, Any]:
     return {"kind": "path", "path": item.target}
 
 
+def sql_instance(item: PlanItem) -> str:
+    return item.sql_instance or SQL_INSTANCE_DEFAULT
+
+
+# SQL errors that mean the WinRM account may not read or change what the rule needs: not a host
+# fault but an input the operator must give (Microsoft Learn, "Database engine events and errors").
+SQL_NEEDS_ROLE: Final = {
+    "sql_18456": "log in to SQL Server",  # Login failed for user
+    "sql_229": "read the permission catalog",  # The %ls permission was denied
+    "sql_300": "read the permission catalog",  # VIEW SERVER STATE / VIEW DEFINITION permission denied
+    "sql_15247": "create logins and users",  # User does not have permission to perform this action
+}
+SQL_ROLE_TEXT: Final = (
+    "the WinRM account cannot {what} on {instance}: give it the sysadmin server role (or securityadmin "
+    "plus db_owner on {database}), or harden SQL by hand"
+)
+
+
 def _sql_params(item: PlanItem) -> dict[str, str]:
     return {"database": item.sql_database or item.target, "login": item.principal_name or ""}
 
@@ -88,9 +106,9 @@ class Reads:
     def lsa(self, right: str) -> str:
         return self._add(("lsa", right), "lsa_enum", {"right": right})
 
-    def sql(self, statement: str, params: dict[str, str]) -> str:
-        key = ("sql", statement, tuple(sorted(params.items())))
-        return self._add(key, "sql", {"instance": SQL_INSTANCE_DEFAULT, "statement": statement, "params": params})
+    def sql(self, statement: str, params: dict[str, str], instance: str = SQL_INSTANCE_DEFAULT) -> str:
+        key = ("sql", instance.casefold(), statement, tuple(sorted(params.items())))
+        return self._add(key, "sql", {"instance": instance, "statement": statement, "params": params})
 
     def defender(self) -> str:
         return self._add(("defender",), "defender_get", {})
@@ -133,9 +151,10 @@ def read_steps(plan: Plan, prefix: str, *, services: Iterable[str] = ()) -> Read
             reads.lsa(item.right or item.target)
         elif kind is RuleType.SQL_GRANT:
             params = _sql_params(item)
-            reads.sql("login_exists", {"login": params["login"]})
-            reads.sql("user_exists", params)
-            reads.sql("permissions", params)
+            instance = sql_instance(item)
+            reads.sql("login_exists", {"login": params["login"]}, instance)
+            reads.sql("user_exists", params, instance)
+            reads.sql("permissions", params, instance)
         elif kind is RuleType.PREFLIGHT and item.judge is Judge.AV_EXCLUSION_COVERS:
             reads.defender()
     wanted = sorted(set(service_names(plan)) | set(services), key=str.casefold)
@@ -146,6 +165,14 @@ def read_steps(plan: Plan, prefix: str, *, services: Iterable[str] = ()) -> Read
 
 class ReadError(Exception):
     """A read step failed, or its result does not have the contract's shape."""
+
+
+class SqlRoleNeeded(Exception):
+    """SQL Server refused the WinRM account: the operator must grant a role (needs_input)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _result(results: Mapping[str, StepResult], step_id: str | None) -> dict[str, Any]:
@@ -217,8 +244,12 @@ class Observed:
             return []
         return _str_list(data.get("groups")) if data.get("exists") else []
 
-    def sql_rows(self, statement: str, params: dict[str, str]) -> list[Any]:
-        key = ("sql", statement, tuple(sorted(params.items())))
+    def sql_rows(self, statement: str, params: dict[str, str], instance: str) -> list[Any]:
+        key = ("sql", instance.casefold(), statement, tuple(sorted(params.items())))
+        step_id = self.reads.ids.get(key)
+        step = self.results.get(step_id) if step_id is not None else None
+        if step is not None and step.error is not None and step.error.code in SQL_NEEDS_ROLE:
+            raise SqlRoleNeeded(step.error.code)
         rows = self.get(key).get("rows") or []
         if not isinstance(rows, list):
             raise ReadError("sql: rows is not a list")
@@ -270,9 +301,16 @@ def _observe_item(item: PlanItem, obs: Observed) -> ObservedItem:
         return ObservedItem(**base, right_holder_sids=_str_list(data.get("sids")), principal_sid=sid)
     if kind is RuleType.SQL_GRANT:
         params = _sql_params(item)
-        login = bool(obs.sql_rows("login_exists", {"login": params["login"]}))
-        user = bool(obs.sql_rows("user_exists", params))
-        perms = [str(row[0]) for row in obs.sql_rows("permissions", params) if isinstance(row, list) and row]
+        instance = sql_instance(item)
+        try:
+            login = bool(obs.sql_rows("login_exists", {"login": params["login"]}, instance))
+            user = bool(obs.sql_rows("user_exists", params, instance))
+            rows = obs.sql_rows("permissions", params, instance)
+        except SqlRoleNeeded as exc:
+            what = SQL_NEEDS_ROLE[exc.code]
+            text = SQL_ROLE_TEXT.format(what=what, instance=instance, database=params["database"])
+            return ObservedItem(**base, needs_input=text)
+        perms = [str(row[0]) for row in rows if isinstance(row, list) and row]
         sql = SqlObservation(login_exists=login, user_exists=user, permissions=perms)
         return ObservedItem(**base, sql=sql, principal_sid=sid)
     if kind is RuleType.SERVICE_IDENTITY:

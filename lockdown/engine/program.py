@@ -21,7 +21,8 @@ Executor semantics (the same on the host and in winlab):
    d. on success, each `expect` entry PATH -> VALUE must hold: `lookup(result, PATH) == VALUE`
       (PATH is dot-separated; a numeric part indexes a list); each `expect_match` entry
       PATH -> REGEX must hold: the text of `lookup(result, PATH)` ("" for a missing or null value,
-      True/False, decimal numbers, strings as they are; never used on lists or objects) matches REGEX (.NET `-cmatch` / Python `re.search`, case-sensitive). A miss makes the status
+      True/False, decimal numbers, strings as they are; never used on lists or objects) matches
+      REGEX (.NET `-cmatch` / Python `re.search`, case-sensitive). A miss makes the status
       `expect_failed`;
    e. when the step has a `journal` object and its status is `ok` and `result.changed` is
       true, the executor appends `{"step": id, "record": journal, "vars": {every variable bound so

@@ -78,6 +78,24 @@ def _condition_status(condition: Condition, facts: Facts) -> tuple[RuleStatus, s
     return RuleStatus.NEEDS_INPUT, f"declare whether the server uses {what} (currently unknown)"
 
 
+def sql_data_source(facts: Facts) -> str:
+    r"""The SqlClient Data Source of the host's SQL Server, from its service names: the default
+    instance's service is MSSQLSERVER, a named instance's MSSQL$<name> (Microsoft Learn, "SQL
+    Server Service - Windows service names"; "Connect to a named instance": Data Source=.\<name>).
+    The default instance wins; several named instances and no default cannot be chosen between."""
+    if "MSSQLSERVER" in facts.services:
+        return "."
+    named = sorted(name.split("$", 1)[1] for name in facts.services if name.startswith("MSSQL$"))
+    if len(named) == 1:
+        return f".\\{named[0]}"
+    if named:
+        raise UnresolvedError(
+            RuleStatus.NEEDS_INPUT,
+            f"several SQL Server instances ({', '.join(named)}) and no default one: the plan cannot choose",
+        )
+    return "."  # none found: the connection will say so (the operator declared SQL integrated)
+
+
 def _program_dir(facts: Facts, placeholder: str) -> str:
     if facts.program_dir is None:
         raise UnresolvedError(
@@ -237,6 +255,7 @@ def _rule_items(rule: Rule, facts: Facts) -> list[dict[str, object]]:
                 "target": rule.database,
                 "target_kind": TargetKind.SQL_DATABASE,
                 "sql_database": rule.database,
+                "sql_instance": sql_data_source(facts),
                 "sql_permissions": sorted(rule.permissions),
                 "principal_name": who.name,
                 "principal_sid": who.sid,

@@ -93,6 +93,9 @@ class HealthTargets(LockdownModel):
     imap_port: int | None = Field(default=None, ge=1, le=65535)
     webmail_url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL_PATTERN)
     admin_url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL_PATTERN)
+    allow_self_signed: bool = Field(
+        default=False, description="The server's record says its login pages use a self-signed certificate"
+    )
 
 
 class HealthStatus(StrEnum):

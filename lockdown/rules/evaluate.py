@@ -290,6 +290,9 @@ def _judge(item: PlanItem, observations: dict[tuple[str, str], list[ObservedItem
     if len(found) > 1:
         return Verdict(RuleStatus.ERROR, "more than one observation for this item", "duplicates"), RuleAction.NONE
     obs = found[0]
+    if obs.needs_input:
+        text = obs.needs_input[:_MAX_ERROR_TEXT]
+        return Verdict(RuleStatus.NEEDS_INPUT, text, "needs input", {"needs_input": text}), obs.action
     if obs.error:
         text = obs.error[:_MAX_ERROR_TEXT]
         return Verdict(RuleStatus.ERROR, f"agent error: {text}", text, {"error": text}), obs.action

@@ -84,6 +84,9 @@ class ObservedItem(LockdownModel):
     target: ShortText
     exists: bool | None = Field(default=None, description="Whether the file, folder or key exists")
     error: ShortText | None = None
+    needs_input: ShortText | None = Field(
+        default=None, description="What the operator must provide before this can be judged (e.g. a SQL role)"
+    )
     owner_sid: Sid | None = None
     dacl: list[Ace] | None = Field(default=None, max_length=2000)
     protected: bool | None = None

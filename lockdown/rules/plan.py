@@ -57,6 +57,9 @@ class PlanItem(LockdownModel):
     group_sid: str | None = None
     service_display_name: str | None = None
     sql_database: str | None = None
+    sql_instance: str | None = Field(
+        default=None, max_length=140, description=r'SqlClient Data Source of the instance: "." or ".\NAME"'
+    )
     sql_permissions: list[str] = Field(default_factory=list)
     preflight_check: PreflightCheck | None = None
     password_never_expires: bool | None = None

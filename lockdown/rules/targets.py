@@ -38,7 +38,8 @@ _WILDCARD_CHARS: Final = frozenset("*?")
 _BAD_PATH_CHARS: Final = frozenset('<>"|/')
 _PLACEHOLDER_RE: Final = re.compile(r"^(\[[A-Z0-9_]+\])(\\.*)?$")
 _DRIVE_RE: Final = re.compile(r"^[A-Za-z]:\\")
-_SERVICE_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
+# Service key names may hold "$" (SQL Server's named instances: MSSQL$<name>, SQLAgent$<name>).
+_SERVICE_RE: Final = re.compile(r"^[A-Za-z0-9_.$\-]{1,80}$")
 REGISTRY_ROOT: Final = "HKLM\\"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
@@ -24,6 +25,17 @@ from servers.models import Credential, Customer, Server
 from servers.services import CREDENTIAL_AUDIT_FIELDS, SERVER_AUDIT_FIELDS
 
 ACTOR = Actor.system("import_winlab")
+
+
+def _web(entry: dict[str, Any]) -> dict[str, Any]:
+    web = entry.get("webmail")
+    if not isinstance(web, dict) or not isinstance(web.get("url"), str):
+        return {}
+    # The health check probes the page on the host itself; the lab's bare host names are not URLs Django
+    # accepts, and the page answers under any name, so the record names localhost.
+    parts = urlsplit(web["url"])
+    url = urlunsplit((parts.scheme, "localhost", parts.path, parts.query, ""))
+    return {"webmail_url": url, "web_self_signed": bool(web.get("self_signed"))}
 
 
 def _slice(text: str | None) -> slice:
@@ -106,6 +118,8 @@ class Command(BaseCommand):
             "pop_port": int(ports.get("pop") or 110),
             "imap_port": int(ports.get("imap") or 143),
             "credential": credential,
+            # The login pages as the MSP's records would have them (the health check probes them on the host).
+            **_web(entry),
             # The inventory plays the part of the MSP's own records: whether a host keeps MailEnable's
             # configuration in SQL Server is known to the operator, not discoverable (DESIGN.md).
             **(

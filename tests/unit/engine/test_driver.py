@@ -7,7 +7,7 @@ from typing import Any
 from lockdown.engine.changes import PHASES
 from lockdown.engine.program import Program
 from lockdown.rules.vocabulary import AgentMode, RuleType
-from tests.unit.engine.harness import Harness, counts, harness, steps_of
+from tests.unit.engine.harness import Harness, counts, harness, outcomes, steps_of
 from winlab.windows.policy import GroupPolicyObject
 
 PHASE_OF_OP = {
@@ -201,3 +201,33 @@ def test_planted_04_service_identity_is_compared_by_sid() -> None:
     svc.start_name = svc.start_name.replace(h.host.accounts.machine_name, ".")  # same account, other spelling
     result = h.run(AgentMode.VERIFY, plan=plan)
     assert "drift" not in counts(plan, result.items)
+
+
+def test_sql_express_as_a_named_instance_is_hardened_through_its_data_source() -> None:
+    h = harness(sql=True, sql_instance="SQLEXPRESS")
+    plan = h.plan(sql=True)
+    sql_items = [i for i in plan.items if i.rule_type is RuleType.SQL_GRANT and i.status is None]
+    assert sql_items
+    assert {i.sql_instance for i in sql_items} == {".\\SQLEXPRESS"}
+    before = _state(h)
+    h.programs.clear()
+    result = h.run(AgentMode.APPLY, plan=plan)
+    assert result.error is None, result.error
+    assert "drift" not in counts(plan, result.items)
+    assert "error" not in counts(plan, result.items)
+    assert {s.args["instance"] for p in h.programs for s in steps_of(p, "sql")} == {".\\SQLEXPRESS"}
+    back = h.run(AgentMode.ROLLBACK, rollback=result.changes)
+    assert back.error is None
+    assert _state(h) == before
+
+
+def test_a_sql_login_failure_is_needs_input_naming_the_role() -> None:
+    h = harness(sql=True)
+    plan = h.plan(sql=True)
+    assert h.host.sql is not None
+    h.host.sql.logins.clear()  # the WinRM account has no login on this instance
+    result = h.run(AgentMode.VERIFY, plan=plan)
+    sql = [o for o in outcomes(plan, result.items) if o.rule_id.startswith("sql")]
+    assert sql
+    assert {o.status.value for o in sql} == {"needs_input"}
+    assert all("sysadmin" in o.reason for o in sql)

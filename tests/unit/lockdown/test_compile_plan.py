@@ -216,3 +216,18 @@ def test_same_input_gives_identical_json(profile):
 def test_plan_round_trips_through_json(profile):
     plan = compile_plan(profile, facts_2008r2(integrated_auth="yes"))
     assert type(plan).model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_sql_rules_name_the_instance_found_in_the_services() -> None:
+    from lockdown.rules.compile import sql_data_source
+    from lockdown.rules.vocabulary import RuleStatus, RuleType, Tristate
+
+    base = facts_2022().model_copy(update={"sql_integrated": Tristate.YES})
+    assert sql_data_source(base.model_copy(update={"services": ["MSSQLSERVER", "MSSQL$SQLEXPRESS"]})) == "."
+    assert sql_data_source(base.model_copy(update={"services": ["MSSQL$SQLEXPRESS"]})) == ".\\SQLEXPRESS"
+    two = base.model_copy(update={"services": [*base.services, "MSSQL$A", "MSSQL$B"]})
+    plan = compile_plan(load_builtin_profile(), two)
+    sql = [i for i in plan.items if i.rule_type is RuleType.SQL_GRANT]
+    assert sql
+    assert {i.status for i in sql} == {RuleStatus.NEEDS_INPUT}
+    assert all("A, B" in (i.reason or "") for i in sql)
