@@ -525,7 +525,9 @@ def records_from(
     out: list[ChangeRecord] = []
     for sequence, change in enumerate(planned):
         step = results.get(change.step_id)
-        if step is None or step.status not in ("ok", "expect_failed") or not (step.result or {}).get("changed"):
+        # Whatever the status (a journal append that failed after the change turns the step into an
+        # error), a result that says `changed` is a change made on the host: it is recorded.
+        if step is None or step.result is None or not step.result.get("changed"):
             continue
         after = change.after
         if change.kind in (TargetKind.FILE, TargetKind.DIRECTORY, TargetKind.REGISTRY_KEY):

@@ -30,6 +30,14 @@ SETTLE_SECONDS: Final = 15
 PROBE_TIMEOUT_MS: Final = 10_000
 SERVICE_TIMEOUT_MS: Final = 60_000
 LOOPBACK: Final = "127.0.0.1"
+# Where the host's own probes connect: IPv4 and IPv6 loopback (a listener bound to one family only
+# answers on that one; the controller's network check covers the configured address). Step id suffix -> host.
+ADDRESSES: Final = (("", LOOPBACK), (".v6", "::1"))
+
+
+def base_check(check: str) -> str:
+    """`smtp.v6` -> `smtp`."""
+    return check.split(".", 1)[0]
 
 
 def _port(targets: HealthTargets | None, check: str) -> int:
@@ -47,11 +55,12 @@ def probe_steps(prefix: str, targets: HealthTargets | None) -> list[Step]:
     allow_self_signed = bool(targets is not None and targets.allow_self_signed)
     steps = [
         Step(
-            id=f"{prefix}{check}",
+            id=f"{prefix}{check}{suffix}",
             op="tcp_probe",
-            args={"host": LOOPBACK, "port": _port(targets, check), "send": send, "timeout_ms": PROBE_TIMEOUT_MS},
+            args={"host": host, "port": _port(targets, check), "send": send, "timeout_ms": PROBE_TIMEOUT_MS},
         )
         for check, (_svc, _default, send, _regex) in PROTOCOLS.items()
+        for suffix, host in ADDRESSES
     ]
     for check, key in PAGES:
         url = _url(targets, key)
@@ -127,11 +136,12 @@ def baseline_from(results: Mapping[str, StepResult], prefix: str, services_id: s
         for entry in svc.result.get("services") or []:
             if isinstance(entry, dict) and entry.get("exists"):
                 base.services[str(entry.get("name"))] = entry
-    for check in [*PROTOCOLS, *(c for c, _ in PAGES)]:
+    checks = [f"{c}{suffix}" for c in PROTOCOLS for suffix, _host in ADDRESSES] + [c for c, _ in PAGES]
+    for check in checks:
         step = results.get(f"{prefix}{check}")
         if step is None:
             continue
-        ok, detail = read_probe(check, step)
+        ok, detail = read_probe(base_check(check), step)
         base.probes[check], base.details[check] = ok, detail
     return base
 
@@ -149,8 +159,8 @@ def check_steps(prefix: str, baseline: Baseline, targets: HealthTargets | None) 
         check = probe.id[len(prefix) :]
         if not baseline.probes.get(check):
             continue  # failed before the change: reported, never a reason to roll back
-        if check in PROTOCOLS:
-            update = {"expect": {"connected": True}, "expect_match": {"banner": PROTOCOLS[check][3]}}
+        if base_check(check) in PROTOCOLS:
+            update = {"expect": {"connected": True}, "expect_match": {"banner": PROTOCOLS[base_check(check)][3]}}
         else:
             update = {"expect": {"error": None}, "expect_match": {"status": r"^(200|302)$"}}
         steps.append(probe.model_copy(update={**update, "critical": True}))
@@ -188,7 +198,13 @@ def report(
             continue
         ok, detail = read_probe(check, step)
         port = _port(targets, check)
-        out.append(entry(check, ok, f"port {port}" if ok else f"{check.upper()} on port {port}: {detail}"))
+        text = f"port {port}" if ok else f"{check.upper()} on port {port}: {detail}"
+        v6 = results.get(f"{prefix}{check}.v6")
+        if v6 is not None:
+            ok6, detail6 = read_probe(check, v6)
+            ok = ok and ok6
+            text += " (127.0.0.1 and ::1)" if ok6 else f"; on ::1: {detail6}"
+        out.append(entry(check, ok, text))
     mta = baseline.state_of("MEMTAS")
     if mta is not None and svc is not None and svc.result is not None:
         state = next(
@@ -253,5 +269,6 @@ def regressions(prefix: str, results: Mapping[str, StepResult]) -> list[str]:
                 ]
                 out.append("; ".join(down) or "services not running")
             else:
-                out.append(f"{check}: {read_probe(check, step)[1]}")
+                where = " on ::1" if check.endswith(".v6") else ""
+                out.append(f"{base_check(check)}{where}: {read_probe(base_check(check), step)[1]}")
     return out

@@ -79,7 +79,7 @@ if ($null -ne (Get-Command -Name New-NetFirewallRule -ErrorAction SilentlyContin
 } else {
     # Server 2008 R2: no NetSecurity module.
     & netsh.exe advfirewall firewall delete rule name="$ruleName" | Out-Null
-    & netsh.exe advfirewall firewall add rule name="$ruleName" dir=in action=allow protocol=TCP localport=$Port remoteip=($AllowedAddress -join ',') | Out-Null
+    & netsh.exe advfirewall firewall add rule name="$ruleName" dir=in action=allow protocol=TCP localport=$Port "remoteip=$($AllowedAddress -join ',')" | Out-Null
     if ($LASTEXITCODE -ne 0) { throw 'netsh could not create the firewall rule' }
 }
 

@@ -78,7 +78,7 @@ def test_webmail_lost_by_ime_user_fails_the_health_check_and_rolls_back(lab: Lab
     assert checks["webadmin"].status is HealthStatus.NOT_CHECKED
     assert "not checked" in checks["webadmin"].detail
     assert checks["mta"].status is HealthStatus.OK
-    assert checks["smtp"].detail == "port 25"
+    assert checks["smtp"].detail == "port 25 (127.0.0.1 and ::1)"
     with host.binding.lock:
         assert state_diff(baseline, host.model.to_state_dict()) == []
     assert host.model.mailenable.webmail_ok()[0]

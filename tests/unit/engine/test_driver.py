@@ -231,3 +231,22 @@ def test_a_sql_login_failure_is_needs_input_naming_the_role() -> None:
     assert sql
     assert {o.status.value for o in sql} == {"needs_input"}
     assert all("sysadmin" in o.reason for o in sql)
+
+
+def test_a_change_whose_journal_append_failed_is_still_recorded() -> None:
+    """A user planted the journal folder: every append is refused, but the changes WERE made."""
+    h = harness()
+    plan = h.plan()
+    user = "S-1-5-21-1-2-3-1001"
+    h.host.fs.create_dir("C:\\ProgramData\\FleetLockdown", owner=user)
+    h.host.fs.create_dir("C:\\ProgramData\\FleetLockdown\\journal", owner=user)
+    result = h.run(AgentMode.APPLY, plan=plan)
+    program_result = h.results[-1]
+    failed = [s for s in program_result.steps if s.status == "error" and (s.result or {}).get("changed")]
+    assert failed  # the append failed after the change
+    assert {s.error.code for s in failed if s.error} != set()
+    recorded = {(c.rule_id, c.target) for c in result.changes}
+    assert recorded
+    back = h.run(AgentMode.ROLLBACK, rollback=result.changes)
+    assert back.error is None or back.error.code != "agent_error"
+    assert all(i.action.value in ("rolled_back", "none") for i in back.items if not i.error)

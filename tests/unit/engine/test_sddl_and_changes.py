@@ -244,3 +244,23 @@ def test_planted_12_acl_observation_takes_owner_dacl_and_protection_from_the_rea
     assert obs.dacl[0].sid == IME
     assert obs.principal_sid == IME
     assert Step.model_validate(reads.steps[1].model_dump()).op == "sd_read"
+
+
+def test_health_rechecks_only_what_answered_before_on_each_address() -> None:
+    from lockdown.engine import health
+    from lockdown.rules.contract import HealthTargets
+
+    targets = HealthTargets(smtp_port=2525, webmail_url="https://localhost/mewebmail/x/login.aspx")
+    baseline = health.Baseline(
+        services={"MEPOPS": {"name": "MEPOPS", "exists": True, "state": "Stopped"},
+                  "MESMTPCS": {"name": "MESMTPCS", "exists": True, "state": "Running"}},
+        probes={"smtp": True, "smtp.v6": False, "pop": False, "pop.v6": False, "imap": True, "imap.v6": True,
+                "webmail": True},
+    )  # fmt: skip
+    steps = {s.id: s for s in health.check_steps("h.", baseline, targets)}
+    assert set(steps) == {"h.settle", "h.services", "h.smtp", "h.imap", "h.imap.v6", "h.webmail"}
+    assert all(s.critical for i, s in steps.items() if i != "h.settle")
+    assert steps["h.services"].args == {"names": ["MESMTPCS"]}  # a Stopped POP is never a reason
+    assert steps["h.smtp"].args["port"] == 2525
+    assert steps["h.imap.v6"].args["host"] == "::1"
+    assert steps["h.webmail"].args["allow_self_signed"] is False
