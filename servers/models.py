@@ -146,6 +146,7 @@ class Server(models.Model):
     webmail_url = models.URLField(blank=True)
     admin_url = models.URLField(blank=True)
     web_self_signed = models.BooleanField(
+        "Self-signed certificate on webmail / web admin",
         default=False,
         help_text="The webmail and web admin sites use a self-signed certificate: the health check accepts it "
         "(over TLS 1.2 or newer) instead of failing the page.",
