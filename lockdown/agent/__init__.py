@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
 import hashlib
 import zlib
@@ -99,13 +100,19 @@ def decode_stdin_line(line: str | bytes) -> str:
     return gzip.decompress(base64.b64decode(line, validate=True)).decode("utf-8")
 
 
+@functools.cache
+def _agent_line() -> bytes:
+    """The first stdin line (the agent, compressed): the same for every invocation of this release."""
+    return encode_stdin_line(agent_script())
+
+
 def build_stdin(program: Program) -> bytes:
     """The stdin payload of agent v2: base64(gzip(agent)) LF base64(gzip(program JSON)) LF.
 
     DANGER: the program's `secrets` (service passwords) travel in it in clear (base64 and gzip are
     not encryption). Send it straight to the WinRM stream; never log or store it.
     """
-    return encode_stdin_line(agent_script()) + b"\n" + encode_stdin_line(program.to_stdin_json()) + b"\n"
+    return _agent_line() + b"\n" + encode_stdin_line(program.to_stdin_json()) + b"\n"
 
 
 def format_agent_output(result: ProgramResult) -> bytes:

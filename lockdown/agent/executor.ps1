@@ -258,13 +258,21 @@ function Invoke-FleetPrimitive {
 }
 
 function Invoke-FleetStep {
-    # One step: when_done, substitution, call, bind, expect, journal (program.py 2a-2e, 3).
+    # One step: when_done, when_ok, substitution, call, bind, expect, journal (program.py 2.0-2e, 3).
     param($Step, $State)
     $report = [ordered]@{ id = [string]$Step.id; op = [string]$Step.op; status = 'ok'; result = $null; error = $null }
     $whenDone = Get-FleetField -Object $Step -Name 'when_done' -Default $null
     if ($null -ne $whenDone -and -not (Test-FleetStepDone -Ran $State.ran[[string]$whenDone])) {
         $report.status = 'skipped'
         return $report
+    }
+    # when_ok: every listed earlier step ran with status ok (program.py 2.0).
+    foreach ($needed in @(Get-FleetField -Object $Step -Name 'when_ok' -Default @())) {
+        $earlier = $State.ran[[string]$needed]
+        if ($null -eq $earlier -or $earlier.status -ne 'ok') {
+            $report.status = 'skipped'
+            return $report
+        }
     }
     $missing = New-Object -TypeName System.Collections.ArrayList
     $arguments = Expand-FleetValue -Value (Get-FleetField -Object $Step -Name 'args' -Default (New-Object -TypeName System.Management.Automation.PSObject)) -Vars $State.vars -Missing $missing

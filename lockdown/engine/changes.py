@@ -596,7 +596,8 @@ def acl_inverse(change: ChangeRecord, current: dict[str, Any], args: dict[str, A
         "expected": text,
         "take_ownership": now.owner == TRUSTED_INSTALLER,
     }
-    return Inverse([Step(id=step_id, op="dacl_write", args=write)])
+    # A conflict (someone changed the DACL since it was read) is not an undo: expect_failed.
+    return Inverse([Step(id=step_id, op="dacl_write", args=write, expect={"conflict": False})])
 
 
 def change_read_args(change: ChangeRecord) -> dict[str, Any] | None:
@@ -607,8 +608,20 @@ def change_read_args(change: ChangeRecord) -> dict[str, Any] | None:
     return None
 
 
-def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str, dict[str, Any]]) -> Inverse:
-    """The inverse of a non-ACL change (the guards live in the primitives: SID checks, 'changed')."""
+@dataclass(frozen=True)
+class HostNow:
+    """The state a rollback reads before it computes inverses (keys case-folded)."""
+
+    services: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    groups: Mapping[str, list[str] | None] = field(default_factory=dict)  # None: the group is gone
+    rights: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+def simple_inverse(change: ChangeRecord, step_id: str, now: HostNow) -> Inverse:
+    """The inverse of a non-ACL change against the host's state now: only what is still ours is undone
+    (a member still in the group, a holder still holding the right); the primitives guard the rest
+    (a user or group deleted only while it has the recorded SID)."""
+    services_now = now.services
     before = json.loads(change.before) if change.before else {}
     after = json.loads(change.after) if change.after else {}
     kind = change.target_kind
@@ -634,6 +647,11 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
     if kind is TargetKind.MEMBERSHIP:
         added = sorted(set(after.get("members", [])) - set(before.get("members", [])))
         group = short_name(change.target)
+        if group.casefold() in now.groups:
+            members = now.groups[group.casefold()]
+            if members is None:
+                return Inverse([], note=f"the group {group} no longer exists")
+            added = [sid for sid in added if sid in members]
         return Inverse(
             [
                 Step(id=f"{step_id}.{n}", op="group_member_remove", args={"group": group, "sid": sid})
@@ -643,6 +661,8 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
     if kind is TargetKind.RIGHT:
         right = str(after.get("right") or change.target)
         added = sorted(set(after.get("holders", [])) - set(before.get("holders", [])))
+        if right.casefold() in now.rights:
+            added = [sid for sid in added if sid in now.rights[right.casefold()]]
         return Inverse(
             [
                 Step(id=f"{step_id}.{n}", op="lsa_remove", args={"sid": sid, "right": right})
@@ -714,6 +734,7 @@ def simple_inverse(change: ChangeRecord, step_id: str, services_now: Mapping[str
 
 __all__ = [
     "ApplyBuilder",
+    "HostNow",
     "Inverse",
     "Planned",
     "acl_inverse",

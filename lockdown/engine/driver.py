@@ -22,6 +22,7 @@ from lockdown.engine.changes import (
     PREVIOUS_PASSWORD_VAR,
     SERVICE_PASSWORD_VAR,
     ApplyBuilder,
+    HostNow,
     Inverse,
     acl_inverse,
     build_apply,
@@ -39,7 +40,7 @@ from lockdown.rules.facts import Facts
 from lockdown.rules.observed import ObservedItem, SearchObservation
 from lockdown.rules.plan import Plan
 from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME, validate_service_name
-from lockdown.rules.vocabulary import AgentMode, Arch, DomainRole, RuleAction, RuleStatus
+from lockdown.rules.vocabulary import AgentMode, Arch, DomainRole, RuleAction, RuleStatus, TargetKind
 
 Invoke = Callable[[Program], ProgramResult]
 ME_KEY: Final = "HKLM\\SOFTWARE\\Mail Enable\\Mail Enable"
@@ -562,9 +563,7 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
     recover = list(dict.fromkeys(request.recover_job_ids))
     reads = Reads(prefix="o", plan=Plan(profile_slug="-", profile_version="-", computer_name="-", items=[]))
     for change in request.rollback:
-        args = change_read_args(change)
-        if args is not None:
-            reads.sd(args)
+        _read_for_inverse(reads, change)
     steps = [
         _host_step(),
         *reads.steps,
@@ -578,9 +577,7 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
     recovered = [c for c in recovered if (c.job_id, c.sequence) not in listed]
     before_ids = set(reads.ids.values())
     for change in recovered:
-        args = change_read_args(change)
-        if args is not None:
-            reads.sd(args)
+        _read_for_inverse(reads, change)
     unread = [s for s in reads.steps if s.id not in before_ids]
     if unread:
         # Objects only the recovered journals name: read them before computing their inverses.
@@ -588,6 +585,7 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
         first = {**first, **extra}
     observed = Observed(reads, first)
     services_now = {str(s.get("name")).casefold(): s for s in _ok(first, f"{BASE}services").get("services") or []}
+    now = HostNow(services=services_now, groups=_groups_now(observed), rights=_rights_now(observed))
     ordered = list(reversed(recovered)) + list(reversed(request.rollback))
     program_steps: list[Step] = []
     restart: list[str] = []
@@ -616,7 +614,7 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
                         update={"args": {**inverse.steps[0].args, "expected": "{{" + current["expected_var"] + "}}"}}
                     )
             else:
-                inverse = simple_inverse(change, step_id, services_now)
+                inverse = simple_inverse(change, step_id, now)
         except (ReadError, ValueError) as exc:
             inverse = Inverse([], note=f"error: {str(exc).splitlines()[0]}")
         program_steps += inverse.steps
@@ -628,6 +626,24 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
         program_steps += [
             s.model_copy(update={"critical": False}) for s in health.check_steps(HEALTH, baseline, request.health)
         ]
+    # The journals of these jobs are spent once every undo of the job (and the health check) succeeded:
+    # deleted in the same invocation, each only `when_ok` (a failed undo keeps its job's journal).
+    checks = [s.id for s in program_steps if s.id.startswith(HEALTH) and s.op != "sleep"]
+    by_job: dict[str, list[str]] = {}
+    broken: set[str] = set()
+    for change, step_ids, note in undone:
+        if change.job_id is None:
+            continue
+        by_job.setdefault(change.job_id, []).extend(step_ids)
+        if note.startswith("error:"):
+            broken.add(change.job_id)
+    for job_id in recover:
+        by_job.setdefault(job_id, [])
+    program_steps += [
+        Step(id=f"d{n}", op="journal_delete", args={"job_id": job_id}, when_ok=[*ids, *checks])
+        for n, (job_id, ids) in enumerate(by_job.items())
+        if job_id not in broken
+    ]
     _, results = _call(invoke, _program(request, program_steps)) if program_steps else (None, {})
     items: dict[tuple[str, str], ObservedItem] = {}
     changes: list[ChangeRecord] = []
@@ -660,17 +676,6 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
     problems = health.regressions(HEALTH, results) if restart else []
     if problems:
         error = AgentError(code="health_check_failed", message=("after rollback: " + "; ".join(problems))[:4096])
-    if error is None:
-        # Undone: the journals of these jobs are spent (kept when one of their changes failed). A third
-        # invocation, because only the program's results say whether every undo of a job succeeded.
-        jobs = [c.job_id for c in request.rollback if c.job_id is not None] + recover
-        deletes = [
-            Step(id=f"d{n}", op="journal_delete", args={"job_id": j})
-            for n, j in enumerate(dict.fromkeys(jobs))
-            if j not in failed_jobs
-        ]
-        if deletes:
-            _call(invoke, _program(request, deletes))
     failed = any(i.action is RuleAction.FAILED for i in items.values())
     action = RuleAction.ROLLED_BACK if changes else (RuleAction.FAILED if failed else RuleAction.NONE)
     return _result(
@@ -682,6 +687,41 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
         health=health_list,
         error=error,
     )
+
+
+def _read_for_inverse(reads: Reads, change: ChangeRecord) -> None:
+    """What the inverse of `change` must see first: the object's DACL, the group's members, the right's holders."""
+    args = change_read_args(change)
+    if args is not None:
+        reads.sd(args)
+    elif change.target_kind is TargetKind.MEMBERSHIP:
+        reads.group(short_name(change.target))
+    elif change.target_kind is TargetKind.RIGHT:
+        after = json.loads(change.after) if change.after else {}
+        reads.lsa(str(after.get("right") or change.target))
+
+
+def _groups_now(observed: Observed) -> dict[str, list[str] | None]:
+    out: dict[str, list[str] | None] = {}
+    for key in observed.reads.ids:
+        if key[0] == "group":
+            try:
+                data = observed.get(key)
+            except ReadError:
+                continue  # unknown: the primitive decides
+            out[key[1]] = [str(m).upper() for m in data.get("members") or []] if data.get("exists") else None
+    return out
+
+
+def _rights_now(observed: Observed) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key in observed.reads.ids:
+        if key[0] == "lsa":
+            try:
+                out[str(key[1]).casefold()] = [str(x).upper() for x in observed.get(key).get("sids") or []]
+            except ReadError:
+                continue
+    return out
 
 
 def _step_error(step: StepResult) -> str:

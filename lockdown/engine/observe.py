@@ -276,7 +276,6 @@ def _observe_item(item: PlanItem, obs: Observed) -> ObservedItem:
             protected=descriptor.protected,
             principal_sid=sid,
             principal_group_sids=obs.groups_of(item.principal_name) if sid else [],
-            sddl_before=text,
         )
     if kind is RuleType.LOCAL_USER:
         data = obs.user(short_name(item.principal_name or item.target))

@@ -10,6 +10,9 @@ Executor semantics (the same on the host and in winlab):
 
 1. `vars` starts as a copy of `Program.secrets` (service passwords; never echoed back).
 2. For each step, in order:
+   0. a step with `when_ok: [ids]` runs only if every listed (earlier) step ran with status `ok`;
+      otherwise it is reported with status `skipped` (e.g. delete a journal only if every undo of
+      its job succeeded);
    a. every *string* in `args` (at any depth) has each `{{NAME}}` (NAME = `[A-Z][A-Z0-9_]*`)
       replaced by `vars[NAME]`; an unknown NAME makes the step `error` with code `unbound_var`
       (the primitive is not called);
@@ -217,6 +220,7 @@ class Step(LockdownModel):
     critical: bool = False
     journal: dict[str, Any] | None = None
     when_done: str | None = Field(default=None, pattern=STEP_ID_PATTERN)
+    when_ok: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
 
     @field_validator("op")
     @classmethod
@@ -261,6 +265,11 @@ class Program(LockdownModel):
         ids = [s.id for s in self.steps] + [s.id for s in self.on_failure]
         if len(ids) != len(set(ids)):
             raise ValueError("step ids must be unique")
+        earlier: set[str] = set()
+        for step in self.steps:
+            if not set(step.when_ok) <= earlier:
+                raise ValueError(f"step {step.id}: when_ok names a step that does not come before it")
+            earlier.add(step.id)
         known = {s.id for s in self.steps}
         for step in self.on_failure:
             if step.when_done is not None and step.when_done not in known:

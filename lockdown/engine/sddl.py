@@ -8,6 +8,7 @@ Only the owner and the DACL are read (`sd_read` asks for the Owner and Access se
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -126,8 +127,12 @@ def parse_ace(raw: str) -> Ace:
     return Ace(sid=_sid(trustee), type=ace_type, mask=_mask(rights), inherited=inherited, flags=flags)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Descriptor:
-    """Owner and DACL of `O:..D:..` text (a G: or S: section is ignored)."""
+    """Owner and DACL of `O:..D:..` text (a G: or S: section is ignored).
+
+    Cached: a host's files share few distinct descriptors, and the result is immutable.
+    """
     sections = _sections(text.strip())
     owner = _sid(sections["O"]) if "O" in sections else None
     dacl = sections.get("D", "")

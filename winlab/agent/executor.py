@@ -207,9 +207,14 @@ def run_program(
     run = _Run(ctx, program)
     steps: list[StepResult] = []
     aborted_at: str | None = None
+    ran: dict[str, StepResult] = {}
     for step in program.steps:
-        outcome = run.step(step)
+        if any(ran.get(i) is None or ran[i].status != "ok" for i in step.when_ok):
+            outcome = StepResult(id=step.id, op=step.op, status="skipped")
+        else:
+            outcome = run.step(step)
         steps.append(outcome)
+        ran[step.id] = outcome
         if outcome.status != "ok" and step.critical:
             aborted_at = step.id
             break

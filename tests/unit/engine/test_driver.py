@@ -250,3 +250,24 @@ def test_a_change_whose_journal_append_failed_is_still_recorded() -> None:
     back = h.run(AgentMode.ROLLBACK, rollback=result.changes)
     assert back.error is None or back.error.code != "agent_error"
     assert all(i.action.value in ("rolled_back", "none") for i in back.items if not i.error)
+
+
+def test_rollback_is_two_invocations_and_spends_the_journal_only_when_every_undo_succeeded() -> None:
+    h = harness()
+    plan = h.plan()
+    applied = h.run(AgentMode.APPLY, plan=plan, job_id="7.1")
+    journal = "C:\\ProgramData\\FleetLockdown\\journal\\7.1.json"
+    assert h.host.fs.read_text(journal)
+    # One object now refuses the write (access denied, as an injected fault): that undo fails, so
+    # 7.1's journal stays for a later rollback; everything else is undone.
+    acl = next(c for c in applied.changes if c.target_kind.value == "directory")
+    h.host.fs.tree.faults[h.host.fs.tree.node(acl.target).path.lower()] = 5
+    h.programs.clear()
+    first = h.run(AgentMode.ROLLBACK, rollback=applied.changes, job_id="8.1")
+    assert len(h.programs) == 2
+    assert any(i.error for i in first.items)
+    assert h.host.fs.read_text(journal)  # kept: not every change of 7.1 was undone
+    h.host.fs.tree.faults.clear()
+    second = h.run(AgentMode.ROLLBACK, rollback=[], recover_job_ids=["7.1"], job_id="9.1")
+    assert second.error is None
+    assert not h.host.fs.exists(journal) or not h.host.fs.read_text(journal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from lockdown.engine import sddl
-from lockdown.engine.changes import TRUSTED_INSTALLER, acl_inverse, merged_dacl, simple_inverse
+from lockdown.engine.changes import TRUSTED_INSTALLER, HostNow, acl_inverse, merged_dacl, simple_inverse
 from lockdown.engine.observe import Observed, Reads, build_observations
 from lockdown.engine.program import Step, StepResult
 from lockdown.rules.contract import ChangeRecord
@@ -175,16 +175,16 @@ def _service_change(after_name: str = ".\\IME_SYSTEM") -> ChangeRecord:
 
 def test_service_goes_back_to_its_before_identity_only_if_it_still_runs_as_ours() -> None:
     ours = {"memtas": {"exists": True, "start_name": ".\\IME_SYSTEM", "state": "Running"}}
-    inverse = simple_inverse(_service_change(), "u0", ours)
+    inverse = simple_inverse(_service_change(), "u0", HostNow(services=ours))
     assert inverse.steps[0].args == {"name": "MEMTAS", "start_name": "LocalSystem", "password": ""}
     assert inverse.restart == ["MEMTAS"]
     moved = {"memtas": {"exists": True, "start_name": "NT AUTHORITY\\NetworkService", "state": "Running"}}
-    assert simple_inverse(_service_change(), "u0", moved).steps == []
+    assert simple_inverse(_service_change(), "u0", HostNow(services=moved)).steps == []
 
 
 def test_a_stopped_service_is_not_restarted_by_its_rollback() -> None:
     stopped = {"memtas": {"exists": True, "start_name": ".\\IME_SYSTEM", "state": "Stopped"}}
-    assert simple_inverse(_service_change(), "u0", stopped).restart == []
+    assert simple_inverse(_service_change(), "u0", HostNow(services=stopped)).restart == []
 
 
 def test_user_flags_rollback_undoes_exactly_the_bits_we_changed() -> None:
@@ -197,7 +197,7 @@ def test_user_flags_rollback_undoes_exactly_the_bits_we_changed() -> None:
         after=json.dumps({"name": "IME_SYSTEM", "sid": IME, "flags": 0x10200}),
         job_id="j",
     )
-    (step,) = simple_inverse(change, "u0", {}).steps
+    (step,) = simple_inverse(change, "u0", HostNow()).steps
     assert step.args == {"name": "IME_SYSTEM", "set": 0x2, "clear": 0x10000}
 
 
@@ -252,11 +252,20 @@ def test_health_rechecks_only_what_answered_before_on_each_address() -> None:
 
     targets = HealthTargets(smtp_port=2525, webmail_url="https://localhost/mewebmail/x/login.aspx")
     baseline = health.Baseline(
-        services={"MEPOPS": {"name": "MEPOPS", "exists": True, "state": "Stopped"},
-                  "MESMTPCS": {"name": "MESMTPCS", "exists": True, "state": "Running"}},
-        probes={"smtp": True, "smtp.v6": False, "pop": False, "pop.v6": False, "imap": True, "imap.v6": True,
-                "webmail": True},
-    )  # fmt: skip
+        services={
+            "MEPOPS": {"name": "MEPOPS", "exists": True, "state": "Stopped"},
+            "MESMTPCS": {"name": "MESMTPCS", "exists": True, "state": "Running"},
+        },
+        probes={
+            "smtp": True,
+            "smtp.v6": False,
+            "pop": False,
+            "pop.v6": False,
+            "imap": True,
+            "imap.v6": True,
+            "webmail": True,
+        },
+    )
     steps = {s.id: s for s in health.check_steps("h.", baseline, targets)}
     assert set(steps) == {"h.settle", "h.services", "h.smtp", "h.imap", "h.imap.v6", "h.webmail"}
     assert all(s.critical for i, s in steps.items() if i != "h.settle")
@@ -264,3 +273,33 @@ def test_health_rechecks_only_what_answered_before_on_each_address() -> None:
     assert steps["h.smtp"].args["port"] == 2525
     assert steps["h.imap.v6"].args["host"] == "::1"
     assert steps["h.webmail"].args["allow_self_signed"] is False
+
+
+def test_membership_and_right_inverses_undo_only_what_is_still_ours() -> None:
+    membership = ChangeRecord(
+        rule_id="m",
+        target="HOST\\IME_STORE_GROUP",
+        target_kind=TargetKind.MEMBERSHIP,
+        sequence=0,
+        before=json.dumps({"members": [OTHER]}),
+        after=json.dumps({"members": [OTHER, IME]}),
+        job_id="j",
+    )
+    (step,) = simple_inverse(membership, "u0", HostNow(groups={"ime_store_group": [OTHER, IME]})).steps
+    assert step.args == {"group": "IME_STORE_GROUP", "sid": IME}  # the other member stays
+    assert simple_inverse(membership, "u0", HostNow(groups={"ime_store_group": [OTHER]})).steps == []
+    gone = simple_inverse(membership, "u0", HostNow(groups={"ime_store_group": None}))
+    assert gone.steps == []
+    assert "no longer exists" in gone.note
+    right = ChangeRecord(
+        rule_id="r",
+        target="SeServiceLogonRight",
+        target_kind=TargetKind.RIGHT,
+        sequence=1,
+        before=json.dumps({"right": "SeServiceLogonRight", "holders": [OTHER]}),
+        after=json.dumps({"right": "SeServiceLogonRight", "holders": [OTHER, IME]}),
+        job_id="j",
+    )
+    (revoke,) = simple_inverse(right, "u1", HostNow(rights={"seservicelogonright": [OTHER, IME]})).steps
+    assert revoke.args == {"sid": IME, "right": "SeServiceLogonRight"}
+    assert simple_inverse(right, "u1", HostNow(rights={"seservicelogonright": [OTHER]})).steps == []

@@ -274,3 +274,26 @@ def test_mail_ports_of_a_lab_host_can_be_given(host, mail_ports):
     result, _ = run_program(host, host.admin_token(), text, agent_version=VERSION, mail_ports=mail_ports)
     assert result.steps[0].status == "ok"
     assert PrimitiveContext(host, host.admin_token()).mail_ports == {25: "smtp", 110: "pop", 143: "imap"}
+
+
+def test_when_ok_runs_a_step_only_if_every_listed_step_succeeded():
+    host = make_host()
+    text = program(
+        step("good", "sleep", args={"seconds": 0}),
+        step("bad", "user_get", args={"name": "{{NOPE}}"}),  # unbound: status error
+        step("after_good", "sleep", args={"seconds": 0}, when_ok=["good"]),
+        step("after_bad", "sleep", args={"seconds": 0}, when_ok=["good", "bad"]),
+    )
+    result, code = run(host, text)
+    assert code == EXIT_OK
+    statuses = {s.id: s.status for s in result.steps}
+    assert statuses == {"good": "ok", "bad": "error", "after_good": "ok", "after_bad": "skipped"}
+
+
+def test_when_ok_may_only_name_an_earlier_step():
+    host = make_host()
+    text = program(step("a", "sleep", args={"seconds": 0}, when_ok=["b"]), step("b", "sleep", args={"seconds": 0}))
+    result, code = run(host, text)
+    assert code == EXIT_PROGRAM_ERROR
+    assert result.error is not None
+    assert result.error.code == "bad_program"
