@@ -421,7 +421,11 @@ def _service_password(server: Server) -> str:
 def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, profile_label: str) -> str:
     password = _service_password(server)
     _check_cancel(run)
-    event_append(run.pk, "Applying the plan (one agent invocation).")
+    event_append(
+        run.pk,
+        "Hardening: the host is read first (with a health baseline), then every change runs in one program "
+        "that restarts what it moved, checks the host's health and undoes itself there if anything regressed.",
+    )
     reset = run.job.reset_adopted_password
     if reset:
         event_append(
@@ -460,6 +464,7 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     HostRun.objects.filter(pk=run.pk).update(changes_made=len(changes))
     ServiceAccountSecret.objects.filter(server=server).update(set_at=now)
     event_append(run.pk, f"Applied: {len(changes)} changes recorded for rollback.")
+    _log_health(run, result)
     outcomes = _store_outcomes(run, server, plan, result, profile_label)
     if result.error is not None:
         # The agent's health check failed and it undid this run's changes on the host.
@@ -484,6 +489,17 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         event_append(run.pk, message, level="error")
         return _end(run, HostRunState.FAILED, "rule_errors", message)
     return _end(run, HostRunState.SUCCEEDED)
+
+
+def _log_health(run: HostRun, result: AgentResult) -> None:
+    """One log line with what the host's own health check saw after the restarts."""
+    if not result.health:
+        return
+    failed = [h for h in result.health if h.status == HealthStatus.FAILED]
+    parts = [f"{h.check} {h.status.value.replace('_', ' ')}" for h in result.health]
+    event_append(run.pk, "Health check on the host: " + ", ".join(parts) + ".", level="error" if failed else "info")
+    for check in failed:
+        event_append(run.pk, f"{check.check}: {check.detail}", level="error")
 
 
 def _record_adopted_reset(run: HostRun, server: Server, services: list[str], now: Any) -> None:
@@ -539,7 +555,11 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
     pending = encrypt_secret(new)
     ServiceAccountSecret.objects.filter(pk=secret.pk).update(pending_password_encrypted=pending)
     _check_cancel(run)
-    event_append(run.pk, "Rotating the IME_SYSTEM password on the account and its services (one agent invocation).")
+    event_append(
+        run.pk,
+        "Rotating the IME_SYSTEM password on the account and every service running as it (the current password "
+        "is checked first; a failed health check puts it back).",
+    )
     result = _call_agent(
         conn,
         _request(
@@ -675,6 +695,9 @@ def _mail_ports_failed(run: HostRun, server: Server, preface: str, answered: set
     the run is no reason to fail it). Ends the run as failed (and returns its state) if a port does
     not answer like MailEnable.
     """
+    if answered is not None and not answered & {"SMTP", "POP", "IMAP"}:
+        event_append(run.pk, "No mail port answered on the host before the run: none was checked from the network.")
+        return None
     problems = check_mail_banners(server, protocols=answered)
     if problems:
         message = f"{preface}, but from here: " + "; ".join(problems)

@@ -154,6 +154,11 @@ class Lab:
                 lab_host.mail.ports = dict.fromkeys(PROTOCOLS, 0)
             self.mail.add(lab_host.mail)
         self.mail.start()
+        for lab_host in self.hosts.values():
+            # The ports the listeners really got (0 = a free one): the host's own probes see them too.
+            for protocol, number in lab_host.mail.ports.items():
+                if number:
+                    lab_host.binding.mail_ports[number] = protocol
         if self.persist:
             for lab_host in self.hosts.values():
                 self.save(lab_host.name)
