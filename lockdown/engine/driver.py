@@ -257,23 +257,19 @@ def _item_map(items: list[ObservedItem]) -> dict[tuple[str, str], ObservedItem]:
     return {i.key: i for i in items}
 
 
+def _control(step_id: str, name: str, action: str) -> Step:
+    """service_control stop/start (never Restart-Service: it would start a service that was stopped)."""
+    return Step(
+        id=step_id,
+        op="service_control",
+        args={"name": name, "action": action, "timeout_ms": health.SERVICE_TIMEOUT_MS},
+    )
+
+
 def _restart_steps(prefix: str, names: list[str]) -> list[Step]:
     steps = []
     for n, name in enumerate(dict.fromkeys(names)):
-        steps.append(
-            Step(
-                id=f"{prefix}stop{n}",
-                op="service_control",
-                args={"name": name, "action": "stop", "timeout_ms": health.SERVICE_TIMEOUT_MS},
-            )
-        )
-        steps.append(
-            Step(
-                id=f"{prefix}start{n}",
-                op="service_control",
-                args={"name": name, "action": "start", "timeout_ms": health.SERVICE_TIMEOUT_MS},
-            )
-        )
+        steps += [_control(f"{prefix}stop{n}", name, "stop"), _control(f"{prefix}start{n}", name, "start")]
     return steps
 
 
@@ -368,20 +364,8 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
             and state.get("state") == "Running"
             and any(i.target.casefold() == name.casefold() for i in searching)
         ):
-            program_steps.append(
-                Step(
-                    id=f"s.stop{n}",
-                    op="service_control",
-                    args={"name": name, "action": "stop", "timeout_ms": health.SERVICE_TIMEOUT_MS},
-                )
-            )
-            search_restore.append(
-                Step(
-                    id=f"s.start{n}",
-                    op="service_control",
-                    args={"name": name, "action": "start", "timeout_ms": health.SERVICE_TIMEOUT_MS},
-                )
-            )
+            program_steps.append(_control(f"s.stop{n}", name, "stop"))
+            search_restore.append(_control(f"s.start{n}", name, "start"))
     during = Step(id="s.during", op="service_get", args={"names": list(SEARCH_SERVICES)})
     program_steps.append(during)
     program_steps += builder.steps + reset_steps

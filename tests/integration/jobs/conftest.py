@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,28 @@ def inline(agent) -> Iterator[ScriptedAgent]:
     services.set_enqueue(runner.run_host)
     yield agent
     services.set_enqueue(None)
+
+
+def lab_server(lab: Any, name: str, customer_name: str, **fields: Any) -> Any:
+    """A winlab host as the MSP's inventory would hold it: HTTP + NTLM (message encryption), its mail ports."""
+    from servers.choices import AuthMethod, TLSVerify, WinRMScheme
+    from servers.models import Credential, Customer, Server
+
+    entry = next(e for e in lab.inventory()["hosts"] if e["name"] == name)
+    customer, _ = Customer.objects.get_or_create(name=customer_name)
+    credential = Credential(customer=customer, name=f"admin-{name}", username=entry["username"], auth=AuthMethod.NTLM)
+    credential.set_secret(entry["password"])
+    credential.save()
+    return Server.objects.create(
+        customer=customer,
+        name=name,
+        address=entry["address"],
+        winrm_scheme=WinRMScheme.HTTP,
+        winrm_port=entry["winrm"]["http_port"],
+        tls_verify=TLSVerify.OFF,
+        smtp_port=entry["mail_ports"]["smtp"],
+        pop_port=entry["mail_ports"]["pop"],
+        imap_port=entry["mail_ports"]["imap"],
+        credential=credential,
+        **fields,
+    )

@@ -22,10 +22,11 @@ from jobs.choices import HostRunState, JobKind
 from jobs.models import HostRun
 from jobs.services import JobOptions, job_create
 from servers.audit import Actor
-from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
+from servers.choices import Declared
 from servers.management.commands.import_winlab import _web
-from servers.models import Credential, Customer, Server
+from servers.models import Server
 from servers.tenancy import Scope
+from tests.integration.jobs.conftest import lab_server
 from tests.integration.winlab_agent.conftest import SPECS
 from winlab.lab import Lab
 from winlab.windows.clock import ManualClock
@@ -84,25 +85,11 @@ def inline() -> Iterator[None]:
 def server_for(lab: Lab, role: str) -> Server:
     name = VARIANTS[role].name
     entry = next(e for e in lab.inventory()["hosts"] if e["name"] == name)
-    customer, _ = Customer.objects.get_or_create(name="Variants Ltd")
-    credential = Credential(customer=customer, name=f"admin-{name}", username=entry["username"], auth=AuthMethod.NTLM)
-    credential.set_secret(entry["password"])
-    credential.save()
-    return Server.objects.create(
-        customer=customer,
-        name=name,
-        address=entry["address"],
-        winrm_scheme=WinRMScheme.HTTP,
-        winrm_port=entry["winrm"]["http_port"],
-        tls_verify=TLSVerify.OFF,
-        credential=credential,
-        smtp_port=entry["mail_ports"]["smtp"],
-        pop_port=entry["mail_ports"]["pop"],
-        imap_port=entry["mail_ports"]["imap"],
-        sql_integrated=Declared.YES if role in SQL_HOSTS else Declared.NO,
-        integrated_auth=Declared.NO,
-        **_web(entry),
+    sql = Declared.YES if role in SQL_HOSTS else Declared.NO
+    server: Server = lab_server(
+        lab, name, "Variants Ltd", sql_integrated=sql, integrated_auth=Declared.NO, **_web(entry)
     )
+    return server
 
 
 def run(kind: JobKind, server: Server, **options: object) -> HostRun:

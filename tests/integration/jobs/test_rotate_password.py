@@ -15,10 +15,10 @@ from jobs.choices import HostRunState, JobKind
 from jobs.models import HostRun, HostRunEvent, Job, ServiceAccountSecret
 from jobs.services import JobOptions, job_create
 from servers.audit import Actor
-from servers.choices import AuthMethod, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret
-from servers.models import AuditEvent, Credential, Customer, Server
+from servers.models import AuditEvent, Server
 from servers.tenancy import Scope
+from tests.integration.jobs.conftest import lab_server
 from tests.integration.winlab_agent.conftest import SPECS, start_lab
 from winlab.lab import Lab
 from winlab.windows.tokens import LogonType
@@ -53,24 +53,8 @@ def inline() -> Iterator[None]:
 
 
 def server_for(lab: Lab, name: str) -> Server:
-    """The winlab host as the inventory would hold it: HTTP + NTLM (message encryption), its mail ports."""
-    entry = next(e for e in lab.inventory()["hosts"] if e["name"] == name)
-    customer, _ = Customer.objects.get_or_create(name="Rotation Ltd")
-    credential = Credential(customer=customer, name=f"admin-{name}", username=entry["username"], auth=AuthMethod.NTLM)
-    credential.set_secret(entry["password"])
-    credential.save()
-    return Server.objects.create(
-        customer=customer,
-        name=name,
-        address=entry["address"],
-        winrm_scheme=WinRMScheme.HTTP,
-        winrm_port=entry["winrm"]["http_port"],
-        tls_verify=TLSVerify.OFF,
-        smtp_port=entry["mail_ports"]["smtp"],
-        pop_port=entry["mail_ports"]["pop"],
-        imap_port=entry["mail_ports"]["imap"],
-        credential=credential,
-    )
+    server: Server = lab_server(lab, name, "Rotation Ltd")
+    return server
 
 
 def run_job(kind: JobKind, server: Server, options: JobOptions | None = None) -> HostRun:
