@@ -34,7 +34,9 @@ def test_a_worker_killed_mid_harden_leaves_a_failed_run_and_a_host_that_can_be_v
     harden = start_job(JobKind.HARDEN, [server])
     run = HostRun.objects.get(job=harden)
     wait_until(
-        lambda: HostRunEvent.objects.filter(host_run=run, message__startswith="Applying the plan").exists(),
+        lambda: HostRunEvent.objects.filter(
+            host_run=run, message__startswith="Hardening: the host is read first"
+        ).exists(),
         timeout=30,
         what="the harden to reach its apply",
         every=0.02,
