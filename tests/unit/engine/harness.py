@@ -5,18 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Final
 
 from lockdown.agent import AGENT_VERSION
 from lockdown.engine import driver
 from lockdown.engine.program import Program, ProgramResult
-from lockdown.rules import AgentRequest, Facts, Plan, RuleOutcome, compile_plan, evaluate, load_builtin_profile
+from lockdown.rules import AgentRequest, Facts, Plan, Profile, RuleOutcome, compile_plan, evaluate, load_builtin_profile
 from lockdown.rules.vocabulary import AgentMode, Tristate
 from tests.unit.winlab.builders import make_host
 from winlab.agent.executor import run_program
 from winlab.windows.host import WindowsHost
 
 SERVICE_PASSWORD: Final = "Ime-System-Pw-42!"
+
+
+@cache
+def builtin_profile() -> Profile:
+    """The built-in profile, parsed once per process (YAML parsing dominated a test's time)."""
+    return load_builtin_profile()
 
 
 @dataclass
@@ -51,7 +58,7 @@ class Harness:
                 "integrated_auth": Tristate.YES if integrated else Tristate.NO,
             }
         )
-        return compile_plan(load_builtin_profile(), declared)
+        return compile_plan(builtin_profile(), declared)
 
 
 def harness(**spec: Any) -> Harness:
