@@ -30,8 +30,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
-ENGINE = "lockdown/engine"
-MODULES = ("sddl", "observe", "changes", "health", "driver", "program")
+# name -> the file mutated: the engine, and the framing that builds the agent's stdin and reads its output
+FILES = {m: f"lockdown/engine/{m}.py" for m in ("sddl", "observe", "changes", "health", "driver", "program")}
+FILES["framing"] = "lockdown/agent/__init__.py"
+MODULES = tuple(FILES)
+
+
+def _dotted(module: str) -> str:
+    """mutmut's module name of a file (a package's __init__ is the package)."""
+    return FILES[module].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 STATUS: dict[int | None, str] = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"}
 STATUS |= {34: "skipped", 36: "timeout"}
 STATUS |= {-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 37: "type check", None: "not checked"}
@@ -60,7 +67,7 @@ def _where(module: str, key: str, mutated: list[str], spans: dict[str, list[int]
     """file:line and the changed lines of one mutant, from the mutated copy mutmut wrote."""
     func, _, _num = key.rpartition(".")[2].rpartition("__mutmut_")
     orig, mut = spans.get(f"{func}__mutmut_orig"), spans.get(key.rpartition(".")[2])
-    out: dict[str, Any] = {"name": key, "file": f"{ENGINE}/{module}.py", "line": None, "old": "", "new": ""}
+    out: dict[str, Any] = {"name": key, "file": FILES[module], "line": None, "old": "", "new": ""}
     if not orig or not mut:
         return out
     a, b = mutated[orig[0] - 1 : orig[1]], mutated[mut[0] - 1 : mut[1]]
@@ -81,7 +88,7 @@ def collect(modules: tuple[str, ...]) -> dict[str, Any]:
     survivors: list[dict[str, Any]] = []
     timeouts: list[str] = []
     for module in modules:
-        meta = MUTANTS / ENGINE / f"{module}.py.meta"
+        meta = MUTANTS / f"{FILES[module]}.meta"
         if not meta.exists():
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
@@ -90,9 +97,9 @@ def collect(modules: tuple[str, ...]) -> dict[str, Any]:
         bad = [k for k, c in codes.items() if STATUS.get(c, "suspicious") in ("survived", "no tests", "suspicious")]
         timeouts += [k for k, c in codes.items() if STATUS.get(c) == "timeout"]
         if bad:
-            mutated = (MUTANTS / ENGINE / f"{module}.py").read_text().splitlines()
-            spans = json.loads((MUTANTS / ENGINE / f"{module}.py.spans").read_text())["spans"]
-            defs = _def_lines((ROOT / ENGINE / f"{module}.py").read_text())
+            mutated = (MUTANTS / FILES[module]).read_text().splitlines()
+            spans = json.loads((MUTANTS / f"{FILES[module]}.spans").read_text())["spans"]
+            defs = _def_lines((ROOT / FILES[module]).read_text())
             for key in sorted(bad, key=lambda k: (k.rpartition("__mutmut_")[0], int(k.rpartition("_")[2]))):
                 entry = _where(module, key, mutated, spans, defs)
                 entry["status"] = STATUS.get(codes[key], "suspicious")
@@ -132,7 +139,8 @@ def main() -> int:
     if not args.report:
         if args.fresh and MUTANTS.exists():
             shutil.rmtree(MUTANTS)
-        globs = [f"lockdown.engine.{m}.*" for m in modules]
+        # naming mutants makes mutmut re-test them all; with no names it keeps earlier verdicts
+        globs = [] if set(modules) == set(MODULES) else [f"{_dotted(m)}.x*" for m in modules]
         cmd = [_mutmut(), "run", "--max-children", str(args.max_children), *globs]
         print("$", " ".join(cmd), flush=True)
         # mutmut's progress line redraws with \r; keep it off a captured log

@@ -408,12 +408,12 @@ function Get-FleetPasswordPolicy {
 }
 
 function Get-FleetJournalPaths {
-    # @(FleetLockdown folder, journal folder, <job_id>.json) under %ProgramData%.
+    # @(FleetLockdown folder, journal folder, <job_id>.jsonl) under %ProgramData%.
     param([string]$JobId)
     if ($JobId -notmatch $script:FleetJobIdPattern) { throw ('bad job id: ' + $JobId) }
     $root = Join-Path -Path $env:ProgramData -ChildPath 'FleetLockdown'
     $folder = Join-Path -Path $root -ChildPath 'journal'
-    return @($root, $folder, (Join-Path -Path $folder -ChildPath ($JobId + '.json')))
+    return @($root, $folder, (Join-Path -Path $folder -ChildPath ($JobId + '.jsonl')))
 }
 
 function Get-FleetJournalProblem {
@@ -453,35 +453,45 @@ function Initialize-FleetJournalFolder {
 }
 
 function Read-FleetJournalEntries {
-    # The JSON array in <job_id>.json (File.ReadAllText + ConvertFrom-Json), as an array.
+    # <job_id>.jsonl: one compact JSON object per line (File.ReadAllText, split on LF, ConvertFrom-Json
+    # per line). A last line without its LF was cut short by a stop mid-write: left out, and said.
+    # Returns @(entries, problem-or-$null).
     param([string]$Path)
-    $parsed = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($Path, [System.Text.Encoding]::UTF8))
+    $lines = ([System.IO.File]::ReadAllText($Path, [System.Text.Encoding]::UTF8)).Split([char]10)
     $entries = New-Object -TypeName System.Collections.ArrayList
-    foreach ($entry in @($parsed)) { [void]$entries.Add($entry) }
-    return , $entries.ToArray()
+    $last = $lines.Length - 1
+    for ($i = 0; $i -lt $last; $i++) {
+        if ($lines[$i].Length -gt 0) { [void]$entries.Add((ConvertFrom-Json -InputObject $lines[$i])) }
+    }
+    $torn = $null
+    if ($lines[$last].Length -gt 0) { $torn = 'the last entry was cut short (the agent stopped while writing it) and is left out' }
+    $read = @($entries.ToArray(), $torn)
+    return , $read
 }
 
 function Add-FleetJournalEntry {
-    # The executor's journal append: read the entries there are, add one, write a temp file and
-    # swap it in (File.Replace / File.Move), so the journal is never half-written.
+    # The executor's journal append: one line (ConvertTo-Json -Compress, LF) added with a FileStream
+    # opened FileMode.Append and FileOptions.WriteThrough, then Flush($true); the folders are created
+    # only when the file does not exist yet. Cost per append is constant: nothing is re-read.
+    # Source: MS Learn "FileMode Enum" (Append), "FileOptions Enum" (WriteThrough), "FileStream.Flush(Boolean)".
     param([string]$JobId, $Entry)
     $paths = Get-FleetJournalPaths -JobId $JobId
-    Initialize-FleetJournalFolder -Path $paths[0]
-    Initialize-FleetJournalFolder -Path $paths[1]
-    $problem = Get-FleetJournalProblem -Path $paths[2]
-    if ($null -ne $problem) { throw ('journal not trusted: ' + $problem) }
-    $entries = New-Object -TypeName System.Collections.ArrayList
-    if (Test-Path -LiteralPath $paths[2] -PathType Leaf) {
-        foreach ($old in (Read-FleetJournalEntries -Path $paths[2])) { [void]$entries.Add($old) }
+    foreach ($path in $paths) {
+        $problem = Get-FleetJournalProblem -Path $path
+        if ($null -ne $problem) { throw ('journal not trusted: ' + $problem) }
     }
-    [void]$entries.Add($Entry)
-    $json = ConvertTo-Json -InputObject $entries.ToArray() -Depth 32 -Compress
-    $temp = $paths[2] + '.tmp'
-    [void][System.IO.File]::WriteAllText($temp, $json, (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false))
-    if (Test-Path -LiteralPath $paths[2] -PathType Leaf) {
-        [void][System.IO.File]::Replace($temp, $paths[2], $null)
-    } else {
-        [void][System.IO.File]::Move($temp, $paths[2])
+    if (-not (Test-Path -LiteralPath $paths[2] -PathType Leaf)) {
+        Initialize-FleetJournalFolder -Path $paths[0]
+        Initialize-FleetJournalFolder -Path $paths[1]
+    }
+    $line = (ConvertTo-Json -InputObject $Entry -Depth 32 -Compress) + [char]10
+    $bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes($line)
+    $stream = New-Object -TypeName System.IO.FileStream -ArgumentList @($paths[2], [System.IO.FileMode]::Append, [System.IO.FileAccess]::Write, [System.IO.FileShare]::Read, 4096, [System.IO.FileOptions]::WriteThrough)
+    try {
+        [void]$stream.Write($bytes, 0, $bytes.Length)
+        [void]$stream.Flush($true)
+    } finally {
+        [void]$stream.Dispose()
     }
 }
 
@@ -850,8 +860,12 @@ function Invoke-FleetOpJournalRead {
         $problem = Get-FleetJournalProblem -Path $path
         if ($null -ne $problem) { return @{ exists = $true; trusted = $false; entries = @(); problem = $problem } }
     }
-    $entries = Read-FleetJournalEntries -Path $paths[2]
-    return @{ exists = $true; trusted = $true; entries = $entries; problem = $null }
+    try {
+        $read = Read-FleetJournalEntries -Path $paths[2]
+    } catch {
+        return @{ exists = $true; trusted = $true; entries = @(); problem = ('journal is not valid: ' + [string]$_.Exception.Message) }
+    }
+    return @{ exists = $true; trusted = $true; entries = $read[0]; problem = $read[1] }
 }
 
 # ------------------------------------------------------------------------------------------------

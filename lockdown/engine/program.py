@@ -30,7 +30,7 @@ Executor semantics (the same on the host and in winlab):
    e. when the step has a `journal` object and its status is `ok` and `result.changed` is
       true, the executor appends `{"step": id, "record": journal, "vars": {every variable bound so
       far, secrets excluded}}` to the host journal of this job
-      (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.json`) *before* running the next step; when
+      (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.jsonl`, a line per entry) *before* running the next step; when
       that append fails, the step's status becomes `error` (its result kept), so a critical step aborts;
    f. when the status is not `ok` and the step is `critical`, the program aborts: no further
       step runs, `aborted_at` is this step's id.

@@ -127,7 +127,7 @@ class AgentRequest(LockdownModel):
     with the `job_id` of the run that made it and that run's own `sequence` (the agent undoes the
     list in reverse order). `recover_job_ids` (rollback only) are the job ids of runs whose result
     never reached the database: the agent reads their entries from its journal on the host
-    (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.json`, written before each change returns),
+    (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.jsonl`, written before each change returns),
     drops those already in `rollback` (same job_id and sequence), undoes them before the listed
     changes (a lost run is taken as newer than every recorded change) and reports them in the
     result's `recovered`. `health` tells the health check which ports and login pages to test

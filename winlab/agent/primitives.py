@@ -8,7 +8,7 @@ never by a flag here. Each function returns exactly the result keys of the contr
 `PrimitiveError` whose code is "win32_<n>" (a `Win32Error` of the model), "sql_<n>" (a `SqlError`)
 or "exception" (anything else, as a PowerShell `throw` would be).
 
-The journal (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.json`) lives here too: the executor
+The journal (`%ProgramData%\\FleetLockdown\\journal\\<job_id>.jsonl`) lives here too: the executor
 appends to it (`journal_append`), `journal_read` / `journal_delete` are primitives. Its ownership
 refusals are v1's (`Assert-FleetJournalTrusted` in lockdown/agent/common.ps1).
 """
@@ -755,7 +755,7 @@ _FOLDER_DACL: Final = (
 
 def journal_path(job_id: str) -> str:
     """The journal file of one job id (characters a file name cannot hold become '_')."""
-    return f"{JOURNAL_DIR}\\{_UNSAFE.sub('_', job_id)}.json"
+    return f"{JOURNAL_DIR}\\{_UNSAFE.sub('_', job_id)}.jsonl"
 
 
 def _untrusted(host: WindowsHost, token: Token, path: str) -> str | None:
@@ -779,35 +779,40 @@ def _check_trusted(host: WindowsHost, token: Token, paths: tuple[str, ...]) -> s
     return None
 
 
-def _read_entries(host: WindowsHost, token: Token, path: str) -> list[Any]:
+def _read_entries(host: WindowsHost, token: Token, path: str) -> tuple[list[Any], str | None]:
+    """Read-FleetJournalEntries: one JSON object per line; a last line without its newline is torn.
+
+    Returns the complete entries and, for a torn last line, why it was left out.
+    """
     fs = host.fs
     fs.tree.require(fs.tree.node(path), token, sec.FILE_GENERIC_READ)
-    entries = json.loads(fs.read_text(path) or "[]")
-    if not isinstance(entries, list):
-        raise ValueError("the journal is not a JSON list")
-    return entries
+    text = fs.read_text(path) or ""
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with its newline
+    entries = [json.loads(line) for line in lines if line]
+    if torn:
+        return entries, "the last entry was cut short (the agent stopped while writing it) and is left out"
+    return entries, None
 
 
 def journal_append(host: WindowsHost, token: Token, job_id: str, entry: Result) -> None:
-    """Append one entry to the job's journal (folders created protected, SYSTEM + Administrators only)."""
+    """Append one line to the job's journal; the folders are created (protected, SYSTEM +
+    Administrators only) when the file does not exist yet."""
     fs = host.fs
     path = journal_path(job_id)
     try:
         problem = _check_trusted(host, token, (JOURNAL_ROOT, JOURNAL_DIR, path))
         if problem:
             raise _fail(problem)
-        if not fs.exists(PROGRAM_DATA):
-            fs.create_dir(PROGRAM_DATA, token)
-        for folder in (JOURNAL_ROOT, JOURNAL_DIR):
-            if not fs.exists(folder):
-                fs.create_dir(folder, token, owner=sids.ADMINISTRATORS, explicit=_FOLDER_DACL, protected=True)
-        entries = _read_entries(host, token, path) if fs.exists(path) else []
-        entries.append(entry)
-        fs.write_text(path, json.dumps(entries, sort_keys=True, separators=(",", ":")), token)
+        if not fs.exists(path):
+            if not fs.exists(PROGRAM_DATA):
+                fs.create_dir(PROGRAM_DATA, token)
+            for folder in (JOURNAL_ROOT, JOURNAL_DIR):
+                if not fs.exists(folder):
+                    fs.create_dir(folder, token, owner=sids.ADMINISTRATORS, explicit=_FOLDER_DACL, protected=True)
+        fs.append_text(path, json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n", token)
     except Win32Error as exc:
         raise PrimitiveError(f"win32_{exc.code}", win32_text(exc)) from exc
-    except ValueError as exc:
-        raise _fail(f"journal {path}: {exc}") from exc
 
 
 @_primitive
@@ -821,10 +826,10 @@ def journal_read(ctx: PrimitiveContext, args: dict[str, Any]) -> Result:
     if problem:
         return {"exists": True, "trusted": False, "entries": [], "problem": problem}
     try:
-        entries = _read_entries(host, ctx.token, path)
+        entries, torn = _read_entries(host, ctx.token, path)
     except ValueError as exc:
         return {"exists": True, "trusted": True, "entries": [], "problem": f"journal is not valid: {exc}"}
-    return {"exists": True, "trusted": True, "entries": entries, "problem": None}
+    return {"exists": True, "trusted": True, "entries": entries, "problem": torn}
 
 
 @_primitive

@@ -168,6 +168,16 @@ class FileSystem:
         self.contents[normalize(path).lower()] = text
         self.tree.ctx.mutated("fs.write", normalize(path))
 
+    def append_text(self, path: str, text: str, token: Token | None = None) -> None:
+        """FileMode.Append: create the file if missing (inheriting its folder's DACL), add to its end."""
+        if not self.exists(path):
+            self.create_file(path, token)
+        else:
+            self.tree.require(self.tree.node(path), token, sec.FILE_APPEND_DATA)
+        key = normalize(path).lower()
+        self.contents[key] = (self.contents.get(key) or "") + text
+        self.tree.ctx.mutated("fs.append", normalize(path))
+
     def move(self, src: str, dst_dir: str, token: Token | None = None) -> Node:
         return self.tree.move(src, dst_dir, token)
 

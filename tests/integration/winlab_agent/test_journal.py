@@ -67,7 +67,7 @@ def test_an_apply_journals_its_changes_in_an_administrators_only_folder(lab: Lab
         assert {c.job_id for c in applied.changes} == {"41.7"}
         text = fs.read_text(journal_path("41.7"))
         assert text is not None
-        recorded = journal_records(json.loads(text), "41.7")
+        recorded = journal_records([json.loads(line) for line in text.splitlines()], "41.7")
         # Every change is journalled; the result's ACL records carry the host's read-back as `after`.
         assert [(c.rule_id, c.target, c.sequence, c.before) for c in recorded] == [
             (c.rule_id, c.target, c.sequence, c.before)

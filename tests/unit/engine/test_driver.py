@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from lockdown.engine import sddl
 from lockdown.engine.changes import PHASES
+from lockdown.engine.driver import journal_records
 from lockdown.engine.program import Program
 from lockdown.rules.vocabulary import AgentMode, RuleType
 from tests.unit.engine.harness import Harness, counts, harness, outcomes, steps_of
+from winlab.agent.primitives import journal_path
 from winlab.windows.policy import GroupPolicyObject
 
 PHASE_OF_OP = {
@@ -110,13 +114,19 @@ def test_planted_11_every_change_is_journalled_and_has_an_inverse() -> None:
     assert all(s.journal is not None for s in mutating)
     undone = {s.when_done for s in program.on_failure if s.when_done}
     assert {s.id for s in mutating} <= undone
-    journal = (
-        h.host.fs.read_text("C:\\ProgramData\\FleetLockdown\\journal\\job-1.json")
-        if hasattr(h.host.fs, "read_text")
-        else None
-    )
+    # the host journal holds every change the result reports, as the same record, in order; for an
+    # ACL the journal has the DACL as written, the result as re-read: the same owner and explicit ACEs
+    lines = (h.host.fs.read_text(journal_path("job-1")) or "").splitlines()
+    journalled = journal_records([json.loads(line) for line in lines], "job-1")
     assert result.changes
-    assert journal is None or "rule_id" in journal
+    assert len(journalled) == len(result.changes)
+    for written, reported in zip(journalled, result.changes, strict=True):
+        assert written.model_copy(update={"after": None}) == reported.model_copy(update={"after": None})
+        if reported.target_kind.value in ("file", "directory", "registry_key"):
+            a, b = sddl.parse(written.after or ""), sddl.parse(reported.after or "")
+            assert (a.owner, a.protected, a.explicit) == (b.owner, b.protected, b.explicit)
+        else:
+            assert written.after == reported.after
 
 
 def test_planted_07_changed_services_are_restarted_and_health_checked() -> None:
@@ -256,7 +266,7 @@ def test_rollback_is_two_invocations_and_spends_the_journal_only_when_every_undo
     h = harness()
     plan = h.plan()
     applied = h.run(AgentMode.APPLY, plan=plan, job_id="7.1")
-    journal = "C:\\ProgramData\\FleetLockdown\\journal\\7.1.json"
+    journal = "C:\\ProgramData\\FleetLockdown\\journal\\7.1.jsonl"
     assert h.host.fs.read_text(journal)
     # One object now refuses the write (access denied, as an injected fault): that undo fails, so
     # 7.1's journal stays for a later rollback; everything else is undone.

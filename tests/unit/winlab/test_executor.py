@@ -48,8 +48,8 @@ def ime_user(host: WindowsHost) -> str:
 
 
 def journal(host: WindowsHost, job_id: str = "job-7") -> list[dict[str, Any]]:
-    text = host.fs.read_text(journal_path(job_id))
-    return json.loads(text) if text else []
+    text = host.fs.read_text(journal_path(job_id)) or ""
+    return [json.loads(line) for line in text.splitlines()]
 
 
 # --- program-level refusals -------------------------------------------------------------------------

@@ -521,6 +521,27 @@ def test_journal_append_read_delete(host, ctx):
     assert call(ctx, "journal_delete", job_id="job-1") == {"changed": False}
 
 
+def test_the_journal_is_a_line_per_entry_and_a_torn_last_line_is_left_out_and_said(host, ctx):
+    journal_append(host, ctx.token, "job-1", {"step": "a", "record": {"x": 1}, "vars": {}})
+    path = journal_path("job-1")
+    assert path.endswith("job-1.jsonl")
+    assert host.fs.read_text(path) == '{"record":{"x":1},"step":"a","vars":{}}\n'
+    journal_append(host, ctx.token, "job-1", {"step": "b", "record": {}, "vars": {}})
+    assert host.fs.read_text(path).count("\n") == 2
+    assert call(ctx, "journal_read", job_id="job-1")["problem"] is None
+    # the agent was stopped in the middle of writing a third line
+    host.fs.append_text(path, '{"record":{"y"', ctx.token)
+    got = call(ctx, "journal_read", job_id="job-1")
+    assert got["trusted"]
+    assert [e["step"] for e in got["entries"]] == ["a", "b"]
+    assert "cut short" in got["problem"]
+    # a broken line that is not the last is not a torn write: the journal is not valid
+    host.fs.write_text(path, '{"step":"a"}\nnot json\n{"step":"c"}\n', ctx.token)
+    got = call(ctx, "journal_read", job_id="job-1")
+    assert got["entries"] == []
+    assert got["problem"].startswith("journal is not valid")
+
+
 def test_a_planted_journal_folder_is_not_trusted(host, ctx):
     user = host.logon("IME_USER", host.mailenable.install.passwords["IME_USER"])
     host.fs.create_dir(JOURNAL_ROOT, user)  # Users may create folders under ProgramData
