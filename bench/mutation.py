@@ -39,6 +39,8 @@ MODULES = tuple(FILES)
 def _dotted(module: str) -> str:
     """mutmut's module name of a file (a package's __init__ is the package)."""
     return FILES[module].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
 STATUS: dict[int | None, str] = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"}
 STATUS |= {34: "skipped", 36: "timeout"}
 STATUS |= {-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 37: "type check", None: "not checked"}

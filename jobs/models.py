@@ -15,6 +15,7 @@ from django.db.models import Q
 
 from jobs.choices import AlertKind, DeliveryChannel, DeliveryState, EventLevel, HostRunState, JobKind, JobState
 from servers.models import Customer, Server
+from servers.secret_fields import EncryptedTextField
 
 
 class Job(models.Model):
@@ -227,10 +228,10 @@ class ServiceAccountSecret(models.Model):
     """
 
     server = models.OneToOneField(Server, on_delete=models.CASCADE, related_name="service_account")
-    password_encrypted = models.TextField()
+    password_encrypted = EncryptedTextField()
     # DANGER: a rotation's new password while the host has not confirmed it (kept so a worker that dies
     # mid-rotation leaves both candidates); promoted to password_encrypted on success, cleared on failure.
-    pending_password_encrypted = models.TextField(blank=True)
+    pending_password_encrypted = EncryptedTextField(blank=True)
     set_at = models.DateTimeField(null=True, blank=True, help_text="When a harden last set it on the host")
     rotated_at = models.DateTimeField(null=True, blank=True, help_text="When a rotation last changed it")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -269,7 +270,7 @@ class AlertSettings(models.Model):
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="alert_settings")
     email_recipients = models.TextField(blank=True, help_text="One address per line")
     webhook_url = models.URLField(max_length=500, blank=True)
-    webhook_secret_encrypted = models.TextField(blank=True)
+    webhook_secret_encrypted = EncryptedTextField(blank=True)
     auto_remediate = models.BooleanField(
         default=False, help_text="Start a harden job when a scheduled verify finds drift (off by default)"
     )

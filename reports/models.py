@@ -9,6 +9,8 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 
+from servers.secret_fields import EncryptedTextField
+
 
 class SigningKey(models.Model):
     """The installation's Ed25519 key that signs every report and its evidence.
@@ -20,7 +22,7 @@ class SigningKey(models.Model):
 
     name = models.CharField(max_length=40, unique=True, default="installation")
     public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, base64")
-    private_key_encrypted = models.TextField(editable=False)
+    private_key_encrypted = EncryptedTextField(editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"private_key_encrypted"})

@@ -6,3 +6,6 @@ class ServersConfig(AppConfig):
 
     name = "servers"
     verbose_name = "Inventory"
+
+    def ready(self) -> None:
+        from servers import checks  # noqa: F401  (registers the deploy checks)

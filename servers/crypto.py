@@ -44,7 +44,10 @@ def decrypt_secret(ciphertext: str) -> str:
 
 def rotate_ciphertext(ciphertext: str) -> str:
     """Re-encrypt under the newest key (MultiFernet.rotate keeps the timestamp)."""
-    return fernet().rotate(ciphertext.encode("ascii")).decode("ascii")
+    try:
+        return fernet().rotate(ciphertext.encode("ascii")).decode("ascii")
+    except InvalidToken:
+        raise SecretDecryptionError("stored secret cannot be decrypted with the configured keys") from None
 
 
 def generate_key() -> str:

@@ -12,6 +12,7 @@ from django.db.models import Q
 from servers.choices import AuthMethod, Declared, Role, ServerStatus, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret, encrypt_secret
 from servers.maintenance import Window, current_or_next_window
+from servers.secret_fields import EncryptedTextField
 
 
 class Customer(models.Model):
@@ -93,7 +94,7 @@ class Credential(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credentials")
     name = models.CharField(max_length=120)
     username = models.CharField(max_length=256)
-    secret_encrypted = models.TextField(editable=False)
+    secret_encrypted = EncryptedTextField(editable=False)
     auth = models.CharField(max_length=8, choices=AuthMethod.choices, default=AuthMethod.NTLM)
     created_at = models.DateTimeField(auto_now_add=True)
     secret_changed_at = models.DateTimeField(null=True, blank=True)
