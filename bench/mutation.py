@@ -65,6 +65,14 @@ def _def_lines(source: str) -> dict[str, int]:
     return out
 
 
+def _body(lines: list[str]) -> list[str]:
+    """The lines after the `def` (its name differs in every copy, so it is not compared)."""
+    for n, line in enumerate(lines):
+        if line.lstrip().startswith(("def ", "async def ")):
+            return lines[n + 1 :]
+    return lines
+
+
 def _where(module: str, key: str, mutated: list[str], spans: dict[str, list[int]], defs: dict[str, int]) -> dict:
     """file:line and the changed lines of one mutant, from the mutated copy mutmut wrote."""
     func, _, _num = key.rpartition(".")[2].rpartition("__mutmut_")
@@ -72,13 +80,13 @@ def _where(module: str, key: str, mutated: list[str], spans: dict[str, list[int]
     out: dict[str, Any] = {"name": key, "file": FILES[module], "line": None, "old": "", "new": ""}
     if not orig or not mut:
         return out
-    a, b = mutated[orig[0] - 1 : orig[1]], mutated[mut[0] - 1 : mut[1]]
+    a, b = _body(mutated[orig[0] - 1 : orig[1]]), _body(mutated[mut[0] - 1 : mut[1]])
     base = defs.get(func.rsplit("__", 1)[0] if func.endswith("__") else func)
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag != "equal":
             if base is not None:
                 # both copies start at their `def` line; the original's def is at `base`
-                out["line"] = base + i1
+                out["line"] = base + 1 + i1
             out["old"] = " | ".join(x.strip() for x in a[i1:i2])
             out["new"] = " | ".join(x.strip() for x in b[j1:j2])
             break
