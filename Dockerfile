@@ -1,6 +1,7 @@
 # Production image: gunicorn serves the web app; the same image runs the Celery worker and beat.
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLEET_VAR_DIR=/var/lib/fleet
+# The image is production: it refuses to start without DJANGO_SECRET_KEY and FLEET_ENCRYPTION_KEYS.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLEET_VAR_DIR=/var/lib/fleet FLEET_ENV=production
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY config ./config

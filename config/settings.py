@@ -181,6 +181,10 @@ FLEET_RUN_TIMEOUT_S = env_int("FLEET_RUN_TIMEOUT_S", 1500)
 # Alerts: webhook targets must match this allow-list (host names, IP addresses or CIDR ranges; "*" = any
 # public host). Loopback, private, link-local (cloud metadata) and other internal addresses are refused
 # unless an IP/CIDR entry names them explicitly.
+# remote.networks: the networks managed hosts live in, for customers that set none of their own
+# (empty: any address; production should name them).
+FLEET_MANAGEMENT_NETWORKS = env_list("FLEET_MANAGEMENT_NETWORKS", [])
+FLEET_TEST_CONNECTION_PER_MINUTE = env_int("FLEET_TEST_CONNECTION_PER_MINUTE", 10)
 FLEET_WEBHOOK_ALLOWED_HOSTS = env_list("FLEET_WEBHOOK_ALLOWED_HOSTS", ["*"])
 FLEET_WEBHOOK_TIMEOUT_S = env_int("FLEET_WEBHOOK_TIMEOUT_S", 10)
 FLEET_WEBHOOK_MAX_RETRIES = env_int("FLEET_WEBHOOK_MAX_RETRIES", 6)
@@ -201,12 +205,22 @@ AUTH_PASSWORD_VALIDATORS = [
 # Two-factor (TOTP) for MSP admins and operators: always in production, opt-in elsewhere.
 FLEET_REQUIRE_2FA = env_bool("FLEET_REQUIRE_2FA", PRODUCTION)
 OTP_TOTP_ISSUER = "Fleet Lockdown"
+# The Django admin must not show TOTP seeds or their QR codes (whoever reads one owns the second factor).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = 0.25  # hours: a locked-out username+address may try again after 15 minutes
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = 0.25  # hours: a locked-out username may try again after 15 minutes
+# Two separate counters: per username whatever the address (guesses spread over many addresses still
+# lock the account), and per address whatever the username (one address trying many accounts).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# The client address (for the lockout log) comes from X-Forwarded-For only behind a configured number
+# of trusted proxies (FLEET_TRUSTED_PROXY_COUNT); otherwise a client could name any address.
+FLEET_TRUSTED_PROXY_COUNT = env_int("FLEET_TRUSTED_PROXY_COUNT", 0)
+AXES_IPWARE_PROXY_COUNT = FLEET_TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if FLEET_TRUSTED_PROXY_COUNT else ["REMOTE_ADDR"]
+)
 AXES_VERBOSE = False
 SESSION_COOKIE_AGE = 8 * 3600
 SESSION_COOKIE_HTTPONLY = True
@@ -269,7 +283,13 @@ LOGGING: dict[str, Any] = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("FLEET_LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    # pyspnego logs every NTLM token at DEBUG ("NTLM step input/output: <base64>"): an NTLMv2 response
+    # cracks offline, so these loggers stay at WARNING whatever FLEET_LOG_LEVEL says (and the redact
+    # filter strips any authentication token that still reaches a handler).
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        **{name: {"level": "WARNING"} for name in ("spnego", "requests_ntlm", "winrm", "requests_credssp")},
+    },
 }
 
 # --- Email ---------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -103,6 +105,15 @@ class AlertSettingsForm(forms.Form):
     auto_remediate = forms.BooleanField(
         required=False, label="Harden automatically when a scheduled verify finds drift (recorded in the audit log)"
     )
+    webhook_allow_http = forms.BooleanField(
+        required=False,
+        label="Allow a plain http:// webhook URL (MSP admins only; alerts then travel unencrypted)",
+    )
+
+    def __init__(self, *args: Any, may_allow_http: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not may_allow_http:
+            del self.fields["webhook_allow_http"]
 
     def clean_email_recipients(self) -> list[str]:
         recipients = [line.strip() for line in self.cleaned_data["email_recipients"].splitlines() if line.strip()]
@@ -127,11 +138,13 @@ def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpRespo
             "email_recipients": config.email_recipients,
             "webhook_url": config.webhook_url,
             "auto_remediate": config.auto_remediate,
+            "webhook_allow_http": config.webhook_allow_http,
         }
         if config
         else {}
     )
-    form = AlertSettingsForm(request.POST or None, initial=initial)
+    may_allow_http = scope.can(Action.MANAGE_CUSTOMERS)
+    form = AlertSettingsForm(request.POST or None, initial=initial, may_allow_http=may_allow_http)
     if request.method == "POST" and form.is_valid():
         url = form.cleaned_data["webhook_url"]
         secret = form.cleaned_data["webhook_secret"] or None
@@ -147,6 +160,7 @@ def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpRespo
                     webhook_url=url,
                     webhook_secret=secret,
                     auto_remediate=form.cleaned_data["auto_remediate"],
+                    webhook_allow_http=form.cleaned_data["webhook_allow_http"] if may_allow_http else None,
                 )
             except WebhookTargetRefused as refused:
                 form.add_error("webhook_url", refused.message)

@@ -242,8 +242,10 @@ def alert_settings_save(
     webhook_url: str,
     webhook_secret: str | None,
     auto_remediate: bool,
+    webhook_allow_http: bool | None = None,
 ) -> AlertSettings:
-    """Save a customer's alert settings. `webhook_secret` None keeps the stored one (write-only field).
+    """Save a customer's alert settings. `webhook_secret` None keeps the stored one (write-only field);
+    `webhook_allow_http` None keeps the stored choice, and only an MSP admin may change it.
 
     The URL is checked against the allow-list here and again before each delivery.
     DANGER: `webhook_secret` is plaintext; it is encrypted and never audited.
@@ -251,15 +253,22 @@ def alert_settings_save(
     from jobs.webhooks import check_webhook_target
 
     require(scope, Action.HARDEN, customer.pk)
+    stored = AlertSettings.objects.filter(customer=customer).first()
+    stored_http = bool(stored and stored.webhook_allow_http)
+    if webhook_allow_http is not None and webhook_allow_http != stored_http:
+        require(scope, Action.MANAGE_CUSTOMERS)  # MSP admins only
+    allow_http = stored_http if webhook_allow_http is None else webhook_allow_http
     if webhook_url:
-        check_webhook_target(webhook_url)
+        check_webhook_target(webhook_url, allow_http=allow_http)
     with transaction.atomic():
         config, _ = AlertSettings.objects.select_for_update().get_or_create(customer=customer)
         before = {
             "email_recipients": config.recipients,
             "webhook_url": config.webhook_url,
+            "webhook_allow_http": config.webhook_allow_http,
             "auto_remediate": config.auto_remediate,
         }
+        config.webhook_allow_http = allow_http
         config.email_recipients = "\n".join(r.strip() for r in email_recipients if r.strip())
         config.webhook_url = webhook_url
         secret_changed = False
@@ -274,6 +283,7 @@ def alert_settings_save(
         after = {
             "email_recipients": config.recipients,
             "webhook_url": config.webhook_url,
+            "webhook_allow_http": config.webhook_allow_http,
             "auto_remediate": config.auto_remediate,
         }
         changes: dict[str, Any] = {k: [before[k], after[k]] for k in after if before[k] != after[k]}

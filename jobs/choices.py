@@ -92,3 +92,20 @@ class DeliveryState(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+
+
+# Run errors that say how a connection failed (which port is closed, filtered, speaks TLS or WinRM):
+# customer-scoped users read CONNECT_FAILED instead, so the product is no port scanner for them.
+CONNECT_ERROR_KINDS = frozenset(
+    {
+        "unreachable",
+        "timeout",
+        "tls_verification_failed",
+        "authentication_failed",
+        "protocol_error",
+        "insecure_configuration",
+        "outside_management_networks",
+        "mail_ports",
+    }
+)
+CONNECT_FAILED = "Could not connect to the host. The MSP sees the details."

@@ -125,6 +125,9 @@ class HostRunEvent(models.Model):
     at = models.DateTimeField()
     level = models.CharField(max_length=8, choices=EventLevel.choices, default=EventLevel.INFO)
     message = models.TextField()
+    # The detail of a failed connection: shown to the MSP only (customer-scoped users read one
+    # "could not connect" line, so the log cannot be used to tell closed ports from open ones).
+    msp_only = models.BooleanField(default=False)
 
     class Meta:
         ordering: ClassVar = ["id"]
@@ -271,6 +274,8 @@ class AlertSettings(models.Model):
     email_recipients = models.TextField(blank=True, help_text="One address per line")
     webhook_url = models.URLField(max_length=500, blank=True)
     webhook_secret_encrypted = EncryptedTextField(blank=True)
+    # Plain http:// for this customer's webhook: only an MSP admin may turn it on (jobs.alerts).
+    webhook_allow_http = models.BooleanField(default=False)
     auto_remediate = models.BooleanField(
         default=False, help_text="Start a harden job when a scheduled verify finds drift (off by default)"
     )

@@ -23,8 +23,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from pydantic import SecretStr
 
-from jobs.choices import HostRunState, JobKind
+from jobs.choices import CONNECT_ERROR_KINDS, CONNECT_FAILED, HostRunState, JobKind
 from jobs.models import ChangeRecord, HostRun, RuleResult, ServerCompliance, ServiceAccountSecret
 from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
@@ -37,9 +38,11 @@ from lockdown.rules.profile import profile_from_data
 from lockdown.rules.vocabulary import AgentMode, RuleStatus
 from remote import run_agent
 from remote.connection import AuthMethod, HostConnection, Scheme, TlsVerify
-from remote.errors import RemoteError
+from remote.errors import OutsideManagementNetworks, RemoteError
+from remote.networks import require_inside
+from servers.binding import is_bound
 from servers.choices import ServerStatus
-from servers.crypto import decrypt_secret, encrypt_secret, register_secret
+from servers.crypto import contains_secret, decrypt_secret, encrypt_secret, redact, register_secret
 from servers.models import Server
 
 log = logging.getLogger(__name__)
@@ -62,22 +65,53 @@ AgentCall = Callable[[HostConnection, AgentRequest], AgentResult]
 _agent_call: AgentCall = run_agent
 
 
-def _scrub(value: Any) -> Any:
-    """Host output is untrusted: drop NUL (PostgreSQL cannot store it in text or JSON) everywhere."""
+def _scrub(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """Host output is untrusted: drop NUL (PostgreSQL cannot store it in text or JSON) everywhere, and
+    with `secrets`, every known secret and each of `secrets` (servers.crypto.redact)."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        text = value.replace("\x00", "")
+        return redact(text, secrets) if secrets else text
     if isinstance(value, list):
-        return [_scrub(item) for item in value]
+        return [_scrub(item, secrets) for item in value]
     if isinstance(value, dict):
-        return {_scrub(key): _scrub(item) for key, item in value.items()}
+        return {_scrub(key, secrets): _scrub(item, secrets) for key, item in value.items()}
     return value
 
 
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _texts(item)
+
+
+def _request_secrets(conn: HostConnection, request: AgentRequest) -> tuple[str, ...]:
+    """Every password this invocation carries (the credential's and each SecretStr of the request),
+    registered for redaction in this process before it travels anywhere."""
+    found = [conn.password]
+    found += [value.get_secret_value() for _name, value in request if isinstance(value, SecretStr)]
+    for secret in found:
+        register_secret(secret)
+    return tuple(secret for secret in found if secret)
+
+
 def _call_agent(conn: HostConnection, request: AgentRequest) -> AgentResult:
-    """One agent invocation; its result is re-validated after scrubbing, before anything is stored."""
+    """One agent invocation; its result is re-validated after scrubbing, before anything is stored.
+
+    The whole result is host output: no text of it (errors, observations, change records, the
+    rotation report) is stored or shown before every known secret is redacted from it.
+    """
+    secrets = _request_secrets(conn, request)
     result = _agent_call(conn, request)
     data = result.model_dump(mode="json")
-    clean = _scrub(data)
+    # one search over every text of the result first: redaction per string only when something is there
+    flat = "\n".join(_texts(data))
+    clean = _scrub(data, secrets) if contains_secret(flat, secrets) else _scrub(data)
     return result if clean == data else AgentResult.model_validate(clean)
 
 
@@ -159,7 +193,7 @@ def run_host(host_run_id: int) -> str:
             final = _end(run, HostRunState.FAILED, failure.kind, failure.message)
         except RemoteError as error:
             message = _without_prefix(error.message, error.kind)
-            event_append(run.pk, f"{error.kind}: {message}", level="error")
+            _connect_failure_events(run, error.kind, f"{error.kind}: {message}")
             _mark_server_unreachable(run, error.kind)
             final = _end(run, HostRunState.FAILED, error.kind, message)
         except Exception:
@@ -170,6 +204,15 @@ def run_host(host_run_id: int) -> str:
             )
     job_host_run_finished(run.job_id)
     return final
+
+
+def _connect_failure_events(run: HostRun, kind: str, detail: str) -> None:
+    """A failed connection: the detail for the MSP, one sentence for customer-scoped users."""
+    if kind in CONNECT_ERROR_KINDS:
+        event_append(run.pk, CONNECT_FAILED, level="error")
+        event_append(run.pk, detail, level="error", msp_only=True)
+    else:
+        event_append(run.pk, detail, level="error")
 
 
 def _without_prefix(message: str, kind: str) -> str:
@@ -183,7 +226,7 @@ def _end(run: HostRun, state: str, kind: str = "", message: str = "", **fields: 
         state=state,
         finished_at=clock.now(),
         error_kind=kind[:40],
-        error_message=message.replace("\x00", "")[:4000],
+        error_message=redact(message.replace("\x00", ""))[:4000],
         **fields,
     )
     return state
@@ -198,7 +241,17 @@ def connection_for(server: Server) -> HostConnection:
     """Build the transport's connection from the inventory. DANGER: decrypts the credential."""
     credential = server.credential
     if credential is None:
-        raise RunFailed("no_credential", f"{server.name} has no WinRM credential; edit the server to choose one.")
+        raise RunFailed(
+            "no_credential", f"{server.name} has no WinRM credential: an MSP admin must bind one (edit the server)."
+        )
+    if not is_bound(server):
+        # servers.binding: the settings changed since an MSP admin bound the credential (refused before
+        # anything is decrypted or any connection is opened)
+        raise RunFailed(
+            "credential_unbound",
+            f"{server.name}'s connection settings changed since its credential was bound: an MSP admin must bind "
+            "it again (edit the server and save).",
+        )
     return HostConnection(
         address=server.address,
         username=credential.username,
@@ -210,6 +263,7 @@ def connection_for(server: Server) -> HostConnection:
         ca_bundle_pem=server.tls_ca_bundle or None,
         pinned_sha256=server.tls_fingerprint or None,
         run_timeout_s=RUN_TIMEOUT_S,
+        management_networks=server.customer.networks,
     )
 
 
@@ -701,7 +755,7 @@ def _mail_ports_failed(run: HostRun, server: Server, preface: str, answered: set
     problems = check_mail_banners(server, protocols=answered)
     if problems:
         message = f"{preface}, but from here: " + "; ".join(problems)
-        event_append(run.pk, message, level="error")
+        _connect_failure_events(run, "mail_ports", message)
         return _end(run, HostRunState.FAILED, "mail_ports", message)
     event_append(run.pk, "Mail ports answer with MailEnable's banners from the network.")
     return None
@@ -713,6 +767,10 @@ def check_mail_banners(server: Server, timeout: float = 5.0, protocols: set[str]
     for name, port in (("SMTP", server.smtp_port), ("POP", server.pop_port), ("IMAP", server.imap_port)):
         if protocols is not None and name not in protocols:
             continue
+        try:
+            require_inside(server.address, port, server.customer.networks)
+        except OutsideManagementNetworks as refused:
+            return [refused.message]  # no port of this address is touched
         try:
             with socket.create_connection((server.address, port), timeout=timeout) as sock:
                 sock.settimeout(timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +26,20 @@ def job_list(*, scope: Scope, kind: str = "", state: str = "") -> QuerySet[Job]:
         jobs = jobs.filter(kind=kind)
     if state:
         jobs = jobs.filter(state=state)
+    # the counts are of the user's own hosts: a fleet job does not tell a customer how big the fleet is
+    mine = Q() if scope.is_msp else Q(host_runs__customer_id__in=sorted(scope.customer_ids))
     return jobs.annotate(
-        host_total=Count("host_runs"),
-        host_failed=Count("host_runs", filter=Q(host_runs__state__in=["failed", "rolled_back"])),
+        host_total=Count("host_runs", filter=mine),
+        host_failed=Count("host_runs", filter=mine & Q(host_runs__state__in=["failed", "rolled_back"])),
     ).order_by("-created_at", "-id")
+
+
+def job_is_theirs(*, scope: Scope, job: Job) -> bool:
+    """Every host of the job belongs to a customer the user sees (a fleet job spanning others' is not)."""
+    if scope.is_msp:
+        return True
+    others = job.host_runs.exclude(customer_id__in=sorted(scope.customer_ids)).exclude(customer__isnull=True)
+    return not others.exists()
 
 
 def job_get(*, scope: Scope, job_id: int) -> Job:
@@ -46,9 +57,11 @@ def job_host_runs(*, scope: Scope, job: Job) -> QuerySet[HostRun]:
 
 def job_events_after(*, scope: Scope, job: Job, after: int, limit: int = 500) -> list[HostRunEvent]:
     runs = job_host_runs(scope=scope, job=job).values("pk")
+    events = HostRunEvent.objects.filter(host_run_id__in=runs, pk__gt=after)
+    if not scope.is_msp:
+        events = events.filter(msp_only=False)
     return list(
-        HostRunEvent.objects.filter(host_run_id__in=runs, pk__gt=after)
-        .select_related("host_run")
+        events.select_related("host_run")
         .only("pk", "at", "level", "message", "host_run__server_name")
         .order_by("pk")[:limit]
     )
@@ -107,8 +120,9 @@ class RuleRow:
     """One (rule, target) of the server page: latest outcome, evidence and history."""
 
     outcome: dict[str, Any]
-    changes: list[Any] = field(default_factory=list)
+    changes: list[Any] = field(default_factory=list)  # the newest CHANGES_PER_ROW; the download has them all
     history: list[Any] = field(default_factory=list)
+    changes_total: int = 0
 
 
 @dataclass
@@ -119,6 +133,7 @@ class SectionRows:
 
 
 HISTORY_LIMIT = 3000
+CHANGES_PER_ROW = 5  # change records shown per rule on the server page (the CSV download has every one)
 
 
 def server_compliance_sections(server: Server) -> tuple[ServerCompliance | None, list[SectionRows]]:
@@ -147,10 +162,30 @@ def server_compliance_sections(server: Server) -> tuple[ServerCompliance | None,
     for outcome in compliance.outcomes:
         key = (outcome["rule_id"], outcome["target"])
         section = sections.setdefault(outcome["section"], SectionRows(outcome["section"], [], {}))
-        section.rows.append(RuleRow(outcome=outcome, changes=changes.get(key, []), history=history.get(key, [])[:20]))
+        row_changes = changes.get(key, [])
+        section.rows.append(
+            RuleRow(
+                outcome=outcome,
+                changes=row_changes[:CHANGES_PER_ROW],
+                history=history.get(key, [])[:20],
+                changes_total=len(row_changes),
+            )
+        )
         section.counts[outcome["status"]] = section.counts.get(outcome["status"], 0) + 1
     return compliance, list(sections.values())
 
 
 def server_recent_runs(server: Server, limit: int = 10) -> list[HostRun]:
     return list(HostRun.objects.filter(server=server).select_related("job").order_by("-id")[:limit])
+
+
+def server_change_records(server: Server) -> Iterator[Any]:
+    """Every change record of the server, newest first, for the download (streamed in chunks)."""
+    from jobs.models import ChangeRecord
+
+    return (
+        ChangeRecord.objects.filter(server=server)
+        .select_related("host_run")
+        .order_by("-created_at", "-seq")
+        .iterator(chunk_size=500)
+    )

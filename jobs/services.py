@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from jobs.choices import ACTIVE_JOB_STATES, MUTATING_KINDS, HostRunState, JobKind, JobState
 from jobs.models import HostRun, HostRunEvent, Job
@@ -113,6 +114,14 @@ def job_create(
         require(scope, action, customer_id)
     mutating = kind in MUTATING_KINDS
     now = clock.now()
+    if kind == JobKind.DISCOVER and actor.user is not None:
+        # "Test connection" is rate-limited per user: it must not serve as a port scanner
+        limit = int(getattr(settings, "FLEET_TEST_CONNECTION_PER_MINUTE", 10))
+        recent = Job.objects.filter(
+            kind=JobKind.DISCOVER, requested_by=actor.user, created_at__gte=timezone.now() - timedelta(minutes=1)
+        ).count()  # created_at is the wall clock (auto_now_add)
+        if recent >= limit:
+            raise JobRefused(f"At most {limit} connection tests a minute; try again shortly.")
     ordered = sorted(servers, key=lambda server: (server.customer.name, server.name))
     try:
         with transaction.atomic():
@@ -349,7 +358,7 @@ def reap_dead_runs() -> int:
     return reaped
 
 
-def event_append(host_run_id: int, message: str, *, level: str = "info") -> None:
+def event_append(host_run_id: int, message: str, *, level: str = "info", msp_only: bool = False) -> None:
     """Append one log line with the next sequence number (atomic against other writers)."""
     from django.db.models import F
 
@@ -365,4 +374,5 @@ def event_append(host_run_id: int, message: str, *, level: str = "info") -> None
             level=level,
             # NUL is stripped: host text may carry one and PostgreSQL cannot store it.
             message=redact(message).replace("\x00", "")[:4000],
+            msp_only=msp_only,
         )

@@ -14,6 +14,7 @@ urlpatterns = [
     path("servers/<int:server_id>/discover/", views.server_discover, name="server_discover"),
     path("servers/<int:server_id>/harden/", views.server_harden, name="server_harden"),
     path("servers/<int:server_id>/rollback/", views.server_rollback, name="server_rollback"),
+    path("servers/<int:server_id>/changes.csv", views.server_changes_download, name="server_changes_download"),
     path("servers/<int:server_id>/rotate-password/", alert_views.server_rotate_password, name="server_rotate_password"),
     path("customers/<int:customer_id>/schedule/", alert_views.customer_schedule, name="customer_schedule"),
     path("customers/<int:customer_id>/alerts/", alert_views.customer_alert_settings, name="customer_alert_settings"),

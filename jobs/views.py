@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import selectors
-from jobs.choices import JOB_STATE_COLOURS, MUTATING_KINDS, RUN_STATE_COLOURS, HostRunState, JobKind, JobState
+from jobs.choices import (
+    CONNECT_ERROR_KINDS,
+    CONNECT_FAILED,
+    JOB_STATE_COLOURS,
+    MUTATING_KINDS,
+    RUN_STATE_COLOURS,
+    HostRunState,
+    JobKind,
+    JobState,
+)
 from jobs.models import Job
 from jobs.services import JobOptions, JobRefused, job_cancel, job_create, maintenance_window_for
 from lockdown import clock
@@ -226,6 +237,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 RUNS_PER_PAGE = 100
+SCOPED_STOP_REASON = "The job stopped: too many hosts of a wave failed, so the remaining hosts were not started."
 
 
 def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
@@ -254,7 +266,15 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         "counts": counts,
         "run_colours": {k.value: v for k, v in RUN_STATE_COLOURS.items()},
         "job_colour": JOB_STATE_COLOURS.get(JobState(job.state), "grey"),
-        "can_cancel": job.is_active and scope.can(Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS),
+        "can_cancel": job.is_active
+        and scope.can(Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS)
+        and selectors.job_is_theirs(scope=scope, job=job),
+        # a customer's users read no fleet-wide counts (the stop reason counts every host of the wave)
+        "stop_reason": job.stop_reason if scope.is_msp or not job.stop_reason else SCOPED_STOP_REASON,
+        # customer-scoped users read one sentence for any failed connection (no port scanner)
+        "hide_connect_detail": not scope.is_msp,
+        "connect_kinds": CONNECT_ERROR_KINDS,
+        "connect_failed": CONNECT_FAILED,
     }
 
 
@@ -287,9 +307,44 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     scope = request_scope(request)
     job = selectors.job_get(scope=scope, job_id=job_id)
+    if not selectors.job_is_theirs(scope=scope, job=job):
+        raise Http404("not found")  # a fleet job with other customers' hosts is not theirs to touch
     require(scope, Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS)
     job_cancel(scope=scope, actor=Actor.from_request(request), job=job)
     messages.success(
         request, "Cancellation requested: queued hosts are cancelled now, running ones stop between phases."
     )
     return redirect(reverse("job_detail", kwargs={"job_id": job.pk}))
+
+
+@require_GET
+def server_changes_download(request: HttpRequest, server_id: int) -> StreamingHttpResponse:
+    """Every change record of a server in full (the page shows the newest few, truncated), as CSV."""
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.all(), pk=server_id)
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    header = ["job", "recorded_at", "rule_id", "target", "target_kind", "before", "after", "rolled_back_at"]
+
+    def rows() -> Iterator[str]:
+        yield writer.writerow(header)
+        for change in selectors.server_change_records(server):
+            yield writer.writerow(
+                [change.host_run.job_id, change.created_at.isoformat(), change.rule_id, _cell(change.target),
+                 change.target_kind, _cell(change.before), _cell(change.after),
+                 change.rolled_back_at.isoformat() if change.rolled_back_at else ""]
+            )  # fmt: skip
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="changes-server-{server.pk}.csv"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (host-supplied text is untrusted)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

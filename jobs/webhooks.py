@@ -6,9 +6,13 @@ non-permanent ones with exponential backoff.
 
 The body is JSON; `X-Fleet-Signature: sha256=<hex>` is HMAC-SHA256 of the exact body bytes under
 the customer's webhook secret (encrypted at rest). Targets are checked when saved AND before
-every attempt (a name may resolve elsewhere later): the host must be on
-`FLEET_WEBHOOK_ALLOWED_HOSTS`, and every address it resolves to must be public unless an IP/CIDR
-entry names it. Redirects are not followed (they could lead inside).
+every attempt (a name may resolve elsewhere later): https only (plain http only where an MSP admin
+allowed it for the customer), the host must be on `FLEET_WEBHOOK_ALLOWED_HOSTS`, and every address
+it resolves to must be public unless an IP/CIDR entry names it. Each attempt resolves the name ONCE
+and connects to the address it vetted (Host header and TLS SNI / certificate check still name the
+host), so a name that answers a public address to the check and 127.0.0.1 to the request (DNS
+rebinding) cannot reach inside. Redirects are not followed (they could lead inside). Error texts
+never name a resolved address.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import hmac
 import ipaddress
 import json
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+import certifi
+import urllib3
 from django.conf import settings
 
 from jobs.choices import DeliveryState
@@ -86,11 +92,31 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return sorted({ipaddress.ip_address(info[4][0]) for info in infos}, key=str)
 
 
-def check_webhook_target(url: str) -> None:
-    """Raise `WebhookTargetRefused` unless `url` may receive alerts (see the module docstring)."""
+@dataclass(frozen=True)
+class Target:
+    """A vetted webhook URL: where to connect (`address`) and what to call the host (`host`)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: IPAddress
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def vet_target(url: str, *, allow_http: bool = False) -> Target:
+    """The target of `url` with the one address to connect to; `WebhookTargetRefused` if not allowed."""
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http"):
-        raise WebhookTargetRefused("Webhook URLs must start with https:// (or http://).")
+    if parts.scheme != "https" and not (parts.scheme == "http" and allow_http):
+        raise WebhookTargetRefused(
+            "Webhook URLs must start with https:// (plain http:// only where an MSP admin allowed it for this "
+            "customer)."
+        )
     host = (parts.hostname or "").lower()
     if not host:
         raise WebhookTargetRefused("The webhook URL has no host name.")
@@ -108,9 +134,43 @@ def check_webhook_target(url: str) -> None:
         raise WebhookTargetRefused(f"{host} does not resolve.")
     for address in addresses:
         if _internal(address) and not _explicitly_allowed(address, entries):
+            # the address itself is not named: the text reaches customers' pages
             raise WebhookTargetRefused(
-                f"{host} resolves to an internal address ({address}); internal targets must be allowed explicitly."
+                f"{host} resolves to an internal address; internal targets must be allowed explicitly."
             )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(scheme=parts.scheme, host=host, port=port, path=path, address=addresses[0])
+
+
+def check_webhook_target(url: str, *, allow_http: bool = False) -> None:
+    """Raise `WebhookTargetRefused` unless `url` may receive alerts (see the module docstring)."""
+    vet_target(url, allow_http=allow_http)
+
+
+def _post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST to the vetted address only; Host, SNI and the certificate check name `target.host`."""
+    address = str(target.address)
+    pool: urllib3.HTTPConnectionPool
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            timeout=timeout,
+            retries=False,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False)
+    try:
+        response = pool.urlopen(
+            "POST", target.path, body=body, headers={**headers, "Host": target.host_header}, redirect=False
+        )
+        return int(response.status)
+    finally:
+        pool.close()
 
 
 def _host_in_networks(host: str, entries: list[str]) -> bool:
@@ -159,8 +219,7 @@ def webhook_deliver(delivery_id: int) -> bool:
     config = AlertSettings.objects.filter(customer_id=delivery.alert.customer_id).first()
     if config is None or not config.webhook_url or not config.webhook_secret_encrypted:
         raise WebhookError("The customer has no webhook configured any more.", permanent=True)
-    url = delivery.target
-    check_webhook_target(url)
+    target = vet_target(delivery.target, allow_http=config.webhook_allow_http)
     secret = decrypt_secret(config.webhook_secret_encrypted)
     body = json.dumps(alert_payload(delivery), sort_keys=True, separators=(",", ":")).encode("utf-8")
     headers = {
@@ -170,23 +229,18 @@ def webhook_deliver(delivery_id: int) -> bool:
         "X-Fleet-Delivery": str(delivery.pk),
     }
     try:
-        response = requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=float(getattr(settings, "FLEET_WEBHOOK_TIMEOUT_S", 10)),
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
+        status = _post(target, body, headers, float(getattr(settings, "FLEET_WEBHOOK_TIMEOUT_S", 10)))
+    except urllib3.exceptions.HTTPError as exc:
+        # the class only: urllib3's texts name the address connected to
         raise WebhookError(f"{exc.__class__.__name__} sending to the webhook") from None
-    if 200 <= response.status_code < 300:
+    if 200 <= status < 300:
         AlertDelivery.objects.filter(pk=delivery.pk).update(
             state=DeliveryState.SENT, delivered_at=clock.now(), last_error=""
         )
         return True
     # 4xx other than 408/429 will not get better by retrying.
-    permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
-    raise WebhookError(f"The webhook answered HTTP {response.status_code}.", permanent=permanent)
+    permanent = 400 <= status < 500 and status not in (408, 429)
+    raise WebhookError(f"The webhook answered HTTP {status}.", permanent=permanent)
 
 
 def delivery_failed(delivery_id: int, message: str, *, final: bool) -> None:

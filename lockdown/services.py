@@ -293,6 +293,12 @@ def waiver_approve(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     now = clock.now()
     if actor.user is None or (locked.proposed_by_id is not None and locked.proposed_by_id == actor.user.pk):
         raise WaiverError("a proposer cannot approve their own waiver; another MSP admin must")
+    if locked.proposed_by_id is not None and _controlled_by(actor.user.pk, locked.proposed_by_id):
+        # a second account the proposer made (or whose password or second factor they reset) is the proposer
+        raise WaiverError(
+            "this account was created or reset by the waiver's proposer, so it cannot approve it; another MSP admin "
+            "must"
+        )
     status = locked.status_at(now)
     if status != WaiverStatus.PENDING:
         raise WaiverError(f"only a pending waiver can be approved; this one is {status.label.lower()}")
@@ -302,6 +308,20 @@ def waiver_approve(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     owner = Customer.objects.get(pk=locked.owner_customer_id)
     audit_record(actor=actor, action="waiver.approve", obj=locked, customer=owner, changes=_waiver_audit(locked))
     return locked
+
+
+def _controlled_by(user_id: int, proposer_id: int) -> bool:
+    """Whether the proposer created this account, or reset its password or second factor (the audit trail)."""
+    from django.contrib.auth import get_user_model
+
+    from servers.models import AuditEvent
+
+    return AuditEvent.objects.filter(
+        actor_id=proposer_id,
+        action__in=("user.create", "user.password_reset", "user.2fa_reset"),
+        object_type=get_user_model()._meta.label_lower,
+        object_id=str(user_id),
+    ).exists()
 
 
 @transaction.atomic

@@ -75,6 +75,8 @@ class HostConnection:
     run_timeout_s: float = 1800.0
     retry_attempts: int = 3
     retry_backoff_s: float = 0.5
+    # remote.networks: CIDRs the address must resolve inside (empty: any address)
+    management_networks: tuple[str, ...] = ()
 
     @property
     def effective_port(self) -> int:
@@ -87,9 +89,11 @@ class HostConnection:
 
     def validate(self) -> None:
         """Raise `InsecureConfiguration` for settings that must never reach the network."""
-        if self.auth is AuthMethod.BASIC and self.scheme is Scheme.HTTP:
+        if self.auth is AuthMethod.BASIC and (self.scheme is Scheme.HTTP or self.tls_verify is TlsVerify.OFF):
+            # Basic carries the password itself: only to a host whose certificate was verified
             raise InsecureConfiguration(
-                "Basic authentication over plain HTTP would send the password readable on the wire; use HTTPS",
+                "Basic authentication sends the password itself: it is allowed only over HTTPS with certificate "
+                "verification on",
                 host=self.address,
             )
         if not self.address or any(c in self.address for c in "/@?# "):

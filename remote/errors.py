@@ -42,6 +42,12 @@ class InsecureConfiguration(RemoteError):
     kind = "insecure_configuration"
 
 
+class OutsideManagementNetworks(RemoteError):
+    """The host's address is not inside the customer's management networks: nothing was opened."""
+
+    kind = "outside_management_networks"
+
+
 class AuthenticationFailed(RemoteError):
     """The host rejected the credentials (HTTP 401)."""
 

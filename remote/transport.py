@@ -59,6 +59,7 @@ from remote.errors import (
     UnsupportedPowerShell,
     redact,
 )
+from remote.networks import require_inside
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
@@ -331,6 +332,7 @@ def run_command_payload(
     """Run the bootstrap with `payload` on stdin; retry transient failures that happen before
     the command started. Raises RemoteError (redacted)."""
     conn.validate()
+    require_inside(conn.address, conn.effective_port, conn.management_networks)
     deadline = clock() + conn.run_timeout_s
     attempt = 0
     while True:

@@ -16,7 +16,7 @@ def check_stored_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.
     out: list[checks.CheckMessage] = []
     try:
         reports = list(token_reports())
-    except DatabaseError as exc:  # not migrated yet, or no database: nothing stored to check
+    except DatabaseError as exc:  # the database cannot be read: say so, it is not a clean bill
         return [checks.Warning(f"stored secrets not checked: {type(exc).__name__}", id="fleet.W003")]
     for report in reports:
         if report.undecryptable:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 from functools import lru_cache
 
@@ -79,6 +80,15 @@ def register_secret(secret: str) -> None:
         _known.update(secret_forms(secret))
 
 
+def contains_secret(text: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether `redact(text, extra)` would change anything (one pass over a large text)."""
+    with _known_lock:
+        forms = set(_known)
+    for secret in extra:
+        forms |= secret_forms(secret)
+    return any(form in text for form in forms)
+
+
 def redact(text: str, extra: tuple[str, ...] = ()) -> str:
     with _known_lock:
         forms = set(_known)
@@ -90,12 +100,26 @@ def redact(text: str, extra: tuple[str, ...] = ()) -> str:
     return text
 
 
+# An authentication token in a log line: an HTTP Authorization value, or a bare base64 NTLMSSP message
+# ("NTLMSSP\0" is "TlRMTVNTUA" in base64) as pyspnego logs them.
+# A scheme's token has a digit, "+", "/" or "=" in it, so "Basic authentication" stays readable.
+_AUTH_TOKEN = re.compile(
+    r"\b(Negotiate|NTLM|Kerberos|Basic|CredSSP|Bearer)\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/=]{12,}"
+    r"|TlRMTVNTUA[A-Za-z0-9+/=]*"
+)
+
+
+def redact_tokens(text: str) -> str:
+    """Replace authentication tokens (see `_AUTH_TOKEN`) with [REDACTED]."""
+    return _AUTH_TOKEN.sub(lambda m: (m.group(1) + " " if m.group(1) else "") + "[REDACTED]", text)
+
+
 class RedactSecretsFilter(logging.Filter):
-    """Logging filter that removes every known secret from the formatted message."""
+    """Logging filter that removes every known secret and authentication token from the message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = redact_tokens(redact(message))
         if cleaned != message:
             record.msg = cleaned
             record.args = None

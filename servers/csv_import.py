@@ -102,7 +102,10 @@ def _row_data(row: dict[str, str], scope: Scope, customers: dict[str, Customer])
     if customer is None:
         problems.append(f"customer: no customer called {row.get('customer', '')[:60]!r} that you may add servers to")
     credential_name = (row.get("credential") or "").strip()
-    if credential_name and customer is not None:
+    if credential_name and customer is not None and not scope.can(Action.MANAGE_CREDENTIALS, customer):
+        # servers.binding: where a credential is sent is an MSP admin's choice
+        problems.append("credential: only an MSP admin may bind a credential; leave the column empty")
+    elif credential_name and customer is not None:
         credential = scope.filter(Credential.objects.filter(customer=customer, name=credential_name)).first()
         if credential is None:
             problems.append(f"credential: {customer.name} has no credential called {credential_name[:60]!r}")

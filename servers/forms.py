@@ -49,8 +49,22 @@ class CustomerForm(forms.ModelForm[Customer]):
             "maintenance_start",
             "maintenance_hours",
             "maintenance_timezone",
+            "management_networks",
         ]
-        widgets: ClassVar = {"maintenance_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
+        widgets: ClassVar = {
+            "maintenance_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "management_networks": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean_management_networks(self) -> str:
+        from remote.networks import parse_networks
+
+        lines = [line.strip() for line in self.cleaned_data.get("management_networks", "").splitlines() if line.strip()]
+        try:
+            parse_networks(lines)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return "\n".join(lines)
 
     def clean_maintenance_days(self) -> str:
         text: str = self.cleaned_data.get("maintenance_days", "")
@@ -105,6 +119,15 @@ class CredentialForm(forms.ModelForm[Credential]):
         if not _USERNAME.match(account) or username.count("\\") > 1:
             raise ValidationError("Enter an account as NAME, HOST\\NAME, DOMAIN\\NAME or name@domain.")
         return username
+
+    def clean_auth(self) -> str:
+        from servers.services import basic_refusal
+
+        auth: str = self.cleaned_data["auth"]
+        refusal = basic_refusal(self.instance, auth)
+        if refusal:
+            raise ValidationError(refusal)
+        return auth
 
     def clean_secret(self) -> str:
         secret: str = self.cleaned_data.get("secret") or ""
@@ -169,6 +192,15 @@ class ServerForm(forms.ModelForm[Server]):
         )
         for port_field in ("winrm_port", "smtp_port", "pop_port", "imap_port"):
             self.fields[port_field].widget.attrs.update({"min": 1, "max": 65535})
+        # servers.binding: only an MSP admin chooses where a credential goes
+        self.may_bind = scope.can(Action.MANAGE_CREDENTIALS, self.instance.customer_id if self.instance.pk else None)
+        if not self.may_bind:
+            credential = self.fields["credential"]
+            credential.disabled = True  # the submitted value is ignored: the stored one is kept
+            credential.help_text = (
+                "Only an MSP admin chooses the credential. Changing the address, port, scheme or TLS settings "
+                "of a server with a credential unbinds it until an MSP admin binds it again."
+            )
         if self.instance.pk and not self.is_bound:
             self.initial["tags_text"] = ", ".join(tag.name for tag in self.instance.tags.all())
 

@@ -35,6 +35,11 @@ class Customer(models.Model):
     )
     maintenance_hours = models.PositiveSmallIntegerField(default=4, help_text="Length of the window in hours")
     maintenance_timezone = models.CharField(max_length=64, default="UTC")
+    # remote.networks: WinRM and mail-port checks reach only addresses inside these (empty: the
+    # installation's FLEET_MANAGEMENT_NETWORKS; both empty: any address). Set by MSP admins.
+    management_networks = models.TextField(
+        blank=True, help_text="One IP network per line (e.g. 10.20.0.0/16): the only addresses the worker connects to"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,6 +47,12 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """The management networks in force for this customer's servers (empty: any address)."""
+        own = tuple(line.strip() for line in self.management_networks.splitlines() if line.strip())
+        return own or tuple(getattr(settings, "FLEET_MANAGEMENT_NETWORKS", ()))
 
     def maintenance_window(self, now: datetime) -> Window | None:
         """The maintenance window open at `now` or the next one; None if the customer has none."""
@@ -153,6 +164,9 @@ class Server(models.Model):
         "(over TLS 1.2 or newer) instead of failing the page.",
     )
     credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="servers")
+    # servers.binding: the digest of the connection settings an MSP admin bound the credential to;
+    # the worker sends the credential only while the settings still match it.
+    credential_binding = models.CharField(max_length=64, blank=True, editable=False)
     tags = models.ManyToManyField(Tag, blank=True, related_name="servers")
     notes = models.TextField(blank=True)
     sql_integrated = models.CharField(

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 
 # Every Fernet token starts with version byte 0x80, which base64 spells "gAAAAA" for current timestamps.
 FERNET_PREFIX = "gAAAAA"
@@ -71,7 +71,10 @@ def token_reports(keys: list[str] | None = None, batch_size: int = 500) -> Itera
     """Per registered field: how many stored tokens decrypt with no key, or not with the first one."""
     keys = list(settings.FLEET_ENCRYPTION_KEYS if keys is None else keys)
     fernets = [Fernet(key.encode()) for key in keys]
+    tables = set(connection.introspection.table_names())
     for field in encrypted_fields():
+        if field.model._meta.db_table not in tables:
+            continue  # not migrated yet: nothing stored
         stored = undecryptable = unrotated = 0
         values = field.model._default_manager.exclude(**{field.name: ""}).values_list(field.name, flat=True)
         for value in values.iterator(chunk_size=batch_size):

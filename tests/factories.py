@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from lockdown import clock as lockdown_clock
 from lockdown.exchange import content_hash
 from lockdown.models import Profile, ProfileVersion, Waiver
+from servers.binding import bind
 from servers.choices import AuthMethod, Role, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Membership, Server, Tag
 
@@ -84,6 +85,7 @@ class TagFactory(factory.django.DjangoModelFactory):
 class ServerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Server
+        skip_postgeneration_save = True
 
     customer = factory.SubFactory(CustomerFactory)
     name = factory.Sequence(lambda n: f"mail{n:03d}")
@@ -92,6 +94,14 @@ class ServerFactory(factory.django.DjangoModelFactory):
     winrm_port = 5986
     tls_verify = TLSVerify.SYSTEM
     credential = factory.LazyAttribute(lambda o: CredentialFactory(customer=o.customer))
+
+    @factory.post_generation
+    def bound(self, create: bool, extracted: bool | None, **kwargs: Any) -> None:
+        """Bound as an MSP admin saving the server would (servers.binding); `bound=False` leaves it unbound."""
+        if extracted is not False:
+            bind(self)
+            if create:
+                self.save(update_fields=["credential_binding"])
 
 
 # --- Lockdown profiles and waivers -----------------------------------------------------------

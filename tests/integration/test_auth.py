@@ -35,6 +35,17 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(client, 
     assert "_auth_user_id" not in client.session
 
 
+def test_guesses_from_many_addresses_still_lock_the_username(client, alice, settings):
+    # the audit's finding: 50 guesses from 50 addresses never locked (the lockout was per username+address)
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        client.post(reverse("login"), {"username": "alice", "password": "wrong"}, REMOTE_ADDR=f"198.51.100.{n + 1}")
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": TEST_PASSWORD}, REMOTE_ADDR="198.51.100.200"
+    )
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
 def test_logout_needs_post(client, alice):
     client.force_login(alice)
     assert client.get(reverse("logout")).status_code == 405

@@ -72,3 +72,10 @@ def test_docker_compose_file_is_valid():
         env={**os.environ, "DJANGO_SECRET_KEY": "k" * 60, "FLEET_ENCRYPTION_KEYS": PROD_ENV["FLEET_ENCRYPTION_KEYS"]},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_image_runs_in_production_by_default():
+    # a container started without FLEET_ENV must refuse to run without its keys, not fall back to DEBUG
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    env = " ".join(line for line in lines if line.startswith("ENV "))
+    assert "FLEET_ENV=production" in env.split()

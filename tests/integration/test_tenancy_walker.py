@@ -31,6 +31,7 @@ URL_ACTIONS: dict[str, Action] = {
     "server_discover": Action.EDIT_SERVERS,
     "server_harden": Action.HARDEN,
     "server_rollback": Action.HARDEN,
+    "server_changes_download": Action.VIEW,
     "server_rotate_password": Action.HARDEN,
     "customer_schedule": Action.EDIT_SERVERS,
     "customer_alert_settings": Action.HARDEN,
@@ -102,6 +103,7 @@ POST_ONLY = {
     "user_2fa_reset",
 }
 GET_ONLY = {
+    "server_changes_download",
     "job_list",
     "job_detail",
     "job_log",
@@ -208,7 +210,8 @@ def test_route_answers_as_the_permission_table_says(client, make_role_user, tena
             if response.status_code not in expected:
                 problems.append(f"{method} {url}: {response.status_code}, expected {sorted(expected)}")
             if not scope.sees_everything() and response.status_code == 200:
-                body = response.content.decode()
+                raw = b"".join(response.streaming_content) if response.streaming else response.content
+                body = raw.decode()
                 problems.extend(f"{method} {url} shows customer B's {name!r}" for name in b_names if name in body)
     assert not problems, f"as {role}:\n" + "\n".join(problems)
 
@@ -231,3 +234,73 @@ def test_user_without_membership_sees_no_server(client, tenant_a):
     assert client.get(reverse("server_detail", kwargs={"server_id": tenant_a.server.pk})).status_code == 404
     page = client.get(reverse("server_list")).content.decode()
     assert tenant_a.server.name not in page
+
+
+def _fleet_job(tenant_a, tenant_b, *, extra_b: int = 4):
+    """A running fleet-wide verify over A's server and five of B's (B's names must never show to A)."""
+    from jobs.choices import JobKind, JobState
+    from jobs.models import HostRun, Job
+
+    job = Job.objects.create(
+        kind=JobKind.VERIFY,
+        state=JobState.RUNNING,
+        description="Fleet verify",
+        stop_reason="Wave 1: 4 of 6 hosts failed (67 % > 20 %); the remaining hosts were not started.",
+    )
+    runs = [HostRun(job=job, server=tenant_a.server, server_name=tenant_a.server.name, customer=tenant_a.customer,
+                    customer_name=tenant_a.customer.name)]  # fmt: skip
+    runs += [
+        HostRun(
+            job=job,
+            server=tenant_b.server,
+            server_name=f"{tenant_b.server.name}-{n}",
+            customer=tenant_b.customer,
+            customer_name=tenant_b.customer.name,
+            state="failed",
+            error_kind="unreachable",
+            error_message=f"{tenant_b.server.address} refused",
+        )
+        for n in range(1 + extra_b)
+    ]
+    HostRun.objects.bulk_create(runs)
+    return job
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["customer_operator", "customer_viewer"])
+def test_a_fleet_job_shows_a_customer_only_their_hosts_and_is_not_theirs_to_cancel(
+    client, make_role_user, tenant_a, tenant_b, role
+):
+    job = _fleet_job(tenant_a, tenant_b)
+    client.force_login(make_role_user(role))
+    b_names = (tenant_b.customer.name, tenant_b.server.name, tenant_b.server.address)
+    pages = {
+        "list": client.get(reverse("job_list")).content.decode(),
+        "dashboard": client.get(reverse("dashboard")).content.decode(),
+        "detail": client.get(reverse("job_detail", kwargs={"job_id": job.pk})).content.decode(),
+        "log": client.get(
+            reverse("job_log", kwargs={"job_id": job.pk}), headers={"HX-Request": "true"}
+        ).content.decode(),
+    }
+    for page, body in pages.items():
+        assert not [name for name in b_names if name in body], page
+        assert "4 of 6" not in body, page  # the wave's fleet-wide count
+    row = pages["list"].split("Fleet verify")[1].split("</tr>")[0]
+    assert ">1<" in row.replace(" ", "") or "<td>1</td>" in row  # one host: theirs, not six
+    assert 'action="' + reverse("job_cancel", kwargs={"job_id": job.pk}) not in pages["detail"]
+    response = client.post(reverse("job_cancel", kwargs={"job_id": job.pk}))
+    assert response.status_code == 404
+    job.refresh_from_db()
+    assert job.cancel_requested_at is None
+
+
+@pytest.mark.django_db
+def test_an_msp_operator_sees_the_whole_fleet_job_and_may_cancel_it(client, make_role_user, tenant_a, tenant_b):
+    job = _fleet_job(tenant_a, tenant_b)
+    client.force_login(make_role_user("msp_operator"))
+    detail = client.get(reverse("job_detail", kwargs={"job_id": job.pk})).content.decode()
+    assert tenant_b.server.name in detail
+    assert "4 of 6" in detail
+    assert client.post(reverse("job_cancel", kwargs={"job_id": job.pk})).status_code == 302
+    job.refresh_from_db()
+    assert job.cancel_requested_at is not None

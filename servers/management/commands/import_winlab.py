@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from servers.audit import Actor, audit_record, diff, snapshot
+from servers.binding import bind
 from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Server
 from servers.services import CREDENTIAL_AUDIT_FIELDS, SERVER_AUDIT_FIELDS
@@ -140,6 +141,7 @@ class Command(BaseCommand):
         for field, value in values.items():
             setattr(server, field, value)
         server.full_clean(exclude=["facts", "compliance_counts"])
+        bind(server)  # the lab's own inventory, imported by whoever runs manage.py: an admin's act
         server.save()
         changes = diff(before_server, snapshot(server, (*SERVER_AUDIT_FIELDS, "tls_ca_bundle")))
         if is_new or changes:

@@ -111,6 +111,7 @@ def _settings(server, **kw: Any) -> None:
         webhook_url=kw.get("url", ""),
         webhook_secret=kw.get("secret"),
         auto_remediate=kw.get("auto", False),
+        webhook_allow_http=kw.get("url", "").startswith("http://"),  # the receiver is plain http on 127.0.0.1
     )
 
 
@@ -200,7 +201,7 @@ def test_internal_addresses_are_refused_unless_allowed(settings, url):
 
 def test_a_host_off_the_allow_list_is_refused_and_loopback_allowed_explicitly(settings):
     settings.FLEET_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    check_webhook_target("http://127.0.0.1:9/hook")
+    check_webhook_target("http://127.0.0.1:9/hook", allow_http=True)
     with pytest.raises(WebhookTargetRefused, match="allow-list"):
         check_webhook_target("https://hooks.example.net/x")
 
@@ -209,7 +210,9 @@ def test_the_settings_page_refuses_an_internal_webhook(client, alice, tenant_a, 
     settings.FLEET_WEBHOOK_ALLOWED_HOSTS = ["*"]
     client.force_login(alice)
     url = reverse("customer_alert_settings", kwargs={"customer_id": tenant_a.customer.pk})
-    response = client.post(url, {"webhook_url": "http://127.0.0.1:8000/x", "webhook_secret": SECRET})
+    response = client.post(
+        url, {"webhook_url": "http://127.0.0.1:8000/x", "webhook_secret": SECRET, "webhook_allow_http": "on"}
+    )
     assert response.status_code == 400
     assert "internal address" in response.content.decode()
     assert SECRET not in response.content.decode()

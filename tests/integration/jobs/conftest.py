@@ -71,6 +71,7 @@ def inline(agent) -> Iterator[ScriptedAgent]:
 
 def lab_server(lab: Any, name: str, customer_name: str, **fields: Any) -> Any:
     """A winlab host as the MSP's inventory would hold it: HTTP + NTLM (message encryption), its mail ports."""
+    from servers.binding import bind
     from servers.choices import AuthMethod, TLSVerify, WinRMScheme
     from servers.models import Credential, Customer, Server
 
@@ -79,7 +80,7 @@ def lab_server(lab: Any, name: str, customer_name: str, **fields: Any) -> Any:
     credential = Credential(customer=customer, name=f"admin-{name}", username=entry["username"], auth=AuthMethod.NTLM)
     credential.set_secret(entry["password"])
     credential.save()
-    return Server.objects.create(
+    server = Server(
         customer=customer,
         name=name,
         address=entry["address"],
@@ -92,3 +93,6 @@ def lab_server(lab: Any, name: str, customer_name: str, **fields: Any) -> Any:
         credential=credential,
         **fields,
     )
+    bind(server)  # as an MSP admin saving the server would
+    server.save()
+    return server

@@ -16,7 +16,7 @@ from lockdown.rules.vocabulary import WaiverScope
 from servers.audit import Actor
 from servers.models import AuditEvent
 from servers.tenancy import scope_for_user
-from tests.factories import TENANT_RULE_ID, UserFactory, WaiverFactory
+from tests.factories import TENANT_RULE_ID, MembershipFactory, UserFactory, WaiverFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +186,33 @@ def test_a_waiver_is_for_exactly_one_server_or_customer(tenant_a) -> None:
         WaiverFactory(server=tenant_a.server, customer=tenant_a.customer)
     with pytest.raises(IntegrityError), transaction.atomic():
         WaiverFactory(server=None, customer=None)
+
+
+@pytest.mark.parametrize("how", ["create", "password_reset"])
+def test_an_account_the_proposer_made_or_reset_cannot_approve_the_waiver(
+    client, frozen_clock, alice, tenant_a, how
+) -> None:
+    # the audit's finding: an MSP admin creates a second admin account and approves their own waiver
+    from servers.choices import Role
+    from servers.users_services import user_create, user_reset_password
+
+    waiver = _propose(client, alice, tenant_a.server)
+    if how == "create":
+        sock, _password = user_create(
+            scope=scope_for_user(alice), actor=Actor(user=alice), username="alice2", email="a2@example.net",
+            first_name="", last_name="", customer=None, role=Role.ADMIN,
+        )  # fmt: skip
+    else:
+        sock = UserFactory(username="adam")
+        MembershipFactory(user=sock, customer=None, role=Role.ADMIN)
+        user_reset_password(scope=scope_for_user(alice), actor=Actor(user=alice), user=sock)
+    with pytest.raises(services.WaiverError, match="created or reset by the waiver's proposer"):
+        services.waiver_approve(scope=scope_for_user(sock), actor=Actor(user=sock), waiver=waiver)
+    waiver.refresh_from_db()
+    assert waiver.approved_at is None
+    # an admin the proposer had nothing to do with still may
+    other = UserFactory(username="olga")
+    MembershipFactory(user=other, customer=None, role=Role.ADMIN)
+    services.waiver_approve(scope=scope_for_user(other), actor=Actor(user=other), waiver=waiver)
+    waiver.refresh_from_db()
+    assert waiver.approved_by_id == other.pk

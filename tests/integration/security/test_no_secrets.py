@@ -28,6 +28,7 @@ from jobs.models import Alert, HostRun, HostRunEvent, Job, ServiceAccountSecret
 from jobs.services import job_create
 from jobs.tasks import deliver_webhook
 from servers.audit import Actor
+from servers.binding import bind
 from servers.choices import AuthMethod, Role, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret, encrypt_secret
 from servers.models import Credential, Customer, Membership, Server
@@ -114,6 +115,8 @@ def _server(lab: Lab) -> tuple[Server, str]:
         imap_port=entry["mail_ports"]["imap"],
         credential=credential,
     )
+    bind(server)  # as an MSP admin saving it would
+    server.save(update_fields=["credential_binding"])
     return server, entry["password"]
 
 
@@ -153,6 +156,7 @@ def test_canaries_appear_nowhere(lab: Lab, inline: None, settings, caplog, clien
             webhook_url=receiver.url,
             webhook_secret=WEBHOOK_CANARY,
             auto_remediate=False,
+            webhook_allow_http=True,  # the receiver is plain http on 127.0.0.1
         )
         harden = _run(JobKind.HARDEN, server)
         assert harden.state == HostRunState.SUCCEEDED
