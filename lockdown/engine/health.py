@@ -202,8 +202,11 @@ def report(
         v6 = results.get(f"{prefix}{check}.v6")
         if v6 is not None:
             ok6, detail6 = read_probe(check, v6)
+            if not ok6:
+                text += f"; on ::1: {detail6}"
+            else:  # "127.0.0.1 and ::1" only when both answered
+                text += " (127.0.0.1 and ::1)" if ok else " (::1 answers)"
             ok = ok and ok6
-            text += " (127.0.0.1 and ::1)" if ok6 else f"; on ::1: {detail6}"
         out.append(entry(check, ok, text))
     mta = baseline.state_of("MEMTAS")
     if mta is not None and svc is not None and svc.result is not None:
