@@ -504,7 +504,9 @@ def test_regressions_are_the_failed_checks_of_the_program() -> None:
     results = {
         "h.settle": error("h.settle", "sleep", "interrupted"),
         "h.services": failed(
-            "h.services", "service_get", {"services": [service("MEPOPS"), service("MEIMAPS", "Stopped")]}
+            "h.services",
+            "service_get",
+            {"services": [service("MEPOPS"), service("MEIMAPS", "Stopped"), service("MEMTAS", "Paused")]},
         ),
         "h.smtp": ok("h.smtp", "tcp_probe", tcp(SMTP_BANNER)),
         "h.smtp.v6": failed("h.smtp.v6", "tcp_probe", {"connected": False, "error": "refused"}),
@@ -515,7 +517,7 @@ def test_regressions_are_the_failed_checks_of_the_program() -> None:
         "c1": error("c1", "service_control", "not a check"),
     }
     assert health.regressions("h.", results) == [
-        "MEIMAPS is Stopped",
+        "MEIMAPS is Stopped; MEMTAS is Paused",
         "smtp on ::1: refused",
         "pop: unexpected banner '+OK Dovecot ready'",
         "webmail: The operation has timed out",
