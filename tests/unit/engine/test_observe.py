@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lockdown.engine import observe
+from lockdown.engine import observe, sddl
 from lockdown.engine.observe import Observed, ReadError, Reads, SqlRoleNeeded, build_observations, read_steps
 from lockdown.engine.program import Step, StepError, StepResult
 from lockdown.rules.observed import (
@@ -351,6 +351,15 @@ def test_malformed_answers_are_errors_never_crashes() -> None:
     assert observe_one(sd, {skey: {"exists": True, "sddl": "O:SYD:(X;;FA;;;SY)"}}).error == (
         "unsupported ACE 'X;;FA;;;SY'"
     )
+
+
+def test_an_error_without_a_message_is_named_by_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(text: str) -> None:
+        raise sddl.SddlError()
+
+    monkeypatch.setattr(sddl, "parse", parse)
+    skey = ("sd", "path", ME_BIN.casefold(), None)
+    assert observe_one(acl(principal_name=None), {skey: {"exists": True, "sddl": "O:SY"}}).error == "SddlError"
 
 
 def test_build_observations_keeps_plan_order_and_only_actionable_items() -> None:
