@@ -9,11 +9,7 @@ shows that the listener never receives a single byte, while an MSP admin's bindi
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -37,49 +33,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def oscar(make_role_user):
     return make_role_user("msp_operator")
-
-
-class Listener:
-    """A TCP listener that records every connection and every byte sent to it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.received: list[bytes] = []
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.settimeout(1)
-            with contextlib.suppress(OSError):
-                self.received.append(conn.recv(65536))
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    running = Listener()
-    yield running
-    running.close()
 
 
 def _repoint(server: Server, port: int) -> dict[str, object]:

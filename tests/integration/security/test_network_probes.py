@@ -9,8 +9,6 @@ rate-limited per user.
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 from django.urls import reverse
@@ -28,43 +26,6 @@ from servers.tenancy import Scope
 
 pytestmark = pytest.mark.django_db
 MSP = Scope(user_id=None, msp_role="admin")
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    running = Listener()
-    yield running
-    running.close()
 
 
 def _aim(server: Server, port: int) -> Server:
