@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "servers.twofactor.TwoFactorEnforcementMiddleware",
+    "servers.twofactor.PasswordChangeEnforcementMiddleware",
     # Times in the user's chosen time zone (default UTC); after auth, it reads the session.
     "reports.middleware.UserTimeZoneMiddleware",
     # Axes must be last: it turns lockouts into responses.

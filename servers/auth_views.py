@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.views import LoginView
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -106,3 +107,26 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
             return redirect(target)
         form.add_error("token", "That code is not valid.")
     return render(request, "registration/two_factor_verify.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Self-service: the current password, then a new one (Django's validators); forced after an
+    admin generated the password."""
+    from django.contrib.auth import update_session_auth_hash
+    from django.contrib.auth.forms import PasswordChangeForm
+
+    from servers.models import AccountSecurity
+    from servers.users_services import password_change as change
+
+    user = request.user
+    assert isinstance(user, AbstractUser)  # LoginRequiredMiddleware: never anonymous here
+    forced = AccountSecurity.objects.filter(user_id=user.pk, must_change_password=True).exists()
+    form = PasswordChangeForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        change(actor=Actor.from_request(request), user=form.user, new_password=form.cleaned_data["new_password1"])
+        update_session_auth_hash(request, form.user)
+        messages.success(request, "Your password was changed.")
+        return redirect("dashboard")
+    return render(request, "registration/password_change.html", {"form": form, "forced": forced})

@@ -166,6 +166,7 @@ def user_create(
     changes["membership"] = [None, describe_membership(membership)]
     changes["password"] = "generated"  # noqa: S105  (audit_record redacts it to a marker)
     audit_record(actor=actor, action="user.create", obj=user, customer=customer, changes=changes)
+    _must_change_password(user)
     return user, password
 
 
@@ -228,7 +229,30 @@ def user_reset_password(*, scope: Scope, actor: Actor, user: AbstractUser) -> st
     user.set_password(password)
     user.save(update_fields=["password"])
     audit_record(actor=actor, action="user.password_reset", obj=user, changes={"password": "reset"})
+    _must_change_password(user)
     return password
+
+
+def _must_change_password(user: AbstractUser) -> None:
+    """Whoever read a generated password (the admin who made it) must not keep knowing it."""
+    from servers.models import AccountSecurity
+
+    AccountSecurity.objects.update_or_create(user_id=user.pk, defaults={"must_change_password": True})
+
+
+@transaction.atomic
+def password_change(*, actor: Actor, user: AbstractUser, new_password: str) -> None:
+    """The user's own new password (validated by the form); the forced change is then done."""
+    from django.utils import timezone
+
+    from servers.models import AccountSecurity
+
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    AccountSecurity.objects.update_or_create(
+        user_id=user.pk, defaults={"must_change_password": False, "password_changed_at": timezone.now()}
+    )
+    audit_record(actor=actor, action="user.password_change", obj=user, changes={"password": "changed"})
 
 
 @transaction.atomic

@@ -108,3 +108,56 @@ def test_enrolling_a_totp_device_then_verifying_unlocks_the_pages(client, settin
     client.logout()
     client.force_login(user)
     assert client.get(reverse("server_list"))["Location"] == reverse("two_factor_verify")
+
+
+def test_a_generated_password_must_be_replaced_at_the_first_log_in(client, alice):
+    # the audit's finding: whoever read the generated password (the admin who made it) kept knowing it
+    from servers.audit import Actor
+    from servers.models import AccountSecurity, AuditEvent
+    from servers.tenancy import scope_for_user
+    from servers.users_services import user_create
+
+    user, generated = user_create(
+        scope=scope_for_user(alice), actor=Actor(user=alice), username="newbie", email="n@example.net",
+        first_name="", last_name="", customer=None, role=Role.VIEWER,
+    )  # fmt: skip
+    assert client.post(reverse("login"), {"username": "newbie", "password": generated}).status_code == 302
+    assert client.get(reverse("server_list"))["Location"] == reverse("password_change")
+    assert client.get(reverse("dashboard"))["Location"] == reverse("password_change")
+    page = client.get(reverse("password_change"))
+    assert page.status_code == 200
+    assert "set by an administrator" in page.content.decode()
+    wrong = client.post(
+        reverse("password_change"),
+        {"old_password": "not-it", "new_password1": "Quiet-Harbour-2026!", "new_password2": "Quiet-Harbour-2026!"},
+    )
+    assert wrong.status_code == 200
+    assert AccountSecurity.objects.get(user=user).must_change_password
+    done = client.post(
+        reverse("password_change"),
+        {"old_password": generated, "new_password1": "Quiet-Harbour-2026!", "new_password2": "Quiet-Harbour-2026!"},
+    )
+    assert done.status_code == 302
+    assert client.get(reverse("server_list")).status_code == 200  # still logged in, free to go on
+    user.refresh_from_db()
+    assert user.check_password("Quiet-Harbour-2026!")
+    assert not user.check_password(generated)
+    assert not AccountSecurity.objects.get(user=user).must_change_password
+    assert AuditEvent.objects.filter(action="user.password_change", object_id=str(user.pk)).exists()
+
+
+def test_anyone_may_change_their_own_password_without_being_forced(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("server_list")).status_code == 200
+    assert "Change password" in client.get(reverse("dashboard")).content.decode()
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": TEST_PASSWORD,
+            "new_password1": "Another-Long-Pass-77",
+            "new_password2": "Another-Long-Pass-77",
+        },
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password("Another-Long-Pass-77")

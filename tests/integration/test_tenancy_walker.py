@@ -18,7 +18,7 @@ from tests.conftest import ROLE_USERS
 from tests.factories import URL_PARAMETER_FACTORIES
 
 # Pages reachable without logging in, or part of logging in: tested in test_auth.py.
-AUTH_URL_NAMES = {"login", "logout", "health", "two_factor_setup", "two_factor_verify"}
+AUTH_URL_NAMES = {"login", "logout", "health", "two_factor_setup", "two_factor_verify", "password_change"}
 
 # The action each page needs; object pages check it against the object's customer.
 URL_ACTIONS: dict[str, Action] = {

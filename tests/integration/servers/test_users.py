@@ -82,6 +82,10 @@ def test_admin_creates_a_customer_viewer_who_logs_in_and_sees_only_that_customer
     client.post(reverse("logout"))
     response = client.post(reverse("login"), {"username": "newviewer", "password": password})
     assert response.status_code == 302, response.content.decode()[:500]
+    # ... and must choose a password of their own before anything else
+    assert client.get(reverse("server_list"))["Location"] == reverse("password_change")
+    own = {"old_password": password, "new_password1": "Viewer-Own-Pass-2026", "new_password2": "Viewer-Own-Pass-2026"}
+    assert client.post(reverse("password_change"), own).status_code == 302
     page = client.get(reverse("server_list")).content.decode()
     assert tenant_a.server.name in page
     assert tenant_b.server.name not in page
