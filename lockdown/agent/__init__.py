@@ -150,7 +150,8 @@ def _result_document(stdout: bytes) -> str:
     body = "".join(lines[begin + 1 : end])
     try:
         return base64.b64decode(body, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    # ValueError too: b64decode refuses a str with non-ASCII characters (the U+FFFD of a non-ASCII byte) with it
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise AgentOutputError(f"the result block ({len(body)} characters) is not base64 of UTF-8") from exc
 
 
