@@ -1359,3 +1359,17 @@ def test_the_sddl_module_is_used_for_the_written_text() -> None:
     # guard: what acl_object writes parses back to the ACEs merged
     text = sddl.dacl_text(merged_dacl([_ace(SYSTEM, 0x1F01FF)], [(_ace(IME, 0x1), None)]), protected=True)
     assert [a.sid for a in sddl.parse("O:SY" + text).aces] == [SYSTEM, IME]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target"),
+    [(TargetKind.MEMBERSHIP, "G"), (TargetKind.RIGHT, "SeX"), (TargetKind.AV_EXCLUSION, "C:\\ME")],
+)
+def test_an_inverse_of_a_record_with_nothing_in_it_is_no_step(kind: TargetKind, target: str) -> None:
+    assert simple_inverse(_change(kind, target, {}, {}), "u", HostNow()).steps == []
+    assert simple_inverse(_change(kind, target, None, None), "u", HostNow()).steps == []
+
+
+def test_sql_permissions_inverse_of_permissions_recorded_as_a_tuple_of_nothing() -> None:
+    change = _change(TargetKind.SQL_DATABASE, "MEdb", {}, {"user": "U", "permissions": []})
+    assert simple_inverse(change, "u", HostNow()).steps == []
