@@ -311,6 +311,16 @@ def test_an_existing_user_is_enabled_and_set_to_never_expire_and_its_inverse_und
         when_done="c1.user_flags",
     )
     assert builder.sid_vars == {}
+    assert builder.planned == [
+        Planned(
+            "c1.user_flags",
+            "user",
+            "HOST\\IME_SYSTEM",
+            TargetKind.USER,
+            journal["before"],
+            journal["after"],
+        )
+    ]
 
 
 def test_an_existing_user_that_may_expire_is_only_enabled() -> None:
@@ -980,6 +990,18 @@ def test_build_apply_orders_the_phases_and_writes_each_object_once_before_sql() 
     assert [p.rule_id for p in builder.planned] == [
         "av", "user", "group", "member", "right", "acl-a", "acl-b", "key", "sql", "svc"
     ]  # fmt: skip
+    assert [p.step_id for p in builder.planned] == [
+        "c1.av_add", "c2.user_create", "c3.group_create", "c4.member_add", "c5.lsa_add", "c6.dacl", "c6.dacl",
+        "c7.dacl", "c8.sql_grant", "c10.svc_change",
+    ]  # fmt: skip
+    assert [p.kind for p in builder.planned] == [
+        TargetKind.AV_EXCLUSION, TargetKind.USER, TargetKind.GROUP, TargetKind.MEMBERSHIP, TargetKind.RIGHT,
+        TargetKind.DIRECTORY, TargetKind.DIRECTORY, TargetKind.REGISTRY_KEY, TargetKind.SQL_DATABASE,
+        TargetKind.SERVICE,
+    ]  # fmt: skip
+    assert [p.created for p in builder.planned] == [False, True, True] + [False] * 7
+    assert [p.target for p in builder.planned] == [i.target for i in (av, user, group, member, right, acl_a, acl_b,
+                                                                       key, sql, svc)]  # fmt: skip
 
 
 def test_build_apply_writes_acls_that_come_last_at_the_end() -> None:
@@ -1373,3 +1395,28 @@ def test_an_inverse_of_a_record_with_nothing_in_it_is_no_step(kind: TargetKind, 
 def test_sql_permissions_inverse_of_permissions_recorded_as_a_tuple_of_nothing() -> None:
     change = _change(TargetKind.SQL_DATABASE, "MEdb", {}, {"user": "U", "permissions": []})
     assert simple_inverse(change, "u", HostNow()).steps == []
+
+
+def test_user_and_group_inverses_use_the_recorded_name_over_the_target() -> None:
+    # the account may have been created under a name that differs from the rule's target
+    user = _change(TargetKind.USER, "HOST\\ime_system", None, {"name": "IME_SYS2", "sid": IME}, created=True)
+    assert simple_inverse(user, "u0", HostNow()).steps[0].args == {"name": "IME_SYS2", "sid": IME}
+    flags = _change(TargetKind.USER, "HOST\\ime_system", {"flags": 2}, {"name": "IME_SYS2", "flags": 0x10000})
+    assert simple_inverse(flags, "u0", HostNow()).steps[0].args == {"name": "IME_SYS2", "set": 2, "clear": 0x10000}
+    group = _change(TargetKind.GROUP, "HOST\\ime_store", None, {"name": "IME_STORE2", "sid": OTHER}, created=True)
+    assert simple_inverse(group, "u0", HostNow()).steps[0].args == {"name": "IME_STORE2", "sid": OTHER}
+
+
+def test_sql_records_belong_to_their_steps() -> None:
+    login = _sql_item(Judge.SQL_LOGIN_AND_USER)
+    builder = _builder()
+    builder.sql(login, _obs(login, sql=SqlObservation()))
+    grant = _sql_item(Judge.SQL_PERMISSIONS, sql_permissions=["SELECT"])
+    builder.sql(grant, _obs(grant, sql=SqlObservation()))
+    assert [(p.step_id, p.kind, p.created) for p in builder.planned] == [
+        ("c1.sql_login", TargetKind.SQL_DATABASE, True),
+        ("c3.sql_user", TargetKind.SQL_DATABASE, True),
+        ("c5.sql_grant", TargetKind.SQL_DATABASE, False),
+    ]
+    assert [s.id for s in builder.steps] == [p.step_id for p in builder.planned]
+    assert {(p.rule_id, p.target) for p in builder.planned} == {("sql", "MailEnable")}
