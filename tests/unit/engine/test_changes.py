@@ -1420,3 +1420,12 @@ def test_sql_records_belong_to_their_steps() -> None:
     ]
     assert [s.id for s in builder.steps] == [p.step_id for p in builder.planned]
     assert {(p.rule_id, p.target) for p in builder.planned} == {("sql", "MailEnable")}
+
+
+def test_a_step_with_no_record_is_not_journalled_but_its_inverse_still_waits_for_it() -> None:
+    builder = _builder()
+    step = Step(id="c9.sleep", op="sleep", args={"seconds": 1})
+    builder._mutate(step, None, [Step(id="u.c9.sleep", op="sleep", args={"seconds": 0})])
+    assert builder.steps[0].journal is None
+    assert builder.planned == []
+    assert builder.undo[0].when_done == "c9.sleep"
