@@ -337,3 +337,10 @@ def test_non_ascii_bytes_in_the_body_are_an_agent_output_error() -> None:
     stdout = RESULT_BEGIN.encode() + b"\r\n" + body[:8] + b"\xc3\xa9\xff" + body[8:] + b"\r\n" + RESULT_END.encode()
     with pytest.raises(AgentOutputError, match=r"^the result block \(\d+ characters\) is not base64 of UTF-8$"):
         parse_agent_output(stdout)
+
+
+def test_agent_script_strips_only_the_line_feeds_that_end_each_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # trailing spaces or an X at a file's end are code (a here-string, a last token), not a line end
+    parts = {"primitives.ps1": "function X { 1 }  \n\n\n", "executor.ps1": "Invoke-X\t X"}
+    monkeypatch.setattr("lockdown.agent.read_ps1", parts.__getitem__)
+    assert agent_script() == "function X { 1 }  \n\nInvoke-X\t X\n"
