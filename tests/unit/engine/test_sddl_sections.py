@@ -71,7 +71,7 @@ def test_flags_are_read_two_letters_at_a_time() -> None:
 
 
 def test_a_whitespace_only_text_is_refused() -> None:
-    with pytest.raises(sddl.SddlError, match="no section"):
+    with pytest.raises(sddl.SddlError, match=r"^no section in the SDDL$"):
         sddl.parse(" \r\n ")
 
 
