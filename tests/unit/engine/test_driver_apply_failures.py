@@ -1,4 +1,4 @@
-"""A harden whose changes the host partly refused (winlab, with some step results rewritten as a host could report them).
+"""A harden whose changes the host partly refused (winlab; some step results rewritten as a host could report them).
 
 The program is not aborted (none of these steps is critical): each failed change fails its own item, with
 the host's reason, and the rest of the run stands.
