@@ -27,7 +27,8 @@ RIGHT = "SeServiceLogonRight"
 
 def _acl(target: str = CONFIG, seq: int = 0, job: str | None = "7.1", **kw: Any) -> ChangeRecord:
     fields: dict[str, Any] = {"before": SDDL_BEFORE, "after": SDDL_AFTER, "target_kind": TargetKind.DIRECTORY, **kw}
-    return ChangeRecord(rule_id=f"acl.{seq}", target=target, sequence=seq, job_id=job, **fields)
+    fields.setdefault("rule_id", f"acl.{seq}")
+    return ChangeRecord(target=target, sequence=seq, job_id=job, **fields)
 
 
 def _membership(seq: int = 1, job: str | None = "7.1") -> ChangeRecord:
@@ -197,7 +198,8 @@ def test_a_group_that_is_gone_is_reported_as_such() -> None:
 
 
 def test_two_changes_of_one_object_are_chained_through_the_dacl_the_first_undo_writes() -> None:
-    second = _acl(seq=1, before=SDDL_AFTER, after=SDDL_BOTH)
+    # the same object, spelled in another case by the later change (Windows paths are case-insensitive)
+    second = _acl(target=CONFIG.upper(), seq=1, before=SDDL_AFTER, after=SDDL_BOTH)
     host = _host(o1=_sd(SDDL_BOTH))
     _rollback(host, [_acl(seq=0), second])
     steps = host.programs[1].steps
@@ -264,6 +266,46 @@ def test_an_undo_the_host_refused_or_that_met_a_changed_object_fails_its_item() 
     assert result.action is RuleAction.FAILED
     # the host skips the journal delete: its when_ok names the failed undos
     assert host.results[1].steps[-1].status == "skipped"
+
+
+def test_the_errors_of_an_undo_of_several_steps_are_joined_and_cut_to_the_contract_length() -> None:
+    both = _membership(0).model_copy(update={"after": json.dumps({"members": [IME, OTHER]})})
+    host = _host(
+        o1={"exists": True, "sid": "S-1-5-21-1-2-3-1010", "members": [IME, OTHER]},
+        **{f"u0.{n}": Answer(status="error", error=("win32_5", "m" * 3000)) for n in range(2)},
+    )
+    result = _rollback(host, [both])
+    (item,) = result.items
+    assert item.error is not None
+    assert len(item.error) == 4096
+    assert item.error.startswith("m" * 3000 + " [win32_5]; m")
+
+
+def test_a_change_undone_after_another_of_the_same_item_failed_leaves_the_item_failed() -> None:
+    older = _membership(0, job="7.1")
+    newer = _membership(0, job="7.2").model_copy(
+        update={"before": json.dumps({"members": [IME]}), "after": json.dumps({"members": [IME, OTHER]})}
+    )
+    host = _host(
+        o1={"exists": True, "sid": "S-1-5-21-1-2-3-1010", "members": [IME, OTHER]},
+        **{"u0.0": Answer(status="error", error=("win32_5", "Access is denied."))},
+    )
+    result = _rollback(host, [older, newer])
+    assert [(s.id, s.args.get("sid")) for s in host.programs[1].steps if s.op == "group_member_remove"] == [
+        ("u0.0", OTHER),
+        ("u1.0", IME),
+    ]
+    (item,) = result.items
+    assert (item.action, item.error) == (RuleAction.FAILED, "Access is denied. [win32_5]")
+    assert [c.job_id for c in result.changes] == ["7.1"]
+    assert result.action is RuleAction.ROLLED_BACK
+
+
+def test_a_right_recorded_without_an_after_is_read_by_its_target() -> None:
+    change = _right(0).model_copy(update={"after": None, "target": RIGHT})
+    host = _host(o1={"sids": [IME]})
+    _rollback(host, [change])
+    assert host.programs[0].steps[1] == Step(id="o1", op="lsa_enum", args={"right": RIGHT})
 
 
 def test_an_undo_that_failed_its_expectation_is_described_by_its_result() -> None:
