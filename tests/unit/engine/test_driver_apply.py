@@ -191,7 +191,13 @@ def test_a_failed_health_check_names_the_service_and_a_failed_undo_keeps_the_jou
 def test_many_failed_undos_are_counted_and_the_first_five_named() -> None:
     names = ["MEMTAS", "MESMTPCS", "MEPOPS", "MEIMAPS", "MELCS", "MEPOCS", "MEPOPCS"]
     services = [{**SERVICES[0], "name": n} for n in names]
-    answers: dict[str, Any] = {f"f_r_start{n}": Answer(status="error", error=("exception", "x")) for n in range(7)}
+    # an undo step fails by an error or by its expectation
+    answers: dict[str, Any] = {
+        f"f_r_start{n}": Answer(status="error", error=("exception", "x"))
+        if n % 2
+        else Answer(status="expect_failed", result={"changed": False, "state": "Stopped", "code": 0})
+        for n in range(7)
+    }
     host = _host(
         b_services={"services": services},
         h_services=Answer(status="expect_failed", result={"services": []}),
@@ -203,3 +209,27 @@ def test_many_failed_undos_are_counted_and_the_first_five_named() -> None:
         "health check failed: services not running; this run's changes were rolled back "
         "(incompletely: 7 undo step(s) failed: f.r.start0, f.r.start1, f.r.start2, f.r.start3, f.r.start4)"
     )
+
+
+def test_a_long_abort_message_is_cut_to_the_contract_length() -> None:
+    services = [{**SERVICES[0], "name": f"SVC{n:02d}"} for n in range(60)] + [SERVICES[0]]
+    starts = {f"r_start{n}": {"changed": False, "state": "Stopped", "code": 1069} for n in range(61)}
+    host = _host(
+        b_services={"services": services},
+        h_services=Answer(status="expect_failed", result={"services": []}),
+        **starts,
+    )
+    result = _apply(host, reset_adopted_password=True)
+    assert result.error is not None
+    assert result.error.message.startswith("health check failed: MEMTAS did not start")
+    assert len(result.error.message) == 4096
+
+
+def test_a_reset_of_an_account_whose_services_are_all_stopped_restarts_and_checks_nothing() -> None:
+    host = _host(b_services={"services": [SERVICES[1], SERVICES[2]]})
+    result = _apply(host, reset_adopted_password=True)
+    program = host.programs[1]
+    assert _ids(program.steps) == ["s.during", "p.set", "p.svc0", "a1"]
+    assert result.health == []
+    assert result.rotation is not None
+    assert result.rotation.services == ["MEPOPS"]

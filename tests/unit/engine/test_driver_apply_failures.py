@@ -15,6 +15,8 @@ from lockdown.engine.program import Program, ProgramResult, StepResult
 from lockdown.rules.contract import AgentRequest
 from lockdown.rules.vocabulary import AgentMode, RuleAction
 from tests.unit.engine.harness import SERVICE_PASSWORD, Harness, harness
+from winlab.agent.primitives import journal_path
+from winlab.windows.policy import GroupPolicyObject
 
 
 def _run_rewritten(h: Harness, rewrites: dict[str, dict[str, Any]]) -> tuple[Any, Program]:
@@ -112,3 +114,26 @@ def test_a_failures_list_that_is_not_made_of_objects_still_fails_the_item() -> N
     assert (
         item.error == "the ACE was written but 1 object(s) below could not be updated; first: None [Win32 error None]"
     )
+
+
+def test_a_failed_health_check_marks_the_changed_items_rolled_back_and_spends_the_journal() -> None:
+    h = harness()
+    plan = h.plan()
+    # a GPO reverts "Log on as a service" inside the run: the moved services fail to start (1069)
+    h.host.policy.link(GroupPolicyObject("revert", {"SeServiceLogonRight": ()}), refresh_in=1.0)
+    h.programs.clear()
+    result = h.run(AgentMode.APPLY, plan=plan, job_id="g-1")
+    assert result.error is not None
+    assert result.error.code == "health_check_failed"
+    assert result.error.message.startswith("health check failed: ")
+    assert "did not start: The service did not start due to a logon failure. [Win32 error 1069]" in result.error.message
+    assert result.error.message.endswith("this run's changes were rolled back")
+    assert result.action is RuleAction.ROLLED_BACK
+    assert result.changes == []
+    rolled = [i for i in result.items if i.action is RuleAction.ROLLED_BACK]
+    assert rolled
+    assert not any(i.action is RuleAction.CHANGED for i in result.items)
+    # every undo succeeded: the third invocation deletes the spent journal
+    assert len(h.programs) == 3
+    assert [(s.op, s.args) for s in h.programs[2].steps] == [("journal_delete", {"job_id": "g-1"})]
+    assert not h.host.fs.exists(journal_path("g-1"))
