@@ -457,3 +457,67 @@ def test_journal_records_fill_in_the_variables_and_take_the_job_id() -> None:
     assert bare.before == "{{A}}"
     with pytest.raises(ValueError, match="a journal entry without a record"):
         journal_records([{"record": "text"}], "3.1")
+
+
+def test_the_state_of_every_group_and_right_is_read_past_one_that_failed() -> None:
+    other_group = _membership(2).model_copy(update={"target": "S19ENG\\IME_STORE_GROUP", "rule_id": "member.group"})
+    other_right = _right(3).model_copy(
+        update={
+            "rule_id": "right.batch",
+            "before": json.dumps({"right": "SeBatchLogonRight", "holders": []}),
+            "after": json.dumps({"right": "SeBatchLogonRight", "holders": [IME]}),
+        }
+    )
+    denied = Answer(status="error", error=("win32_5", "Access is denied."))
+    host = _host(
+        o1=denied,  # MailEnable Store: unknown, the primitive decides
+        o2=denied,  # SeServiceLogonRight: unknown
+        o3={"exists": True, "sid": "S-1-5-21-1-2-3-1012", "members": []},  # IME no longer in IME_STORE_GROUP
+        o4={"sids": []},  # nobody holds SeBatchLogonRight
+    )
+    _rollback(host, [_membership(0), _right(1), other_group, other_right])
+    assert [s.op for s in host.programs[0].steps[1:5]] == ["group_get", "lsa_enum", "group_get", "lsa_enum"]
+    removes = [(s.op, s.args) for s in host.programs[1].steps if s.op in ("group_member_remove", "lsa_remove")]
+    assert removes == [
+        ("lsa_remove", {"sid": IME, "right": RIGHT}),
+        ("group_member_remove", {"group": "MailEnable Store", "sid": IME}),
+    ]
+
+
+def test_a_group_reported_missing_is_not_touched_whatever_members_the_host_lists() -> None:
+    host = _host(o1={"exists": False, "sid": None, "members": [IME]})
+    _rollback(host, [_membership(0)])
+    assert not any(s.op == "group_member_remove" for s in host.programs[1].steps)
+
+
+def test_the_entries_of_every_recovered_journal_are_undone() -> None:
+    first = _acl(target=CONFIG, seq=0, job="5.1")
+    second = _acl(target=BIN, seq=0, job="6.1")
+    host = _host(
+        o1=_sd(),
+        o2=_sd(),
+        j0={"exists": True, "trusted": True, "entries": [_entry(first)]},
+        j1={"exists": True, "trusted": True, "entries": [_entry(second)]},
+    )
+    result = _rollback(host, [], recover_job_ids=["5.1", "6.1"])
+    assert [(c.target, c.job_id) for c in result.recovered] == [(CONFIG, "5.1"), (BIN, "6.1")]
+    assert [(c.target, c.job_id) for c in result.changes] == [(BIN, "6.1"), (CONFIG, "5.1")]
+
+
+def test_a_chain_on_a_trustedinstaller_object_keeps_taking_ownership() -> None:
+    ti = "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
+    now = SDDL_BOTH.replace("O:BA", f"O:{ti}")
+    host = _host(o1={**_sd(now, owner=ti)})
+    second = _acl(seq=1, before=SDDL_AFTER, after=SDDL_BOTH)
+    _rollback(host, [_acl(seq=0), second])
+    first, then = host.programs[1].steps[:2]
+    assert first.args["take_ownership"] is True
+    assert then.args["take_ownership"] is True
+    assert then.args["sddl"] == "D:AI(A;OICI;0x1f01ff;;;S-1-5-18)"
+
+
+def test_a_long_result_of_a_failed_undo_is_quoted_in_part() -> None:
+    returned = {"changed": False, "return_value": 22, "pad": "p" * 400}
+    host = _host(u0=Answer(status="expect_failed", result=returned))
+    result = _rollback(host, [_service(0)])
+    assert result.items[0].error == f"service_change: expect_failed ({json.dumps(returned)[:300]})"
