@@ -521,3 +521,12 @@ def test_a_long_result_of_a_failed_undo_is_quoted_in_part() -> None:
     host = _host(u0=Answer(status="expect_failed", result=returned))
     result = _rollback(host, [_service(0)])
     assert result.items[0].error == f"service_change: expect_failed ({json.dumps(returned)[:300]})"
+
+
+def test_a_change_without_a_job_does_not_hide_the_journal_of_the_others() -> None:
+    host = _host(o1=_sd(), o2=_sd())
+    _rollback(host, [_acl(target=CONFIG, seq=0, job="7.1"), _acl(target=BIN, seq=1, job=None)])
+    steps = host.programs[1].steps
+    assert [(s.id, s.op) for s in steps] == [("u0", "dacl_write"), ("u1", "dacl_write"), ("d0", "journal_delete")]
+    assert steps[2].args == {"job_id": "7.1"}
+    assert steps[2].when_ok == ["u1"]
