@@ -69,6 +69,11 @@ def test_each_refused_change_fails_its_item_with_the_hosts_reason() -> None:
         "c2.user_create": {"status": "ok", "result": {"changed": False, "sid": None, "flags": 0}},
         "c9.dacl": {"status": "skipped"},
         "c10.dacl": {"status": "error", "error": {"code": "win32_5", "message": "m" * 4096}},
+        # contradictory host output: a step that says it changed the object is a change, whatever else it says
+        "c11.dacl": {
+            "status": "ok",
+            "result": {"changed": True, "conflict": True, "current": None, "after": None, "failures": []},
+        },
     }
     result, program = _run_rewritten(harness(), rewrites)
     assert result.error is None
@@ -92,6 +97,8 @@ def test_each_refused_change_fails_its_item_with_the_hosts_reason() -> None:
     for step_id in ("c2.user_create", "c9.dacl"):
         assert items[_key(program, step_id)].action is not RuleAction.FAILED
     changed = {(c.rule_id, c.target) for c in result.changes}
+    assert items[_key(program, "c11.dacl")].action is RuleAction.CHANGED
+    assert _key(program, "c11.dacl") in changed
     assert partial in changed  # the ACE was written
     assert conflict not in changed
     assert denied not in changed

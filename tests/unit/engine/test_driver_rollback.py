@@ -9,7 +9,7 @@ import pytest
 
 from lockdown.engine.driver import journal_records
 from lockdown.engine.program import Step
-from lockdown.rules.contract import ChangeRecord, HealthStatus
+from lockdown.rules.contract import ChangeRecord, HealthStatus, HealthTargets
 from lockdown.rules.vocabulary import AgentMode, RuleAction, TargetKind
 from tests.unit.engine.scripted import Answer, ScriptedHost
 
@@ -23,6 +23,8 @@ SDDL_AFTER = f"O:BAD:(A;OICI;FA;;;SY)(A;OICI;0x1200a9;;;{IME})"
 SDDL_BOTH = f"O:BAD:(A;OICI;FA;;;SY)(A;OICI;0x1200a9;;;{IME})(A;OICI;0x1200a9;;;{OTHER})"
 STORE = "S19ENG\\MailEnable Store"
 RIGHT = "SeServiceLogonRight"
+# the DACL the host reads back after an undo (with what Windows inherits)
+READ_BACK = "O:BAD:AI(A;OICI;FA;;;SY)(A;OICIID;FA;;;BA)"
 
 
 def _acl(target: str = CONFIG, seq: int = 0, job: str | None = "7.1", **kw: Any) -> ChangeRecord:
@@ -97,7 +99,7 @@ def _full() -> tuple[ScriptedHost, list[ChangeRecord]]:
         o1=_sd(),
         o2={"exists": True, "sid": "S-1-5-21-1-2-3-1010", "members": [IME.lower()]},
         o3={"sids": [IME.lower()]},
-        u3={"changed": True, "conflict": False, "current": None, "after": "O:BAD:(A;OICI;FA;;;SY)", "failures": []},
+        u3={"changed": True, "conflict": False, "current": None, "after": READ_BACK, "failures": []},
     )
     return host, [_acl(), _membership(), _right(), _service()]
 
@@ -158,7 +160,7 @@ def test_rollback_reports_each_undone_change_with_before_and_after_swapped() -> 
     assert (member.before, member.after) == (changes[1].after, changes[1].before)
     assert (right.before, right.after, right.job_id) == (changes[2].after, changes[2].before, "7.1")
     # an ACL's after is the DACL the host read back after the write
-    assert (acl.before, acl.after) == (SDDL_AFTER, "O:BAD:(A;OICI;FA;;;SY)")
+    assert (acl.before, acl.after) == (SDDL_AFTER, READ_BACK)
     assert [(i.rule_id, i.target, i.action, i.error) for i in result.items] == [
         ("svc.memtas", "MEMTAS", RuleAction.ROLLED_BACK, None),
         ("right.logon", "Log on as a service", RuleAction.ROLLED_BACK, None),
@@ -320,12 +322,27 @@ def test_a_service_that_does_not_come_back_is_a_health_error_after_rollback() ->
         h_services=None,
     )
     host.answers["h.services"] = Answer(status="expect_failed", result={"services": [{**MEMTAS, "state": "Stopped"}]})
-    result = _rollback(host, [_service(0)])
+    result = _rollback(host, [_service(0)], health=HealthTargets(webmail_url="https://mail1.example.com/webmail"))
     assert result.error is not None
     assert result.error.code == "health_check_failed"
     assert result.error.message == "after rollback: MEMTAS is Stopped"
     assert result.action is RuleAction.ROLLED_BACK
     assert result.health[0].status is HealthStatus.FAILED
+    webmail = next(h for h in result.health if h.check == "webmail")
+    assert (webmail.status, webmail.detail) == (
+        HealthStatus.NOT_CHECKED,
+        "https://mail1.example.com/webmail: did not answer before the change",
+    )
+
+
+def test_a_long_health_error_after_rollback_is_cut_to_the_contract_length() -> None:
+    down = [{**MEMTAS, "name": f"MESVC{n:03d}", "state": "Stopped"} for n in range(300)]
+    host = _host()
+    host.answers["h.services"] = Answer(status="expect_failed", result={"services": down})
+    result = _rollback(host, [_service(0)])
+    assert result.error is not None
+    assert result.error.message.startswith("after rollback: MESVC000 is Stopped; MESVC001 is Stopped")
+    assert len(result.error.message) == 4096
 
 
 def test_without_a_restart_there_is_no_health_check() -> None:
