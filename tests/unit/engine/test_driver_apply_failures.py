@@ -69,6 +69,11 @@ def test_each_refused_change_fails_its_item_with_the_hosts_reason() -> None:
         "c2.user_create": {"status": "ok", "result": {"changed": False, "sid": None, "flags": 0}},
         "c9.dacl": {"status": "skipped"},
         "c10.dacl": {"status": "error", "error": {"code": "win32_5", "message": "m" * 4096}},
+        # a `failures` list means something only in a dacl_write's result
+        "c3.group_create": {
+            "status": "ok",
+            "result": {"changed": True, "sid": "S-1-5-21-1-2-3-1010", "failures": [{"path": "x", "code": 5}]},
+        },
         # contradictory host output: a step that says it changed the object is a change, whatever else it says
         "c11.dacl": {
             "status": "ok",
