@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from lockdown.agent import AGENT_VERSION
+from lockdown.engine import driver
+from lockdown.engine.program import Program, ProgramResult
+from lockdown.rules.contract import AgentRequest
 from lockdown.rules.observed import SearchObservation
 from lockdown.rules.vocabulary import AgentMode
-from tests.unit.engine.harness import harness
+from tests.unit.engine.harness import SERVICE_PASSWORD, harness
 from winlab.windows.services import ServiceState
 
 
@@ -58,4 +62,55 @@ def test_a_windows_search_stopped_since_the_plan_was_compiled_is_left_alone() ->
     search = [i.search for i in result.items if i.search is not None]
     assert search == [
         SearchObservation(present=True, state_before="Stopped", state_during_job="Stopped", state_after="Stopped")
+    ]
+
+
+def test_a_windows_search_removed_since_the_plan_was_compiled_is_not_stopped_and_reported_absent() -> None:
+    h = harness(wsearch=True)
+    plan = h.plan()
+    del h.host.services._services["wsearch"]  # uninstalled in the meantime (the model has no uninstall)
+    h.programs.clear()
+    result = h.run(AgentMode.APPLY, plan=plan)
+    program = h.programs[1]
+    assert not any(s.id.startswith(("s.stop", "s.start")) for s in program.steps)
+    search = [i.search for i in result.items if i.search is not None]
+    assert search == [SearchObservation(present=False)]
+
+
+def test_the_state_before_is_the_one_read_before_the_job_not_after() -> None:
+    h = harness(wsearch=True)
+    plan = h.plan()
+    sent: list[Program] = []
+
+    def invoke(program: Program) -> ProgramResult:
+        # the host reads WSearch as Stopped after the job (it did not come back)
+        sent.append(program)
+        result = h.invoke(program)
+        if len(sent) != 2:
+            return result
+        after = {s.id for s in program.steps if s.op == "service_get" and s.id.startswith("a")}
+        steps = [
+            s.model_copy(
+                update={
+                    "result": {
+                        "services": [
+                            {**e, "state": "Stopped"} if e.get("name") == "WSearch" else e
+                            for e in (s.result or {}).get("services", [])
+                        ]
+                    }
+                }
+            )
+            if s.id in after
+            else s
+            for s in result.steps
+        ]
+        return result.model_copy(update={"steps": steps})
+
+    request = AgentRequest(
+        agent_version=AGENT_VERSION, mode=AgentMode.APPLY, job_id="w-1", plan=plan, service_password=SERVICE_PASSWORD
+    )
+    result = driver.run(request, invoke)
+    search = [i.search for i in result.items if i.search is not None]
+    assert search == [
+        SearchObservation(present=True, state_before="Running", state_during_job="Stopped", state_after="Stopped")
     ]
