@@ -114,3 +114,24 @@ def test_the_state_before_is_the_one_read_before_the_job_not_after() -> None:
     assert search == [
         SearchObservation(present=True, state_before="Running", state_during_job="Stopped", state_after="Stopped")
     ]
+
+
+def test_a_search_service_missing_from_the_read_during_the_job_has_no_state_during() -> None:
+    h = harness(wsearch=True)
+    plan = h.plan()
+    sent: list[Program] = []
+
+    def invoke(program: Program) -> ProgramResult:
+        sent.append(program)
+        result = h.invoke(program)
+        if len(sent) != 2:
+            return result
+        steps = [s.model_copy(update={"result": {"services": []}}) if s.id == "s.during" else s for s in result.steps]
+        return result.model_copy(update={"steps": steps})
+
+    request = AgentRequest(
+        agent_version=AGENT_VERSION, mode=AgentMode.APPLY, job_id="w-2", plan=plan, service_password=SERVICE_PASSWORD
+    )
+    result = driver.run(request, invoke)
+    search = [i.search for i in result.items if i.search is not None]
+    assert search == [SearchObservation(present=True, state_before="Running", state_after="Running")]
