@@ -340,20 +340,7 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
         rotation = RotationReport(account=account, account_sid=adopted_sid, services=running_as, password_set=True)
     searching = [i for i in search_items(list(plan.items)) if i.status is None]
     if not builder.steps and not reset_steps:
-        final = items
-        for item in searching:
-            final = [i for i in final if i.key != item.key] + [
-                i.model_copy(
-                    update={
-                        "search": SearchObservation(
-                            present=bool(i.search and i.search.present),
-                            state_before=i.search.state_before if i.search else None,
-                        )
-                    }
-                )
-                for i in items
-                if i.key == item.key
-            ]
+        # nothing to change: the observation already holds each search item's presence and state
         return _result(request, items=_with_problems(items, builder.problems), action=RuleAction.NONE)
     program_steps: list[Step] = []
     search_restore: list[Step] = []
@@ -376,10 +363,8 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
     program_steps += search_restore
     after = read_steps(plan, "a", services=SEARCH_SERVICES)
     program_steps += after.steps
+    # (an adopted account's reset has no undo: its old password is not known)
     on_failure = [*reversed(builder.undo)]
-    if rotation is not None:
-        # An adopted account's old password is not known: the reset cannot be undone.
-        pass
     on_failure += [s.model_copy(update={"id": "f." + s.id}) for s in _restart_steps("r.", touched)]
     on_failure += [s.model_copy(update={"id": "f." + s.id}) for s in search_restore]
     failed_reads = read_steps(plan, "z", services=SEARCH_SERVICES)
