@@ -139,6 +139,17 @@ def test_planted_07_changed_services_are_restarted_and_health_checked() -> None:
     assert changed <= started
     assert any(s.critical and s.op == "service_get" for s in program.steps)
     assert {h.check for h in result.health} >= {"services", "smtp", "pop", "imap", "mta"}
+    # every mail probe that answered before the change is re-checked after it, critically, by its banner
+    observed = h.results[len(h.results) - len(h.programs)]  # the answer to the first (observe) program
+    answered = {
+        r.id[2:]
+        for r in observed.steps
+        if r.id.startswith("b.") and r.op == "tcp_probe" and (r.result or {}).get("connected")
+    }
+    assert answered >= {"smtp", "pop", "imap"}
+    rechecks = {s.id[2:]: s for s in program.steps if s.id.startswith("h.") and s.op == "tcp_probe"}
+    assert set(rechecks) == answered
+    assert all(s.critical and s.expect == {"connected": True} and s.expect_match for s in rechecks.values())
 
 
 def test_planted_05_results_are_the_state_after_the_change() -> None:
