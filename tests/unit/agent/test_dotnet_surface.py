@@ -73,6 +73,7 @@ PLANTS = [
     ("primitives.ps1", "$reader.Read($buffer, 0, $buffer.Length)", "$reader.Read($buffer, 0)", "Read"),
     ("primitives.ps1", ".ReadTimeout =", ".CanRead =", "CanRead cannot be set"),
     ("primitives.ps1", "[FleetLockdown.Lsa]::Holders(", "[FleetLockdown.Lsa]::Holder(", "Holder"),
+    ("bootstrap.ps1", "[Text.Encoding]::UTF8", "[Text.Encoding]::WebName", "WebName"),  # an instance member, statically
     ("bootstrap.ps1", "[Convert]::FromBase64String(", "[Convert]::FromBase64Strings(", "FromBase64Strings"),
     (
         "executor.ps1",
