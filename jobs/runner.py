@@ -768,11 +768,12 @@ def check_mail_banners(server: Server, timeout: float = 5.0, protocols: set[str]
         if protocols is not None and name not in protocols:
             continue
         try:
-            require_inside(server.address, port, server.customer.networks)
+            vetted = require_inside(server.address, port, server.customer.networks)
         except OutsideManagementNetworks as refused:
             return [refused.message]  # no port of this address is touched
+        target = str(vetted) if vetted is not None else server.address  # the checked address, not a new lookup
         try:
-            with socket.create_connection((server.address, port), timeout=timeout) as sock:
+            with socket.create_connection((target, port), timeout=timeout) as sock:
                 sock.settimeout(timeout)
                 banner = sock.recv(512).decode("ascii", "replace").strip()
         except OSError as exc:
