@@ -21,6 +21,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from servers.audit import Actor, audit_record
+from servers.twofactor import mark_second_factor
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -75,6 +76,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
+            mark_second_factor(request)
             audit_record(
                 actor=Actor.from_request(request), action="user.2fa_enrolled", obj=None, object_repr=str(request.user)
             )
@@ -99,6 +101,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["token"]):
             otp_login(request, device)
+            mark_second_factor(request)
             target = request.GET.get("next", "")
             if not url_has_allowed_host_and_scheme(
                 target, allowed_hosts={request.get_host()}, require_https=request.is_secure()

@@ -19,6 +19,7 @@ from servers.csv_import import ALL_COLUMNS, import_servers_csv
 from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
 from servers.models import Credential, Customer, Server
 from servers.tenancy import Action, request_scope, require, scoped_get
+from servers.twofactor import recent_second_factor
 
 PAGE_SIZE = 50
 
@@ -275,6 +276,7 @@ def credential_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def credential_create(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.MANAGE_CREDENTIALS)
@@ -296,6 +298,7 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
     scope = request_scope(request)
     credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)
@@ -315,6 +318,7 @@ def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
     scope = request_scope(request)
     credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)

@@ -45,6 +45,15 @@ def test_check_deploy_reports_nothing_in_production():
     assert "no issues" in result.stdout
 
 
+def test_production_requires_two_factor_whatever_the_environment_says():
+    code = "from django.conf import settings; print(settings.FLEET_REQUIRE_2FA)"
+    result = _manage("shell", "-c", code, env={**PROD_ENV, "FLEET_REQUIRE_2FA": "false"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
+    development = _manage("shell", "-c", code, env={"FLEET_REQUIRE_2FA": "false"})
+    assert development.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_development_needs_no_configuration():
     result = _manage("check", env={})
     assert result.returncode == 0, result.stderr
