@@ -17,6 +17,7 @@ from lockdown.engine.selftest import (
     clean_text,
     render_table,
     run_selftest,
+    secret_free,
 )
 from lockdown.rules import compile_plan, load_builtin_profile
 from lockdown.rules.facts import Facts
@@ -140,3 +141,14 @@ def test_host_info_that_contradicts_a_passing_executor_fails_the_check(field: st
 def test_clean_text_drops_control_and_bidi_characters_and_caps_the_length() -> None:
     assert clean_text("a\x1b[31mb\u202ec\nd") == "a[31mbc d"
     assert len(clean_text("x" * 2000)) == 500
+
+
+def test_a_secret_the_host_echoes_is_removed_from_the_report() -> None:
+    def refuse(program: Program) -> ProgramResult:
+        return ProgramResult(
+            agent_version=AGENT_VERSION, error=ProgramError(code="not_elevated", message="pw S3cret-Pw!")
+        )
+
+    report = secret_free(run_selftest(refuse, job_id="st-1", plan_for=plan_for), ("S3cret-Pw!",))
+    assert "S3cret-Pw!" not in report.model_dump_json()
+    assert "pw ***" in next(c.detail for c in report.checks if c.name == "elevation")
