@@ -204,15 +204,41 @@ def discover_program(scratch: Scratch) -> Program:
     return _program(f"rec-{scratch.token}", "record", discover_steps("IME_SYSTEM"))
 
 
+# Registry values read in both views: (key, names or None = every value).
+REGISTRY_VALUES: Final = (
+    ("HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", ["ProductName", "CurrentBuildNumber"]),
+    ("HKLM\\SOFTWARE\\Mail Enable\\Mail Enable", None),
+)
+
+
 def read_program(scratch: Scratch, plan: Plan, targets: HealthTargets) -> Program:
     """Invocation 2: every read primitive over the profile's objects (the verify's reads) and the host."""
     reads = read_steps(plan, "r", services=health.MAILENABLE_SERVICES)
+    # The profile's keys in the other registry view too (WOW6432Node), and registry values in both views.
+    seen = {(s.args.get("path", "").casefold(), s.args.get("view")) for s in reads.steps if s.op == "sd_read"}
+    other_view = [
+        Step(id=f"v{n}", op="sd_read", args={**s.args, "view": 32 if s.args.get("view") == 64 else 64})
+        for n, s in enumerate(s for s in reads.steps if s.op == "sd_read" and s.args.get("kind") == "key")
+        if (s.args["path"].casefold(), 32 if s.args.get("view") == 64 else 64) not in seen
+    ]
+    values = [
+        Step(id=f"x.reg{view}.{n}", op="registry_read", args={"path": path, "view": view, "names": names})
+        for n, (path, names) in enumerate(REGISTRY_VALUES)
+        for view in (64, 32)
+    ]
     steps = [
         Step(id="host", op="host_info"),
         *reads.steps,
+        *other_view,
+        *values,
         Step(id="x.services", op="service_get", args={"names": list(health.MAILENABLE_SERVICES)}),
         Step(id="x.defender", op="defender_get"),
         *health.probe_steps("x.", targets),
+        Step(
+            id="x.http",
+            op="http_probe",
+            args={"url": "http://localhost/", "allow_self_signed": False, "timeout_ms": health.PROBE_TIMEOUT_MS},
+        ),
         Step(id="x.journal", op="journal_read", args={"job_id": scratch.job_id}),
     ]
     return _program(f"rec-{scratch.token}", "record", steps)

@@ -12,6 +12,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from lockdown.engine.transcript import record
 from lockdown.rules.contract import HealthTargets
@@ -50,8 +51,16 @@ def main() -> None:
                     run_timeout_s=120.0,
                 )
                 ports = entry["mail_ports"]
+                web = entry.get("webmail") or {}
+                # the page as import_winlab records it: on the host itself, under "localhost"
+                parts = urlsplit(str(web.get("url") or ""))
+                url = urlunsplit((parts.scheme, "localhost", parts.path, parts.query, "")) if web else None
                 targets = HealthTargets(
-                    smtp_port=ports["smtp"] or None, pop_port=ports["pop"] or None, imap_port=ports["imap"] or None
+                    smtp_port=ports["smtp"] or None,
+                    pop_port=ports["pop"] or None,
+                    imap_port=ports["imap"] or None,
+                    webmail_url=url,
+                    allow_self_signed=bool(web.get("self_signed")),
                 )
                 document = record(partial(run_program, conn), recorded_from="winlab", targets=targets)
                 text = json.dumps(document, indent=1, sort_keys=True) + "\n"
