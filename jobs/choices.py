@@ -11,6 +11,7 @@ class JobKind(models.TextChoices):
     HARDEN = "harden", "Harden"
     ROLLBACK = "rollback", "Roll back"
     ROTATE_PASSWORD = "rotate_password", "Rotate service password"
+    SELFTEST = "selftest", "Agent self-test (read-only)"
 
 
 # Jobs that change a host: at most one of these per host at a time (a database constraint).

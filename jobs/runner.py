@@ -30,6 +30,7 @@ from jobs.models import ChangeRecord, HostRun, RuleResult, ServerCompliance, Ser
 from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
 from lockdown.agent import AGENT_VERSION
+from lockdown.engine.selftest import SelftestReport
 from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
 from lockdown.rules.contract import AgentRequest, AgentResult, HealthStatus, HealthTargets
 from lockdown.rules.contract import ChangeRecord as ContractChange
@@ -298,6 +299,8 @@ def _execute(run: HostRun) -> str:
     if server is None:
         raise RunFailed("server_deleted", f"{run.server_name} was deleted before the run started.")
     _check_cancel(run)
+    if run.job.kind == JobKind.SELFTEST:
+        return _selftest(run, server)
     conn = connection_for(server)
     event_append(run.pk, f"Connecting to {server.name} ({conn.endpoint}, {conn.auth.value.upper()}).")
     kind = run.job.kind
@@ -350,6 +353,38 @@ def _facts(run: HostRun, server: Server, conn: HostConnection) -> Facts:
         except ValueError:
             event_append(run.pk, "Stored facts are no longer valid; discovering again.", level="warning")
     return _discover(run, server, conn)
+
+
+def selftest_server(server: Server, job_id: str) -> SelftestReport:
+    """The read-only agent self-test of one server (`lockdown.engine.selftest`), over its WinRM connection.
+
+    Raises RunFailed when no connection may be opened (no or unbound credential); a failed connection is a
+    report whose `connect` check failed. No known secret is left in the report.
+    """
+    from lockdown.engine.selftest import connect_failed, run_selftest, secret_free
+    from remote.transport import selftest_invoke
+
+    conn = connection_for(server)
+    try:
+        report = run_selftest(selftest_invoke(conn), job_id=job_id, plan_for=lambda facts: _plan(server, facts))
+    except RemoteError as error:
+        report = connect_failed(error.kind, _without_prefix(error.message, error.kind))
+    return secret_free(report, (conn.password,))
+
+
+def _selftest(run: HostRun, server: Server) -> str:
+    """A self-test job: the report's table as the run's log, its JSON in the run's summary."""
+    from lockdown.engine.selftest import render_table
+
+    report = selftest_server(server, f"{run.job_id}.{run.pk}")
+    for line in render_table(report, server.name):
+        if line:
+            event_append(run.pk, line, msp_only=True)
+    HostRun.objects.filter(pk=run.pk).update(summary={"selftest": report.model_dump(mode="json")})
+    if report.ok:
+        return _end(run, HostRunState.SUCCEEDED)
+    failed = [c.name for c in report.checks if c.verdict == "fail"]
+    return _end(run, HostRunState.FAILED, "selftest_failed", "Self-test failed: " + ", ".join(failed) + ".")
 
 
 def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:

@@ -463,6 +463,22 @@ def run_program(
     return decode_program_result(conn, program, output)
 
 
+def selftest_invoke(conn: HostConnection) -> Callable[[Program], ProgramResult]:
+    """`run_program` for the self-test: a refusal the transport raises (not elevated, PowerShell 2.0) becomes
+    the engine's `HostRefused`, so the self-test reports it as a verdict; every other RemoteError is raised."""
+    from lockdown.engine.driver import HostRefused
+
+    def invoke(program: Program) -> ProgramResult:
+        try:
+            return run_program(conn, program)
+        except UnsupportedPowerShell as exc:
+            raise HostRefused("unsupported_powershell", exc.message) from None
+        except NotElevated as exc:
+            raise HostRefused("not_elevated", exc.message) from None
+
+    return invoke
+
+
 def run_agent(
     conn: HostConnection,
     request: AgentRequest,

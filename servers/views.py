@@ -136,6 +136,7 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "tags": server.tags.all(),
             "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
             "can_harden": scope.can(Action.HARDEN, server.customer_id),
+            "can_selftest": scope.can(Action.SELFTEST, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
             "compliance": compliance,
             "sections": sections,

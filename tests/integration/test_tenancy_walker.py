@@ -29,6 +29,7 @@ URL_ACTIONS: dict[str, Action] = {
     "job_cancel": Action.EDIT_SERVERS,
     "server_verify": Action.EDIT_SERVERS,
     "server_discover": Action.EDIT_SERVERS,
+    "server_selftest": Action.SELFTEST,
     "server_harden": Action.HARDEN,
     "server_rollback": Action.HARDEN,
     "server_changes_download": Action.VIEW,
@@ -93,6 +94,7 @@ URL_ACTIONS: dict[str, Action] = {
 POST_ONLY = {
     "server_verify",
     "server_discover",
+    "server_selftest",
     "job_cancel",
     "report_create",
     "alert_acknowledge",
