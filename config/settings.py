@@ -108,6 +108,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "servers.context_processors.tenancy",
+                "servers.context_processors.environment",
             ],
         },
     },

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs.alerts import alert_acknowledge, alert_settings_save
@@ -99,7 +100,7 @@ class AlertSettingsForm(forms.Form):
     webhook_secret = forms.CharField(
         required=False,
         max_length=200,
-        widget=forms.PasswordInput(render_value=False),
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         label="Webhook secret (signs each request; leave empty to keep the stored one)",
     )
     auto_remediate = forms.BooleanField(
@@ -128,6 +129,7 @@ class AlertSettingsForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
+@sensitive_post_parameters("webhook_secret")
 def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpResponse:
     scope = request_scope(request)
     customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)

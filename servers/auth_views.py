@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -63,6 +64,7 @@ class TokenForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("token")
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     """Enrol a TOTP device: show the secret (and a QR code as SVG), confirm with one code."""
     import segno
@@ -93,6 +95,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("token")
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     device = TOTPDevice.objects.filter(user_id=request.user.pk, confirmed=True).first()
     if device is None:
@@ -114,6 +117,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
 def password_change(request: HttpRequest) -> HttpResponse:
     """Self-service: the current password, then a new one (Django's validators); forced after an
     admin generated the password."""

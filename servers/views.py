@@ -10,6 +10,7 @@ from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
@@ -278,6 +279,7 @@ def credential_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @recent_second_factor
+@sensitive_post_parameters("secret")
 def credential_create(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.MANAGE_CREDENTIALS)
@@ -300,6 +302,7 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @recent_second_factor
+@sensitive_post_parameters("secret")
 def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
     scope = request_scope(request)
     credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)
