@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
@@ -16,9 +16,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from servers import selectors, services
 from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
-from servers.csv_import import ALL_COLUMNS, import_servers_csv
+from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start
 from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
-from servers.models import Credential, Customer, Server
+from servers.models import Credential, Customer, Server, ServerImport
 from servers.tenancy import Action, request_scope, require, scoped_get
 from servers.twofactor import recent_second_factor
 
@@ -181,20 +181,34 @@ def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def server_import(request: HttpRequest) -> HttpResponse:
+    """Upload: the file is checked here (size, UTF-8, header), its rows by a worker (server_import_detail)."""
     scope = request_scope(request)
     require(scope, Action.EDIT_SERVERS)
     form = ServerImportForm(request.POST or None, request.FILES or None)
     errors: list[str] = []
     if request.method == "POST" and form.is_valid():
-        result = import_servers_csv(scope=scope, actor=Actor.from_request(request), upload=form.cleaned_data["file"])
-        if result.ok:
-            messages.success(request, f"Imported {len(result.created)} servers.")
-            return redirect("server_list")
-        errors = result.errors[:200]
+        upload = form.cleaned_data["file"]
+        text, errors = read_upload(upload)
+        if text is not None:
+            record = server_import_start(
+                scope=scope, user=request.user, filename=upload.name or "servers.csv", text=text
+            )
+            return redirect("server_import_detail", import_id=record.pk)
     status = 400 if errors else 200
+    recent = ServerImport.objects.filter(created_by_id=request.user.pk).order_by("-created_at")[:5]
     return render(
-        request, "servers/server_import.html", {"form": form, "errors": errors, "columns": ALL_COLUMNS}, status=status
+        request,
+        "servers/server_import.html",
+        {"form": form, "errors": errors, "columns": ALL_COLUMNS, "recent": recent},
+        status=status,
     )
+
+
+@require_GET
+def server_import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    """One import's progress and row errors; only the user who uploaded it sees it (others: 404)."""
+    record = get_object_or_404(ServerImport.objects.defer("content"), pk=import_id, created_by_id=request.user.pk)
+    return render(request, "servers/server_import_detail.html", {"record": record, "errors": record.errors})
 
 
 # --- Customers ------------------------------------------------------------------------------

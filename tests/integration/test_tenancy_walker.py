@@ -42,6 +42,7 @@ URL_ACTIONS: dict[str, Action] = {
     "server_list": Action.VIEW,
     "server_create": Action.EDIT_SERVERS,
     "server_import": Action.EDIT_SERVERS,
+    "server_import_detail": Action.EDIT_SERVERS,
     "server_detail": Action.VIEW,
     "server_edit": Action.EDIT_SERVERS,
     "server_delete": Action.EDIT_SERVERS,
@@ -163,7 +164,15 @@ def test_every_route_has_an_expected_action_and_factories_for_its_parameters() -
             assert param in URL_PARAMETER_FACTORIES, f"{route.name}: no factory for URL parameter {param!r}"
 
 
-CASES = [pytest.param(route, role, id=f"{route.name}-{role}") for route in ROUTES for role in ROLE_USERS]
+# Pages that belong to one user, not to a customer: 404 for everyone else whatever their role
+# (tests/integration/servers/test_csv_import.py::test_an_import_page_is_its_uploaders_only).
+UPLOADER_ONLY = {"server_import_detail"}
+CASES = [
+    pytest.param(route, role, id=f"{route.name}-{role}")
+    for route in ROUTES
+    if route.name not in UPLOADER_ONLY
+    for role in ROLE_USERS
+]
 # GET and the htmx partial first: a POST may delete the object it names.
 METHODS = ("GET", "HTMX", "POST")
 
