@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
+from servers.assessment import assessment_of
 from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
 from servers.csv_import import ALL_COLUMNS, import_servers_csv
@@ -136,6 +137,7 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
             "can_harden": scope.can(Action.HARDEN, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
+            "assessment": assessment_of(server, msp=scope.is_msp),
             "compliance": compliance,
             "sections": sections,
             "recent_runs": server_recent_runs(server),
