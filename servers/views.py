@@ -58,6 +58,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "servers/dashboard.html",
         {
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope) if summary.total else [],
             "customers": summary.customers[:DASHBOARD_CUSTOMERS],
             "more_customers": len(summary.customers) > DASHBOARD_CUSTOMERS,
             "trend": trend,
@@ -225,6 +226,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         {
             "customer": customer,
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope, customer_id=customer.pk),
             "trend": trend,
             "chart": trend_svg(trend, chart_id="customer-trend", title=f"Average compliance of {customer.name}"),
             "q": q,
