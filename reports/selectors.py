@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, cast
 
-from django.apps import apps
 from django.db.models import BooleanField, Case, Count, ExpressionWrapper, F, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
@@ -218,33 +217,22 @@ def expiring_waivers(*, scope: Scope, customer_id: int | None = None, limit: int
 
 @dataclass
 class AlertsPanel:
-    """Open alerts, when the jobs app has an Alert model (added separately; not a dependency)."""
+    """Open alerts (neither acknowledged nor resolved), newest first."""
 
-    available: bool
     items: list[Any] = field(default_factory=list)
     total: int = 0
 
+    @property
+    def available(self) -> bool:
+        return True
+
 
 def open_alerts(*, scope: Scope, limit: int = 8) -> AlertsPanel:
-    try:
-        model = apps.get_model("jobs", "Alert")
-    except LookupError:
-        return AlertsPanel(available=False)
-    names = {f.name for f in model._meta.get_fields()}
-    alerts: QuerySet[Any] = model.objects.all()
-    if "customer" in names:
-        alerts = scope.filter(alerts)
-    elif "server" in names:
-        alerts = scope.filter(alerts, "server__customer")
-    elif not scope.is_msp:
-        return AlertsPanel(available=True)
-    for open_field in ("resolved_at", "closed_at", "acknowledged_at"):
-        if open_field in names:
-            alerts = alerts.filter(**{f"{open_field}__isnull": True})
-            break
-    order = "-created_at" if "created_at" in names else "-pk"
-    items = list(alerts.order_by(order)[: limit + 1])
-    return AlertsPanel(available=True, items=items[:limit], total=len(items))
+    """At most `limit` open alerts the user may see (one query); `total` > limit says more are waiting."""
+    from jobs.selectors import alert_list
+
+    items = list(alert_list(scope=scope, show="open")[: limit + 1])
+    return AlertsPanel(items=items[:limit], total=len(items))
 
 
 def visible_reports(*, scope: Scope, customer_id: int | None = None) -> QuerySet[Report]:
