@@ -104,7 +104,9 @@ def test_a_customer_user_sees_only_its_own_servers_in_the_coverage(customer, ten
 def test_dashboard_shows_coverage_beside_the_average_and_not_assessed_with_the_cause(client, alice, customer):
     client.force_login(alice)
     page = client.get(reverse("dashboard")).content.decode()
-    assert COVERAGE in page
+    # alice's fleet also holds tenant A's never-verified server
+    assert '<p class="coverage" id="coverage">over 2 of 7 servers; 4 not assessed, 1 stale</p>' in page
+    assert COVERAGE in page  # the customer's row
     assert "Not assessed" in page
     assert "requires WMF 5.1" in page
     assert "the credential was rejected" in page
@@ -114,7 +116,8 @@ def test_dashboard_shows_coverage_beside_the_average_and_not_assessed_with_the_c
 def test_customer_page_and_list_show_the_coverage(client, alice, customer):
     client.force_login(alice)
     page = client.get(reverse("customer_detail", args=[customer.pk])).content.decode()
-    assert COVERAGE in page
+    assert '<p class="big-figure">95.0 %</p>' in page
+    assert '<p class="coverage" id="coverage">over 2 of 6 servers; 3 not assessed, 1 stale</p>' in page
     assert "requires WMF 5.1" in page
     assert "a rollback changed the host" in page
     listing = client.get(reverse("customer_list")).content.decode()
