@@ -65,16 +65,24 @@ def test_a_drift_alert_resolves_when_its_rules_comply_again(inline, server, djan
 def test_a_drift_alert_stays_open_while_one_of_its_rules_still_drifts(
     inline, server, django_capture_on_commit_callbacks
 ):
-    inline.observe = hardened_observation
+    # Already drifted on a registry rule; then a file deny drops too: the alert names the file deny.
+    _drift(inline, ("registry_acl.",))
     _verify(server, django_capture_on_commit_callbacks)
-    _drift(inline, ("file_deny.", "registry_acl."))
+    _drift(inline, ("registry_acl.", "file_deny."))
     _verify(server, django_capture_on_commit_callbacks)
     alert = Alert.objects.get()
-    assert {rule["rule_id"].split(".")[0] for rule in alert.details["rules"]} == {"file_deny", "registry_acl"}
-    _drift(inline, ("registry_acl.",))  # the file deny is back; the registry rule still drifts
+    assert {rule["rule_id"].split(".")[0] for rule in alert.details["rules"]} == {"file_deny"}
+    assert alert.details["status_before"] == "drifted"
+    # The registry rule recovers, the file deny does not: the server is no worse than before, but
+    # the drop the alert reported is still there.
+    _drift(inline, ("file_deny.",))
     _verify(server, django_capture_on_commit_callbacks)
     alert.refresh_from_db()
     assert alert.resolved_at is None
+    inline.observe = hardened_observation
+    _verify(server, django_capture_on_commit_callbacks)
+    alert.refresh_from_db()
+    assert alert.resolved_at is not None
 
 
 def test_a_status_alert_resolves_when_the_server_can_be_read_again(inline, server, django_capture_on_commit_callbacks):
@@ -97,7 +105,14 @@ def test_a_status_alert_stays_open_while_the_server_is_still_worse(inline, serve
     inline.fail_with = AuthenticationFailed("rejected", host="x")
     _verify(server, django_capture_on_commit_callbacks)
     _verify(server, django_capture_on_commit_callbacks)
-    assert Alert.objects.get().resolved_at is None
+    status_alert = Alert.objects.get(kind="status")
+    assert status_alert.resolved_at is None
+    # Readable again, but drifted: worse than the compliant it was before the drop.
+    inline.fail_with = None
+    _drift(inline, ("file_deny.",))
+    _verify(server, django_capture_on_commit_callbacks)
+    status_alert.refresh_from_db()
+    assert status_alert.resolved_at is None
 
 
 def test_the_alerts_page_lists_open_alerts_and_shows_resolved_ones_on_request(

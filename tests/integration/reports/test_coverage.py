@@ -109,6 +109,7 @@ def test_dashboard_shows_coverage_beside_the_average_and_not_assessed_with_the_c
     assert COVERAGE in page  # the customer's row
     assert "Not assessed" in page
     assert "requires WMF 5.1" in page
+    assert "— install Windows Management Framework 5.1 on the host" in page  # the remedy beside the cause
     assert "the credential was rejected" in page
     assert "Failing</span>" not in page.split('aria-labelledby="worst-heading"')[1].split("</section>")[0]
 
@@ -165,6 +166,16 @@ def test_csv_states_the_coverage_and_each_server_not_assessed_with_its_cause(cus
 
 
 def test_pdf_states_the_coverage_and_each_server_not_assessed_with_its_cause(customer):
+    from jobs.models import ServerCompliance
+
+    from .conftest import outcome
+
+    # The rejected credential's host was read once: its page lists those outcomes, and says they are not now.
+    badcred = Server.objects.get(name="mx-badcred")
+    ServerCompliance.objects.create(
+        server=badcred, verified_at=clock.now() - timedelta(days=2), profile_label="builtin v1",
+        outcomes=[outcome(1, "compliant")],
+    )  # fmt: skip
     report = _report(customer, ReportFormat.PDF)
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(bytes(report.content))).pages)
     text = " ".join(text.split())
