@@ -120,7 +120,9 @@ def _header_lines(data: ReportData) -> list[str]:
         f"Profile versions: {', '.join(data.profile_versions) or 'none (no server verified)'}",
         f"Servers: {len(data.servers)}; average compliance {data.coverage.text}; "
         + "; ".join(f"{label.lower()} {n}" for label, n in data.status_counts),
-        f"Changes of rule outcomes during the period: {data.change_count}",
+        f"Changes made on the hosts during the period: {data.changes_made} "
+        f"({data.changes_rolled_back} rolled back since)",
+        f"Rule outcomes that changed during the period (a first verify counts every outcome): {data.change_count}",
         f"Signed with the installation's Ed25519 key {data.key_id}: check with manage.py verify_report",
     ]
 
@@ -290,7 +292,7 @@ def render_pdf(data: ReportData) -> bytes:
         )
     if data.changes:
         pdf.add_page()
-        _heading(pdf, "Changes of rule outcomes during the period")
+        _heading(pdf, "Rule outcomes that changed during the period")
         _table(
             pdf,
             ["When", "Server", "Rule", "Target", "Status"],

@@ -286,6 +286,10 @@ class ReportData:
     waivers: list[dict[str, Any]]
     changes: list[Any]
     profile_versions: list[str]
+    # "A change" is one ChangeRecord: one (rule, target) a harden wrote, as the preview, the dry run,
+    # the harden and the rollback count them (tests/integration/jobs/test_change_counts_reconcile.py).
+    changes_made: int = 0
+    changes_rolled_back: int = 0
 
     @property
     def status_counts(self) -> list[tuple[str, int]]:
@@ -330,7 +334,7 @@ def report_data(
     tz_name: str,
     key_id: str,
 ) -> ReportData:
-    from jobs.models import RuleResult
+    from jobs.models import ChangeRecord, RuleResult
 
     servers = report_servers(scope=scope, customer=customer)
     items = []
@@ -375,7 +379,12 @@ def report_data(
         .only("rule_id", "target", "status", "action", "observed_text", "created_at")
         .order_by("created_at", "id")[:CHANGES_LIMIT]
     )
+    made = ChangeRecord.objects.filter(
+        server__in=servers.values("pk"), created_at__gte=period_start, created_at__lte=period_end
+    ).aggregate(total=Count("id"), rolled_back=Count("id", filter=Q(rolled_back_at__isnull=False)))
     return ReportData(
+        changes_made=made["total"],
+        changes_rolled_back=made["rolled_back"],
         scope_label=customer.name if customer is not None else "whole fleet",
         customer=customer,
         period_start=period_start,
