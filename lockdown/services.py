@@ -80,7 +80,13 @@ def builtin_profile_sync(*, actor: Actor | None = None) -> ProfileVersion:
         audit_record(actor=actor, action="profile.create", obj=profile, changes={"slug": [None, profile.slug]})
     elif not profile.builtin:
         raise ProfileServiceError(f"a profile with the built-in slug {profile.slug!r} exists and is not built-in")
-    version, _ = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
+    version, new = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
+    if new and not created:
+        # Servers without a pin whose customer has no default follow the built-in's latest version.
+        server_results_mark_stale(
+            servers=Server.objects.filter(profile_version__isnull=True, customer__default_profile_version__isnull=True),
+            reason=StaleReason.PROFILE_CHANGED,
+        )
     return version
 
 
