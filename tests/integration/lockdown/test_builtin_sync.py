@@ -56,9 +56,9 @@ def test_a_new_builtin_version_makes_the_servers_it_judges_stale(monkeypatch: py
     from tests.factories import CustomerFactory, ProfileVersionFactory, ServerFactory
 
     follows = ServerFactory(customer=CustomerFactory(name="Follows Builtin Ltd"), name="mx-follows")
-    pinned = ServerFactory(customer=follows.customer, name="mx-pinned", profile_version=ProfileVersionFactory())
+    ServerFactory(customer=follows.customer, name="mx-pinned", profile_version=ProfileVersionFactory())
     defaulted_customer = CustomerFactory(name="Own Default Ltd", default_profile_version=ProfileVersionFactory())
-    defaulted = ServerFactory(customer=defaulted_customer, name="mx-own-default")
+    ServerFactory(customer=defaulted_customer, name="mx-own-default")
     services.builtin_profile_sync()  # the same content: nothing is stale
     assert set(Server.objects.values_list("results_stale_reason", flat=True)) == {""}
     shipped = load_builtin_profile()
@@ -66,6 +66,6 @@ def test_a_new_builtin_version_makes_the_servers_it_judges_stale(monkeypatch: py
     monkeypatch.setattr(services, "load_builtin_profile", lambda: changed)
     services.builtin_profile_sync()
     stale = dict(Server.objects.values_list("name", "results_stale_reason"))
-    assert stale[follows.name] == StaleReason.PROFILE_CHANGED
-    assert stale[pinned.name] == ""
-    assert stale[defaulted.name] == ""
+    assert stale["mx-follows"] == StaleReason.PROFILE_CHANGED
+    assert stale["mx-pinned"] == ""
+    assert stale["mx-own-default"] == ""
