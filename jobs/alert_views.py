@@ -18,6 +18,7 @@ from jobs.alerts import alert_acknowledge, alert_settings_save
 from jobs.choices import ALERT_KIND_COLOURS, AlertKind, JobKind
 from jobs.models import Alert, AlertSettings, ServiceAccountSecret, VerifySchedule
 from jobs.schedules import ScheduleInvalid, schedule_save
+from jobs.selectors import alert_list as alert_list_query
 from jobs.services import JobRefused, job_create
 from jobs.webhooks import WebhookTargetRefused
 from servers.audit import Actor
@@ -178,11 +179,8 @@ def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpRespo
 @require_GET
 def alert_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
-    alerts = scope.filter(Alert.objects.select_related("customer", "acknowledged_by"))
     show = request.GET.get("show", "open")
-    if show != "all":
-        alerts = alerts.filter(acknowledged_at__isnull=True)
-    page = Paginator(alerts, 50).get_page(request.GET.get("page"))
+    page = Paginator(alert_list_query(scope=scope, show=show), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "jobs/alert_list.html",

@@ -10,7 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from jobs.choices import HostRunState
-from jobs.models import HostRun, HostRunEvent, Job, ServerCompliance
+from jobs.models import Alert, HostRun, HostRunEvent, Job, ServerCompliance
 from servers.models import Server
 from servers.tenancy import Scope
 
@@ -189,3 +189,11 @@ def server_change_records(server: Server) -> Iterator[Any]:
         .order_by("-created_at", "-seq")
         .iterator(chunk_size=500)
     )
+
+
+def alert_list(*, scope: Scope, show: str = "open") -> QuerySet[Alert]:
+    """Alerts the user may see; "open" ones are neither acknowledged nor resolved by a later verify."""
+    alerts = scope.filter(Alert.objects.select_related("customer", "acknowledged_by"))
+    if show != "all":
+        alerts = alerts.filter(acknowledged_at__isnull=True, resolved_at__isnull=True)
+    return alerts.order_by("-created_at", "-id")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from servers.choices import AuthMethod, Declared, Role, ServerStatus, TLSVerify, WinRMScheme
+from servers.choices import AuthMethod, Declared, Role, ServerStatus, StaleReason, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret, encrypt_secret
 from servers.maintenance import Window, current_or_next_window
 from servers.secret_fields import EncryptedTextField
@@ -192,6 +192,12 @@ class Server(models.Model):
     compliance_pct = models.FloatField(null=True, blank=True)
     compliance_counts = models.JSONField(default=dict, blank=True)
     last_verified_at = models.DateTimeField(null=True, blank=True)
+    # Why the last run could not read the host (a RemoteError/RunFailed kind; blank once a verify stores
+    # results): servers.assessment turns it into a cause and a remedy.
+    not_assessed_kind = models.CharField(max_length=40, blank=True)
+    # Set when something changed the host or its profile after the stored results were read.
+    results_stale_reason = models.CharField(max_length=16, choices=StaleReason.choices, blank=True)
+    results_stale_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,6 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
+from servers.assessment import assessment_of
 from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
 from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start
@@ -59,6 +60,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "servers/dashboard.html",
         {
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope) if summary.total else [],
             "customers": summary.customers[:DASHBOARD_CUSTOMERS],
             "more_customers": len(summary.customers) > DASHBOARD_CUSTOMERS,
             "trend": trend,
@@ -139,6 +141,7 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "can_harden": scope.can(Action.HARDEN, server.customer_id),
             "can_selftest": scope.can(Action.SELFTEST, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
+            "assessment": assessment_of(server, msp=scope.is_msp),
             "compliance": compliance,
             "sections": sections,
             "recent_runs": server_recent_runs(server),
@@ -240,6 +243,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         {
             "customer": customer,
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope, customer_id=customer.pk),
             "trend": trend,
             "chart": trend_svg(trend, chart_id="customer-trend", title=f"Average compliance of {customer.name}"),
             "q": q,
