@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0006_hostrunevent_msp_only"),
+        ("jobs", "0007_job_kind_selftest"),
     ]
 
     operations = [

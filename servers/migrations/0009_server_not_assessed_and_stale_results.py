@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("servers", "0007_account_security"),
+        ("servers", "0008_server_import"),
     ]
 
     operations = [
