@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +46,7 @@ def main() -> None:
     from servers.models import Customer, Membership, Server, ServerImport
     from tests.factories import UserFactory
 
-    admin = UserFactory(username="bench-admin")
+    admin: Any = UserFactory(username="bench-admin")
     Membership.objects.create(user=admin, customer=None, role=Role.ADMIN)
     customer = Customer.objects.create(name="Bench Ltd")
     body = "name,customer,address,winrm_scheme,winrm_port,tls_verify\n" + "".join(
