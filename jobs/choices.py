@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from servers.choices import CONNECT_ERROR_KINDS as CONNECT_ERROR_KINDS  # the one list (servers/assessment.py too)
+
 
 class JobKind(models.TextChoices):
     DISCOVER = "discover", "Discover (test connection)"
@@ -97,16 +99,4 @@ class DeliveryState(models.TextChoices):
 
 # Run errors that say how a connection failed (which port is closed, filtered, speaks TLS or WinRM):
 # customer-scoped users read CONNECT_FAILED instead, so the product is no port scanner for them.
-CONNECT_ERROR_KINDS = frozenset(
-    {
-        "unreachable",
-        "timeout",
-        "tls_verification_failed",
-        "authentication_failed",
-        "protocol_error",
-        "insecure_configuration",
-        "outside_management_networks",
-        "mail_ports",
-    }
-)
 CONNECT_FAILED = "Could not connect to the host. The MSP sees the details."

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, Sum
 
+from servers.choices import CONNECT_ERROR_KINDS as _CONNECT_KINDS
 from servers.choices import ServerStatus, StaleReason
 
 if TYPE_CHECKING:
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
 
 NOT_ASSESSED_STATUSES = frozenset({ServerStatus.NEVER_VERIFIED, ServerStatus.UNREACHABLE, ServerStatus.NOT_ASSESSED})
 
-# Run errors that say how a connection failed: customer-scoped users read one sentence instead
-# (jobs.choices.CONNECT_ERROR_KINDS, repeated here so servers/ does not import jobs/).
-_CONNECT_KINDS = frozenset(
-    {
-        "unreachable",
-        "timeout",
-        "tls_verification_failed",
-        "authentication_failed",
-        "protocol_error",
-        "insecure_configuration",
-        "outside_management_networks",
-        "mail_ports",
-    }
-)
 NEVER_VERIFIED = ("never verified", "press Verify on the server page (nothing is changed)")
 CONNECT_FAILED = ("could not connect to the host", "your MSP sees the details and can fix it")
 UNKNOWN = ("the last run could not read the host", "open the server's latest job for the error")

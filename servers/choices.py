@@ -65,3 +65,19 @@ class StaleReason(models.TextChoices):
     ROLLBACK = "rollback", "a rollback changed the host after these results were read"
     HARDEN_FAILED = "harden_failed", "a harden did not complete, so the host may have changed"
     PROFILE_CHANGED = "profile_changed", "the server is now judged by another profile version"
+
+
+# Run errors that say how a connection failed: customer-scoped users read one sentence for any of
+# them (jobs.choices.CONNECT_FAILED, servers.assessment), the MSP the detail.
+CONNECT_ERROR_KINDS = frozenset(
+    {
+        "unreachable",
+        "timeout",
+        "tls_verification_failed",
+        "authentication_failed",
+        "protocol_error",
+        "insecure_configuration",
+        "outside_management_networks",
+        "mail_ports",
+    }
+)
