@@ -192,6 +192,8 @@ def import_servers_text(*, scope: Scope, actor: Actor, text: str, progress: Prog
         if not form.is_valid():
             for field_name, messages in form.errors.items():
                 label = "tags" if field_name == "tags_text" else field_name
+                if label == "customer" and any(p.startswith("customer: ") for p in problems):
+                    continue  # already said which customer was not found
                 problems.extend(f"{label}: {message}" for message in messages)
         key = (int(data["customer"] or 0), str(data["name"]).strip().lower())
         if key in seen:
