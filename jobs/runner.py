@@ -97,9 +97,10 @@ def phase_text(program: Program) -> str:
     changing = sum(1 for op in ops if op in CHANGING_OPS)
     if not changing:
         return f"Reading the host: {len(ops)} reads (its state and health baseline)…"
+    undo = sum(1 for step in program.on_failure if step.op in CHANGING_OPS)  # its re-reads are no undo
     return (
         f"Changing the host: {changing} change and restart steps, then the health check "
-        f"({len(program.on_failure)} undo steps ready if anything regresses). Mail may pause now…"
+        f"({undo} undo steps ready if anything regresses). Mail may pause now…"
     )
 
 

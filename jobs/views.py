@@ -154,7 +154,7 @@ class FleetJobForm(forms.Form):
     canary_order = forms.ChoiceField(
         choices=[(order.value, order.label) for order in (CanaryOrder.HEALTHY_FIRST, CanaryOrder.FIRST)],
         initial=CanaryOrder.HEALTHY_FIRST.value,
-        label="Canary hosts (unless you tick some below)",
+        label="Canary hosts (unless you tick them in the list of servers)",
     )
     pause_after_canary = forms.BooleanField(required=False, label="Pause for approval after the canary wave")
     failure_threshold_pct = forms.IntegerField(
@@ -269,7 +269,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
             phrase = typed_confirmation_needed(kind, len(servers), dry_run=options.dry_run)
             confirm_page = kind in (JobKind.HARDEN, JobKind.ROLLBACK) and not options.dry_run
             if step == "start" or not confirm_page:
-                description = f"{kind.label}: {len(servers)} servers"
+                description = f"{kind.label}: {len(servers)} server{'' if len(servers) == 1 else 's'}"
                 if retry_of is not None:
                     description = f"Retry of job #{retry_of}: {description}"
                 response = _start(

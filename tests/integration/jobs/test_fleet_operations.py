@@ -311,7 +311,8 @@ def test_duration_text():
 def _program(job_id, *ops, undo=0):
     # Only the ops and the undo list matter to the log line: built without each primitive's arguments.
     steps = [Step.model_construct(id=f"s{n}", op=op, args={}) for n, op in enumerate(ops)]
-    on_failure = [Step.model_construct(id=f"u{n}", op="sleep", args={}) for n in range(undo)]
+    on_failure = [Step.model_construct(id=f"u{n}", op="dacl_write", args={}) for n in range(undo)]
+    on_failure.append(Step.model_construct(id="z0", op="sd_read", args={}))  # a re-read after the undo
     return Program.model_construct(
         agent_version=AGENT_VERSION, job_id=job_id, mode="apply", steps=steps, on_failure=on_failure
     )
