@@ -284,8 +284,6 @@ def job_dispatch(job_id: int) -> int:
             _cancel_queued(job, now)
             _finish_if_done(job, now)
             return 0
-        if job.state == JobState.PAUSED:
-            return 0  # waiting for an operator's "continue" (job_continue)
         if job.not_before is not None and job.not_before > now:
             return 0
         if job.not_after is not None and now >= job.not_after:
