@@ -157,6 +157,8 @@ def test_a_paused_job_offers_continue_and_a_finished_one_retry_failed(client, al
         options=JobOptions(canary_size=1, pause_after_canary=True),
     )  # fmt: skip
     Job.objects.filter(pk=job.pk).update(state=JobState.PAUSED)
+    # its canary failed (under a threshold that let it pass): no retry while the job may still continue
+    HostRun.objects.filter(job=job, wave=0).update(state=HostRunState.FAILED)
     client.force_login(alice)
     url = reverse("job_detail", kwargs={"job_id": job.pk})
     body = client.get(url).content.decode()
