@@ -412,7 +412,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     context = _job_context(request, job)
     events = selectors.job_events_after(scope=scope, job=job, after=0, limit=LOG_PAGE)
     context.update(events=events, cursor=events[-1].pk if events else 0)
-    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
     return render(request, "jobs/job_detail.html", context)
 
 
@@ -425,8 +425,9 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
     events = selectors.job_events_after(scope=scope, job=job, after=after, limit=LOG_PAGE)
     context = _job_context(request, job)
     context.update(events=events, cursor=events[-1].pk if events else after)
-    # Keep polling while the job runs, or while a full page says more lines are waiting.
-    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    # Keep polling while the job runs or waits for approval (another operator may continue it), or while a
+    # full page says more lines are waiting.
+    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
     return render(request, "jobs/_job_update.html", context)
 
 

@@ -214,3 +214,17 @@ _counter = iter(range(10_000))
 
 def _fleet_named(tenant, n):
     return [ServerFactory(customer=tenant.customer, name=f"q-{next(_counter):04d}") for _ in range(n)]
+
+
+def test_a_paused_job_page_keeps_polling_so_a_continue_elsewhere_shows(client, alice, tenant_a):
+    job = job_create(
+        scope=MSP, actor=Actor.system("t"), kind=JobKind.VERIFY, servers=_fleet(tenant_a, 2),
+        options=JobOptions(canary_size=1, pause_after_canary=True),
+    )  # fmt: skip
+    Job.objects.filter(pk=job.pk).update(state=JobState.PAUSED)
+    client.force_login(alice)
+    body = client.get(reverse("job_log", kwargs={"job_id": job.pk}), headers={"HX-Request": "true"}).content.decode()
+    assert 'hx-trigger="every 1s"' in body
+    Job.objects.filter(pk=job.pk).update(state=JobState.SUCCEEDED)
+    body = client.get(reverse("job_log", kwargs={"job_id": job.pk}), headers={"HX-Request": "true"}).content.decode()
+    assert 'data-done="1"' in body
