@@ -188,6 +188,8 @@ def _selected_servers(request: HttpRequest, data: Any) -> tuple[list[Server], di
     servers = server_selectors.server_list(scope=scope, filters=filters)
     ids = _ids(data, "server")
     if ids:
+        if scope.filter(Server.objects.filter(pk__in=ids)).count() < len(set(ids)):
+            raise Http404("not found")  # a server of another customer (or none): as if it did not exist
         servers = servers.filter(pk__in=ids)
     return list(servers[:5000]), {"filters": filters, "ids": ids}
 

@@ -228,3 +228,18 @@ def test_a_paused_job_page_keeps_polling_so_a_continue_elsewhere_shows(client, a
     Job.objects.filter(pk=job.pk).update(state=JobState.SUCCEEDED)
     body = client.get(reverse("job_log", kwargs={"job_id": job.pk}), headers={"HX-Request": "true"}).content.decode()
     assert 'data-done="1"' in body
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_selecting_another_customers_server_is_404(client, carol, tenant_a, tenant_b, method):
+    client.force_login(carol)
+    data = {"kind": "verify", "server": [str(tenant_a.server.pk), str(tenant_b.server.pk)], "step": "review",
+            "canary_size": "0", "canary_order": "first", "failure_threshold_pct": "20",
+            "max_in_flight": "20"}  # fmt: skip
+    response = getattr(client, method)(reverse("job_new"), data=data)
+    assert response.status_code == 404
+    assert tenant_b.customer.name not in response.content.decode()
+    assert not Job.objects.exists()
+    data["server"] = [str(tenant_a.server.pk)]
+    assert client.post(reverse("job_new"), data=data).status_code == 302
+    assert [r.server_id for r in HostRun.objects.all()] == [tenant_a.server.pk]
