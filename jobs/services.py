@@ -345,9 +345,12 @@ def _advance_waves(job: Job, now: datetime) -> None:
         failure_pct = 100.0 * counts["failed"] / (judged or 1)
         if failure_pct > job.failure_threshold_pct:
             job.state = JobState.STOPPED
+            unassessed = counts["not_assessed"] if read_only else 0
             job.stop_reason = (
                 f"Wave {job.current_wave + 1}: {counts['failed']} of {judged} hosts failed "
-                f"({failure_pct:.0f} % > {job.failure_threshold_pct} %); the remaining hosts were not started."
+                f"({failure_pct:.0f} % > {job.failure_threshold_pct} %)"
+                + (f"; {unassessed} more could not be assessed (not counted)" if unassessed else "")
+                + "; the remaining hosts were not started."
             )
             job.finished_at = now
             job.save(update_fields=["state", "stop_reason", "finished_at"])

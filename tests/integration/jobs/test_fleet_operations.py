@@ -75,6 +75,20 @@ def test_a_verify_canary_does_not_count_hosts_that_cannot_be_assessed(
     assert all(runs[f"mx-0{i}"].state == HostRunState.SUCCEEDED for i in (1, 2, 3))
 
 
+def test_a_verify_canary_stop_counts_only_the_hosts_it_assessed(inline, tenant_a, django_capture_on_commit_callbacks):
+    from remote.errors import AgentFailed
+
+    servers = _fleet(tenant_a, 4)
+    host = FailingHosts(inline, [servers[1].address], AgentFailed("bad output", host="x"))
+    unassessable = FailingHosts(host, [servers[0].address], UnsupportedPowerShell("requires WMF 5.1", host="x"))
+    runner.set_agent_call(unassessable)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _job(JobKind.VERIFY, servers, JobOptions(canary_size=3, failure_threshold_pct=40))
+    job.refresh_from_db()
+    assert job.state == JobState.STOPPED  # 1 of the 2 assessed hosts failed: 50 % > 40 %
+    assert "1 of 2 hosts failed (50 % > 40 %); 1 more could not be assessed (not counted)" in job.stop_reason
+
+
 def test_a_harden_canary_still_counts_a_host_it_could_not_reach(inline, tenant_a, django_capture_on_commit_callbacks):
     servers = _fleet(tenant_a, 3)
     runner.set_agent_call(FailingHosts(inline, [servers[0].address], AuthenticationFailed("401", host="x")))
