@@ -154,7 +154,7 @@ class FleetJobForm(forms.Form):
     canary_order = forms.ChoiceField(
         choices=[(order.value, order.label) for order in (CanaryOrder.HEALTHY_FIRST, CanaryOrder.FIRST)],
         initial=CanaryOrder.HEALTHY_FIRST.value,
-        label="Canary hosts (unless you tick them in the list of servers)",
+        label="Canary hosts (unless you tick them in the list of servers below)",
     )
     pause_after_canary = forms.BooleanField(required=False, label="Pause for approval after the canary wave")
     failure_threshold_pct = forms.IntegerField(
