@@ -108,6 +108,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "servers.context_processors.tenancy",
+                "servers.context_processors.environment",
             ],
         },
     },
@@ -205,8 +206,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Two-factor (TOTP) for MSP admins and operators: always in production, opt-in elsewhere.
-FLEET_REQUIRE_2FA = env_bool("FLEET_REQUIRE_2FA", PRODUCTION)
+# Two-factor (TOTP) for every user, enrolment forced at the first log-in: always in production (the
+# environment cannot switch it off there), opt-in elsewhere.
+FLEET_REQUIRE_2FA = True if PRODUCTION else env_bool("FLEET_REQUIRE_2FA", False)
+# Credential changes, user administration and waiver approval ask for the code again when the last
+# one was entered longer ago than this (seconds).
+FLEET_REAUTH_SECONDS = env_int("FLEET_REAUTH_SECONDS", 600)
 OTP_TOTP_ISSUER = "Fleet Lockdown"
 # The Django admin must not show TOTP seeds or their QR codes (whoever reads one owns the second factor).
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True

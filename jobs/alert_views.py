@@ -11,12 +11,14 @@ from django.core.paginator import Paginator
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs.alerts import alert_acknowledge, alert_settings_save
 from jobs.choices import ALERT_KIND_COLOURS, AlertKind, JobKind
 from jobs.models import Alert, AlertSettings, ServiceAccountSecret, VerifySchedule
 from jobs.schedules import ScheduleInvalid, schedule_save
+from jobs.selectors import alert_list as alert_list_query
 from jobs.services import JobRefused, job_create
 from jobs.webhooks import WebhookTargetRefused
 from servers.audit import Actor
@@ -99,7 +101,7 @@ class AlertSettingsForm(forms.Form):
     webhook_secret = forms.CharField(
         required=False,
         max_length=200,
-        widget=forms.PasswordInput(render_value=False),
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         label="Webhook secret (signs each request; leave empty to keep the stored one)",
     )
     auto_remediate = forms.BooleanField(
@@ -128,6 +130,7 @@ class AlertSettingsForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
+@sensitive_post_parameters("webhook_secret")
 def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpResponse:
     scope = request_scope(request)
     customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
@@ -176,11 +179,8 @@ def customer_alert_settings(request: HttpRequest, customer_id: int) -> HttpRespo
 @require_GET
 def alert_list(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
-    alerts = scope.filter(Alert.objects.select_related("customer", "acknowledged_by"))
     show = request.GET.get("show", "open")
-    if show != "all":
-        alerts = alerts.filter(acknowledged_at__isnull=True)
-    page = Paginator(alerts, 50).get_page(request.GET.get("page"))
+    page = Paginator(alert_list_query(scope=scope, show=show), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "jobs/alert_list.html",

@@ -1,8 +1,9 @@
 """Alerts: raised when a server's compliance drops, sent by email and webhook, acknowledged by people.
 
 A drop is a *transition* seen by one verify: a rule that was compliant is now drift or error, or
-the server's status got worse (compliant → drifted → failing → unreachable). A drift that
-persists raises nothing more, so there is one alert per drop, not one per verify. When the
+the server's status got worse (compliant → drifted → failing → not assessed / unreachable). A
+drift that persists raises nothing more, so there is one alert per drop, not one per verify; the
+first verify that shows the drop undone resolves the alert by itself. When the
 customer turned auto-remediation on (off by default), a drop found by a verify starts a harden
 job as the system; the audit log records it.
 """
@@ -33,6 +34,7 @@ STATUS_RANK = {
     ServerStatus.COMPLIANT: 0,
     ServerStatus.DRIFTED: 1,
     ServerStatus.FAILING: 2,
+    ServerStatus.NOT_ASSESSED: 3,
     ServerStatus.UNREACHABLE: 3,
 }
 DROPPED_TO = frozenset({"drift", "error"})
@@ -70,7 +72,9 @@ def compliance_checked(
     status_before: str,
     status_after: str,
 ) -> Alert | None:
-    """Called by the runner after a verify stored its outcomes: raise an alert on a drop."""
+    """Called by the runner after a verify stored its outcomes: resolve the alerts it shows recovered,
+    then raise an alert on a drop."""
+    alerts_resolve_recovered(server=server, host_run=host_run, current=current, status_after=status_after)
     before = {(o["rule_id"], o["target"]): o.get("status") for o in previous}
     dropped = [
         o for o in current if o.get("status") in DROPPED_TO and before.get((o["rule_id"], o["target"])) == "compliant"
@@ -96,6 +100,50 @@ def compliance_checked(
         "rules_total": len(dropped),
     }
     return alert_raise(server=server, host_run=host_run, kind=kind, message=message, details=details)
+
+
+def _recovered(alert: Alert, statuses: dict[tuple[str, str], Any], status_after: str) -> bool:
+    """Whether the outcomes just stored show the drop this alert reported undone.
+
+    Its status must be back to (or better than) the one before the drop; a drift alert also needs
+    every rule it named out of drift and error (and, when it named only the first
+    MAX_RULES_IN_ALERT, no rule in drift or error at all).
+    """
+    before = alert.details.get("status_before", "")
+    if STATUS_RANK.get(status_after, 99) > STATUS_RANK.get(before, 0):  # type: ignore[call-overload]
+        return False
+    if alert.kind != AlertKind.DRIFT:
+        return True
+    rules = alert.details.get("rules", [])
+    if any(statuses.get((rule["rule_id"], rule["target"])) in DROPPED_TO for rule in rules):
+        return False
+    return alert.details.get("rules_total", 0) <= len(rules) or not any(s in DROPPED_TO for s in statuses.values())
+
+
+def alerts_resolve_recovered(
+    *, server: Server, host_run: HostRun, current: Sequence[dict[str, Any]], status_after: str
+) -> int:
+    """Resolve this server's unresolved alerts that the verify `host_run` shows recovered; returns how many."""
+    statuses = {(o["rule_id"], o["target"]): o.get("status") for o in current}
+    pending = list(
+        Alert.objects.select_related("customer").filter(server=server, resolved_at__isnull=True).order_by("pk")
+    )
+    recovered = [alert for alert in pending if _recovered(alert, statuses, status_after)]
+    if not recovered:
+        return 0
+    with transaction.atomic():
+        Alert.objects.filter(pk__in=[a.pk for a in recovered], resolved_at__isnull=True).update(
+            resolved_at=clock.now(), resolved_by_run=host_run
+        )
+        for alert in recovered:
+            audit_record(
+                actor=Actor.system("alerts"),
+                action="alert.resolve",
+                obj=alert,
+                customer=alert.customer,
+                changes={"server": server.name, "status": status_after, "job": host_run.job_id},
+            )
+    return len(recovered)
 
 
 def server_status_changed(*, server_id: int, host_run: HostRun, status_before: str, status_after: str) -> Alert | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from servers.choices import CONNECT_ERROR_KINDS as CONNECT_ERROR_KINDS  # the one list (servers/assessment.py too)
+
 
 class JobKind(models.TextChoices):
     DISCOVER = "discover", "Discover (test connection)"
@@ -11,6 +13,7 @@ class JobKind(models.TextChoices):
     HARDEN = "harden", "Harden"
     ROLLBACK = "rollback", "Roll back"
     ROTATE_PASSWORD = "rotate_password", "Rotate service password"
+    SELFTEST = "selftest", "Agent self-test (read-only)"
 
 
 # Jobs that change a host: at most one of these per host at a time (a database constraint).
@@ -39,7 +42,9 @@ class CanaryOrder(models.TextChoices):
 
 
 # Why a host run could not assess the host at all (nothing was read or changed): on a verify these
-# say nothing about the job's own safety, so they do not count as canary failures.
+# say nothing about the job's own safety, so they do not count as canary failures. Narrower than what
+# servers.assessment shows as "not assessed": a timeout, a protocol or agent error may be the job's own
+# fault, and a canary is there to catch exactly that.
 NOT_ASSESSED_KINDS = frozenset(
     {
         "unsupported_powershell",
@@ -123,16 +128,4 @@ class DeliveryState(models.TextChoices):
 
 # Run errors that say how a connection failed (which port is closed, filtered, speaks TLS or WinRM):
 # customer-scoped users read CONNECT_FAILED instead, so the product is no port scanner for them.
-CONNECT_ERROR_KINDS = frozenset(
-    {
-        "unreachable",
-        "timeout",
-        "tls_verification_failed",
-        "authentication_failed",
-        "protocol_error",
-        "insecure_configuration",
-        "outside_management_networks",
-        "mail_ports",
-    }
-)
 CONNECT_FAILED = "Could not connect to the host. The MSP sees the details."

@@ -314,7 +314,10 @@ class AlertSettings(models.Model):
 
 
 class Alert(models.Model):
-    """Compliance dropped on one server: raised once per drop (not per verify while it persists)."""
+    """Compliance dropped on one server: raised once per drop (not per verify while it persists).
+
+    Open while neither acknowledged by a person nor resolved by a verify that saw the server recover.
+    """
 
     server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
     server_name = models.CharField(max_length=120)
@@ -329,6 +332,9 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     remediation_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Set by the first verify that shows the server recovered (jobs.alerts.alerts_resolve_recovered).
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by_run = models.ForeignKey(HostRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]

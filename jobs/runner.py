@@ -31,6 +31,7 @@ from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
 from lockdown.agent import AGENT_VERSION
 from lockdown.engine.program import Program
+from lockdown.engine.selftest import SelftestReport
 from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
 from lockdown.rules.contract import AgentRequest, AgentResult, HealthStatus, HealthTargets
 from lockdown.rules.contract import ChangeRecord as ContractChange
@@ -41,10 +42,12 @@ from remote import run_agent
 from remote.connection import AuthMethod, HostConnection, Scheme, TlsVerify
 from remote.errors import OutsideManagementNetworks, RemoteError
 from remote.networks import require_inside
+from servers.assessment import NOT_ASSESSED_RUN_FAILURES
 from servers.binding import is_bound
-from servers.choices import ServerStatus
+from servers.choices import ServerStatus, StaleReason
 from servers.crypto import contains_secret, decrypt_secret, encrypt_secret, redact, register_secret
 from servers.models import Server
+from servers.services import server_results_mark_stale
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +242,13 @@ def run_host(host_run_id: int) -> str:
             final = _end(run, HostRunState.CANCELLED, "cancelled", "Cancelled by request.")
         except RunFailed as failure:
             event_append(run.pk, failure.message, level="error")
+            if failure.kind in NOT_ASSESSED_RUN_FAILURES:
+                _mark_not_assessed(run, failure.kind)
             final = _end(run, HostRunState.FAILED, failure.kind, failure.message)
         except RemoteError as error:
             message = _without_prefix(error.message, error.kind)
             _connect_failure_events(run, error.kind, f"{error.kind}: {message}")
-            _mark_server_unreachable(run, error.kind)
+            _mark_not_assessed(run, error.kind)
             final = _end(run, HostRunState.FAILED, error.kind, message)
         except Exception:
             log.error("host run %s crashed:\n%s", run.pk, traceback.format_exc())
@@ -347,6 +352,8 @@ def _execute(run: HostRun) -> str:
     if server is None:
         raise RunFailed("server_deleted", f"{run.server_name} was deleted before the run started.")
     _check_cancel(run)
+    if run.job.kind == JobKind.SELFTEST:
+        return _selftest(run, server)
     conn = connection_for(server)
     event_append(run.pk, f"Connecting to {server.name} ({conn.endpoint}, {conn.auth.value.upper()}).")
     kind = run.job.kind
@@ -399,6 +406,38 @@ def _facts(run: HostRun, server: Server, conn: HostConnection) -> Facts:
         except ValueError:
             event_append(run.pk, "Stored facts are no longer valid; discovering again.", level="warning")
     return _discover(run, server, conn)
+
+
+def selftest_server(server: Server, job_id: str) -> SelftestReport:
+    """The read-only agent self-test of one server (`lockdown.engine.selftest`), over its WinRM connection.
+
+    Raises RunFailed when no connection may be opened (no or unbound credential); a failed connection is a
+    report whose `connect` check failed. No known secret is left in the report.
+    """
+    from lockdown.engine.selftest import connect_failed, run_selftest, secret_free
+    from remote.transport import selftest_invoke
+
+    conn = connection_for(server)
+    try:
+        report = run_selftest(selftest_invoke(conn), job_id=job_id, plan_for=lambda facts: _plan(server, facts))
+    except RemoteError as error:
+        report = connect_failed(error.kind, _without_prefix(error.message, error.kind))
+    return secret_free(report, (conn.password,))
+
+
+def _selftest(run: HostRun, server: Server) -> str:
+    """A self-test job: the report's table as the run's log, its JSON in the run's summary."""
+    from lockdown.engine.selftest import render_table
+
+    report = selftest_server(server, f"{run.job_id}.{run.pk}")
+    for line in render_table(report, server.name):
+        if line:
+            event_append(run.pk, line, msp_only=True)
+    HostRun.objects.filter(pk=run.pk).update(summary={"selftest": report.model_dump(mode="json")})
+    if report.ok:
+        return _end(run, HostRunState.SUCCEEDED)
+    failed = [c.name for c in report.checks if c.verdict == "fail"]
+    return _end(run, HostRunState.FAILED, "selftest_failed", "Self-test failed: " + ", ".join(failed) + ".")
 
 
 def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
@@ -487,6 +526,9 @@ def _store_outcomes(
             compliance_pct=summary.compliant_percent,
             compliance_counts=counts,
             last_verified_at=now,
+            not_assessed_kind="",
+            results_stale_reason="",
+            results_stale_since=None,
         )
         HostRun.objects.filter(pk=run.pk).update(summary=counts, compliance_pct=summary.compliant_percent)
     from jobs.alerts import compliance_checked
@@ -534,18 +576,29 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
         event_append(
             run.pk, "The operator chose to reset the password of an adopted IME_SYSTEM (cannot be rolled back)."
         )
-    result = _call_agent(
-        run,
-        conn,
-        _request(
+    # From here the host may change: the stored results are stale until this run stores new ones
+    # (a run that ends without them leaves the mark, and the pages say so).
+    server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.HARDEN_FAILED)
+    try:
+        result = _call_agent(
             run,
-            AgentMode.APPLY,
-            plan=plan,
-            service_password=password,
-            reset_adopted_password=reset,
-            health=health_targets(server),
-        ),
-    )
+            conn,
+            _request(
+                run,
+                AgentMode.APPLY,
+                plan=plan,
+                service_password=password,
+                reset_adopted_password=reset,
+                health=health_targets(server),
+            ),
+        )
+    except RemoteError as error:
+        if error.kind not in RESULT_LOST_KINDS:
+            # Refused before the program ran (credential, TLS, PowerShell 2.0...): the host did not change.
+            Server.objects.filter(pk=server.pk).update(
+                results_stale_reason=server.results_stale_reason, results_stale_since=server.results_stale_since
+            )
+        raise
     now = clock.now()
     if result.rotation is not None and result.rotation.password_set:
         _record_adopted_reset(run, server, result.rotation.services, now)
@@ -573,6 +626,8 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     if result.error is not None:
         # The agent's health check failed and it undid this run's changes on the host.
         ChangeRecord.objects.filter(host_run=run).update(rolled_back_at=now, rolled_back_by=run)
+        # The outcomes just stored were read before the host undid the run.
+        server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.HARDEN_FAILED)
         message = _without_prefix(result.error.message, result.error.code)
         event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.ROLLED_BACK, result.error.code, message)
@@ -756,6 +811,8 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
             "their changes are read from the host's journal.",
         )
     event_append(run.pk, f"Rolling back {len(ordered)} recorded changes, newest first.")
+    # Whatever the outcome, the host no longer matches the stored results.
+    server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.ROLLBACK)
     result = _call_agent(
         run,
         conn,
@@ -771,16 +828,18 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
         HostRun.objects.filter(pk__in=[lost_run.pk for lost_run in lost]).update(journal_recovered=True)
         event_append(run.pk, f"Recovered and undid {len(result.recovered)} changes from the host's journal.")
     Server.objects.filter(pk=server.pk).update(status=ServerStatus.DRIFTED)
-    event_append(run.pk, "Rolled back. Verify the server to see its state now.")
+    event_append(run.pk, "Rolled back: the stored results are stale. Verify the server to see its state now.")
     return _end(run, HostRunState.SUCCEEDED)
 
 
-def _mark_server_unreachable(run: HostRun, kind: str) -> None:
+def _mark_not_assessed(run: HostRun, kind: str) -> None:
+    """The run could not read the host: its status says so (never "failing", which is a finding about
+    an assessed host) and `not_assessed_kind` keeps the cause (servers.assessment words it)."""
     if run.server_id is None:
         return
-    status = ServerStatus.UNREACHABLE if kind in UNREACHABLE_KINDS else ServerStatus.FAILING
+    status = ServerStatus.UNREACHABLE if kind in UNREACHABLE_KINDS else ServerStatus.NOT_ASSESSED
     before = Server.objects.filter(pk=run.server_id).values_list("status", flat=True).first()
-    Server.objects.filter(pk=run.server_id).update(status=status)
+    Server.objects.filter(pk=run.server_id).update(status=status, not_assessed_kind=kind[:40])
     if before is not None:
         from jobs.alerts import server_status_changed
 
@@ -820,11 +879,12 @@ def check_mail_banners(server: Server, timeout: float = 5.0, protocols: set[str]
         if protocols is not None and name not in protocols:
             continue
         try:
-            require_inside(server.address, port, server.customer.networks)
+            vetted = require_inside(server.address, port, server.customer.networks)
         except OutsideManagementNetworks as refused:
             return [refused.message]  # no port of this address is touched
+        target = str(vetted) if vetted is not None else server.address  # the checked address, not a new lookup
         try:
-            with socket.create_connection((server.address, port), timeout=timeout) as sock:
+            with socket.create_connection((target, port), timeout=timeout) as sock:
                 sock.settimeout(timeout)
                 banner = sock.recv(512).decode("ascii", "replace").strip()
         except OSError as exc:

@@ -11,7 +11,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.http import Http404
 
 from jobs.choices import FINISHED_RUN_STATES, HostRunState, JobState
-from jobs.models import HostRun, HostRunEvent, Job, ServerCompliance
+from jobs.models import Alert, HostRun, HostRunEvent, Job, ServerCompliance
 from servers.models import Server
 from servers.tenancy import Scope
 
@@ -243,3 +243,11 @@ def server_change_records(server: Server) -> Iterator[Any]:
         .order_by("-created_at", "-seq")
         .iterator(chunk_size=500)
     )
+
+
+def alert_list(*, scope: Scope, show: str = "open") -> QuerySet[Alert]:
+    """Alerts the user may see; "open" ones are neither acknowledged nor resolved by a later verify."""
+    alerts = scope.filter(Alert.objects.select_related("customer", "acknowledged_by"))
+    if show != "all":
+        alerts = alerts.filter(acknowledged_at__isnull=True, resolved_at__isnull=True)
+    return alerts.order_by("-created_at", "-id")

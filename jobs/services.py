@@ -161,6 +161,15 @@ def set_enqueue(function: Enqueue | None) -> None:
     _enqueue = function or _default_enqueue
 
 
+def action_for(kind: JobKind) -> Action:
+    """The permission a job of this kind needs (DESIGN.md, "Who may do what"): the self-test is MSP admins'."""
+    if kind in MUTATING_KINDS:
+        return Action.HARDEN
+    if kind == JobKind.SELFTEST:
+        return Action.SELFTEST
+    return Action.EDIT_SERVERS
+
+
 def job_create(
     *,
     scope: Scope,
@@ -182,7 +191,7 @@ def job_create(
     options.validate()
     if not servers:
         raise JobRefused("Choose at least one server.")
-    action = Action.HARDEN if kind in MUTATING_KINDS else Action.EDIT_SERVERS
+    action = action_for(kind)
     for customer_id in {server.customer_id for server in servers}:
         require(scope, action, customer_id)
     mutating = kind in MUTATING_KINDS
@@ -412,7 +421,7 @@ def _require_control(scope: Scope, job: Job) -> None:
     customer_ids = set(job.host_runs.values_list("customer_id", flat=True))
     for customer_id in customer_ids:
         if customer_id is not None:
-            require(scope, Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS, customer_id)
+            require(scope, action_for(JobKind(job.kind)), customer_id)
 
 
 def job_cancel(*, scope: Scope, actor: Actor, job: Job) -> None:

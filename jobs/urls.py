@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/continue/", views.job_continue_view, name="job_continue"),
     path("servers/<int:server_id>/verify/", views.server_verify, name="server_verify"),
     path("servers/<int:server_id>/discover/", views.server_discover, name="server_discover"),
+    path("servers/<int:server_id>/selftest/", views.server_selftest, name="server_selftest"),
     path("servers/<int:server_id>/harden/", views.server_harden, name="server_harden"),
     path("servers/<int:server_id>/rollback/", views.server_rollback, name="server_rollback"),
     path("servers/<int:server_id>/changes.csv", views.server_changes_download, name="server_changes_download"),

@@ -32,6 +32,7 @@ from jobs.models import Job
 from jobs.services import (
     JobOptions,
     JobRefused,
+    action_for,
     job_cancel,
     job_continue,
     job_create,
@@ -87,6 +88,17 @@ def server_verify(request: HttpRequest, server_id: int) -> HttpResponse:
     server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
     require(scope, Action.EDIT_SERVERS, server.customer_id)
     return _start(request, JobKind.VERIFY, [server], description=f"Verify {server.name}") or redirect(
+        "server_detail", server_id=server.pk
+    )
+
+
+@require_POST
+def server_selftest(request: HttpRequest, server_id: int) -> HttpResponse:
+    """The read-only agent self-test (MSP admins): a job whose log is the report's table, its JSON in the run."""
+    scope = request_scope(request)
+    server = scoped_get(scope, Server.objects.select_related("customer"), pk=server_id)
+    require(scope, Action.SELFTEST, server.customer_id)
+    return _start(request, JobKind.SELFTEST, [server], description=f"Agent self-test of {server.name}") or redirect(
         "server_detail", server_id=server.pk
     )
 
@@ -148,7 +160,8 @@ def server_rollback(request: HttpRequest, server_id: int) -> HttpResponse:
 
 # --- Fleet-wide -------------------------------------------------------------------------------
 class FleetJobForm(forms.Form):
-    kind = forms.ChoiceField(choices=JobKind.choices)
+    # The self-test is one server's, started from its page (MSP admins only).
+    kind = forms.ChoiceField(choices=[c for c in JobKind.choices if c[0] != JobKind.SELFTEST])
     dry_run = forms.BooleanField(required=False, label="Dry run (report what would change, change nothing)")
     canary_size = forms.IntegerField(min_value=0, max_value=10_000, initial=2, label="Canary wave (hosts first)")
     canary_order = forms.ChoiceField(
@@ -361,7 +374,7 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
     if page.number > 1:
         query["rp"] = str(page.number)
     theirs = selectors.job_is_theirs(scope=scope, job=job)
-    may_act = scope.can(Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS) and theirs
+    may_act = scope.can(action_for(JobKind(job.kind))) and theirs
     retry_ids = (
         [server.pk for server in job_retry_servers(scope=scope, job=job)]
         if not job.is_open and may_act and (counts.get(HostRunState.FAILED) or counts.get(HostRunState.ROLLED_BACK))
@@ -439,7 +452,7 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_get(scope=scope, job_id=job_id)
     if not selectors.job_is_theirs(scope=scope, job=job):
         raise Http404("not found")  # a fleet job with other customers' hosts is not theirs to touch
-    require(scope, Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS)
+    require(scope, action_for(JobKind(job.kind)))
     job_cancel(scope=scope, actor=Actor.from_request(request), job=job)
     messages.success(
         request, "Cancellation requested: queued hosts are cancelled now, running ones stop between phases."
@@ -454,7 +467,7 @@ def job_continue_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_get(scope=scope, job_id=job_id)
     if not selectors.job_is_theirs(scope=scope, job=job):
         raise Http404("not found")  # a fleet job with other customers' hosts is not theirs to touch
-    require(scope, Action.HARDEN if job.kind in MUTATING_KINDS else Action.EDIT_SERVERS)
+    require(scope, action_for(JobKind(job.kind)))
     try:
         job_continue(scope=scope, actor=Actor.from_request(request), job=job)
     except JobRefused as refused:

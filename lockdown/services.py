@@ -17,8 +17,9 @@ from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_builtin_profile
 from lockdown.rules.profile import profile_from_data
 from servers.audit import Actor, audit_record
-from servers.choices import Role
+from servers.choices import Role, StaleReason
 from servers.models import Customer, Server
+from servers.services import server_results_mark_stale
 from servers.tenancy import Action, Scope, require
 
 # Management commands act as the MSP: they run with shell access to the deployment anyway.
@@ -79,7 +80,13 @@ def builtin_profile_sync(*, actor: Actor | None = None) -> ProfileVersion:
         audit_record(actor=actor, action="profile.create", obj=profile, changes={"slug": [None, profile.slug]})
     elif not profile.builtin:
         raise ProfileServiceError(f"a profile with the built-in slug {profile.slug!r} exists and is not built-in")
-    version, _ = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
+    version, new = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
+    if new and not created:
+        # Servers without a pin whose customer has no default follow the built-in's latest version.
+        server_results_mark_stale(
+            servers=Server.objects.filter(profile_version__isnull=True, customer__default_profile_version__isnull=True),
+            reason=StaleReason.PROFILE_CHANGED,
+        )
     return version
 
 
@@ -198,6 +205,12 @@ def customer_assign_profile(
     before = _label(stored.default_profile_version)
     customer.default_profile_version = version
     customer.save(update_fields=["default_profile_version"])
+    if stored.default_profile_version_id != (version.pk if version is not None else None):
+        # Its servers without a pin of their own are judged by another version now.
+        server_results_mark_stale(
+            servers=Server.objects.filter(customer=customer, profile_version__isnull=True),
+            reason=StaleReason.PROFILE_CHANGED,
+        )
     audit_record(
         actor=actor,
         action="customer.assign_profile",
@@ -215,6 +228,8 @@ def server_assign_profile(*, scope: Scope, actor: Actor, server: Server, version
     before = _label(stored.profile_version)
     server.profile_version = version
     server.save(update_fields=["profile_version", "updated_at"])
+    if stored.profile_version_id != (version.pk if version is not None else None):
+        server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.PROFILE_CHANGED)
     audit_record(
         actor=actor, action="server.assign_profile", obj=server, changes={"profile_version": [before, _label(version)]}
     )

@@ -16,6 +16,7 @@ from lockdown.models import ProfileVersion, Waiver
 from servers.audit import Actor
 from servers.models import Customer, Server
 from servers.tenancy import Action, request_scope, require, scoped_get
+from servers.twofactor import recent_second_factor
 
 SKELETON = """slug: my-profile
 name: My profile
@@ -380,6 +381,7 @@ def server_waiver_propose(request: HttpRequest, server_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def waiver_approve(request: HttpRequest, waiver_id: int) -> HttpResponse:
     scope = request_scope(request)
     waiver = selectors.waiver_get(scope=scope, waiver_id=waiver_id)

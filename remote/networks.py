@@ -42,10 +42,19 @@ def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6
     return sorted({ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}, key=str)
 
 
-def require_inside(host: str, port: int, networks: tuple[str, ...]) -> None:
-    """Raise OutsideManagementNetworks unless every address of `host` is inside `networks` (empty: any)."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def require_inside(host: str, port: int, networks: tuple[str, ...]) -> Address | None:
+    """Raise OutsideManagementNetworks unless every address of `host` is inside `networks` (empty: any).
+
+    Returns the vetted address the caller must connect to (the first, in sorted order), so that the
+    name is not resolved a second time between the check and the connection (DNS rebinding: a name
+    answering an inside address for the check, then another for the socket); None when `networks`
+    is empty (no restriction, nothing to pin).
+    """
     if not networks:
-        return
+        return None
     allowed = parse_networks(networks)
     try:
         addresses = resolve(host, port)
@@ -57,3 +66,4 @@ def require_inside(host: str, port: int, networks: tuple[str, ...]) -> None:
             raise OutsideManagementNetworks(
                 "the host's address is outside the customer's management networks", host=host
             )
+    return addresses[0]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 
 import requests
@@ -68,6 +69,10 @@ log = logging.getLogger(__name__)
 
 STDIN_CHUNK_BYTES: Final = 128 * 1024
 MAX_OUTPUT_BYTES: Final = 16 * 1024 * 1024
+# One HTTP response body, read in chunks and refused past this size (audit: a 50 MB response was
+# read whole before the output cap applied). Receive carries output base64-encoded (4/3), plus the
+# envelope; a real WinRM service sends at most MaxEnvelopeSizekb (500 KB by default) per message.
+MAX_RESPONSE_BYTES: Final = MAX_OUTPUT_BYTES * 4 // 3 + 1024 * 1024
 READ_GRACE_S: Final = 10.0
 SHELL_CODEPAGE: Final = 65001
 # WinRM fault codes: 5 access denied (authenticated, not an administrator); 170 ERROR_BUSY and
@@ -101,10 +106,16 @@ class _HostAdapter(HTTPAdapter):
     - pinned: no CA check, but urllib3's `assert_fingerprint` compares the SHA-256 of the peer's
       DER certificate before any byte of the request is sent; a mismatch is an `SSLError`.
     - off: no check.
-    Every request gets (connect timeout, read timeout) capped by the run deadline.
+    Every request gets (connect timeout, read timeout) capped by the run deadline, and its response
+    body is read in chunks and refused past `MAX_RESPONSE_BYTES`.
+    `connect_to`: the address the management-network check vetted; sockets go there and nowhere
+    else (the name is not resolved again), while the Host header, SNI and the certificate's name
+    check keep the server's name.
     """
 
-    def __init__(self, conn: HostConnection, deadline: float, clock: Clock) -> None:
+    def __init__(self, conn: HostConnection, deadline: float, clock: Clock, connect_to: str | None = None) -> None:
+        self._host = conn.address
+        self._connect_to = connect_to if connect_to != conn.address else None
         self._mode = conn.tls_verify
         self._connect_timeout = conn.connect_timeout_s
         self._read_timeout = conn.operation_timeout_s + READ_GRACE_S
@@ -123,6 +134,12 @@ class _HostAdapter(HTTPAdapter):
         self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
     ) -> tuple[_HostParams, _PoolKwargs]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if self._connect_to is not None:
+            host_params["host"] = self._connect_to
+            if host_params.get("scheme") == "https":
+                extra = cast("dict[str, Any]", pool_kwargs)  # urllib3 pool keys, not in the stubs
+                # SNI and the ssl module's name check (check_hostname) use the server's name.
+                extra["server_hostname"] = self._host
         if host_params.get("scheme") == "https":
             pool_kwargs.pop("ca_certs", None)
             pool_kwargs.pop("ca_cert_dir", None)
@@ -155,10 +172,53 @@ class _HostAdapter(HTTPAdapter):
         if remaining <= 0:
             raise _DeadlineExceededError
         bounded = (min(self._connect_timeout, remaining), min(self._read_timeout, remaining))
-        return super().send(request, stream=stream, timeout=bounded, verify=verify, cert=cert, proxies=proxies)
+        if self._connect_to is not None and request.url is not None:
+            request.headers["Host"] = urlsplit(request.url).netloc
+        response = super().send(request, stream=stream, timeout=bounded, verify=verify, cert=cert, proxies=proxies)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            response.close()
+            raise self._too_large()
+        # requests reads the body after the response hooks ran (requests_ntlm's hook still needs
+        # the socket): the body is read through a cap instead of up front.
+        response.raw = _CappedBody(response.raw, MAX_RESPONSE_BYTES, self._too_large)
+        return response
+
+    def _too_large(self) -> OutputTooLarge:
+        limit = MAX_RESPONSE_BYTES // (1024 * 1024)
+        return OutputTooLarge(
+            f"the host sent an HTTP response over {limit} MiB; the rest was not read", host=self._host
+        )
 
 
-def _open_protocol(conn: HostConnection, deadline: float, clock: Clock) -> winrm.protocol.Protocol:
+class _CappedBody:
+    """urllib3's response, except that streaming it past `limit` bytes raises instead of reading on.
+
+    `Response.content` / `iter_content` read through `stream()`; every other attribute (requests_ntlm
+    reads the socket for channel binding) is the real response's.
+    """
+
+    def __init__(self, raw: Any, limit: int, error: Callable[[], RemoteError]) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._error = error
+
+    def stream(self, amt: int | None = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
+        read = 0
+        for chunk in self._raw.stream(amt, decode_content=decode_content):
+            read += len(chunk)
+            if read > self._limit:
+                self._raw.close()
+                raise self._error()
+            yield chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def _open_protocol(
+    conn: HostConnection, deadline: float, clock: Clock, connect_to: str | None = None
+) -> winrm.protocol.Protocol:
     """A pywinrm Protocol whose requests.Session carries our adapter from the very first request.
 
     pywinrm builds its session lazily and, for NTLM over HTTP with `message_encryption='auto'`,
@@ -186,7 +246,7 @@ def _open_protocol(conn: HostConnection, deadline: float, clock: Clock) -> winrm
         session = transport.build_session()
     finally:
         transport.message_encryption = wanted
-    adapter = _HostAdapter(conn, deadline, clock)
+    adapter = _HostAdapter(conn, deadline, clock, connect_to)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     if conn.auth is AuthMethod.NTLM and conn.scheme is Scheme.HTTP:
@@ -205,8 +265,9 @@ class _Run:
     """One attempt: open, run, read, close. Raises pywinrm/requests exceptions unclassified;
     `started` tells the classifier whether the command was already running on the host."""
 
-    def __init__(self, conn: HostConnection, deadline: float, clock: Clock) -> None:
+    def __init__(self, conn: HostConnection, deadline: float, clock: Clock, connect_to: str | None = None) -> None:
         self.conn = conn
+        self.connect_to = connect_to
         self.deadline = deadline
         self.clock = clock
         self.started = False
@@ -216,7 +277,7 @@ class _Run:
             raise _DeadlineExceededError
 
     def execute(self, payload: bytes) -> CommandOutput:
-        protocol = _open_protocol(self.conn, self.deadline, self.clock)
+        protocol = _open_protocol(self.conn, self.deadline, self.clock, self.connect_to)
         shell_id: str | None = None
         command_id: str | None = None
         try:
@@ -332,12 +393,13 @@ def run_command_payload(
     """Run the bootstrap with `payload` on stdin; retry transient failures that happen before
     the command started. Raises RemoteError (redacted)."""
     conn.validate()
-    require_inside(conn.address, conn.effective_port, conn.management_networks)
+    vetted = require_inside(conn.address, conn.effective_port, conn.management_networks)
+    connect_to = str(vetted) if vetted is not None else None
     deadline = clock() + conn.run_timeout_s
     attempt = 0
     while True:
         attempt += 1
-        run = _Run(conn, deadline, clock)
+        run = _Run(conn, deadline, clock, connect_to)
         try:
             return run.execute(payload)
         except Exception as exc:  # classified below: nothing escapes unclassified
@@ -399,6 +461,22 @@ def run_program(
     secrets = [conn.password, *program.secret_values()]
     output = run_command_payload(conn, payload, secrets=secrets, clock=clock, sleep=sleep)
     return decode_program_result(conn, program, output)
+
+
+def selftest_invoke(conn: HostConnection) -> Callable[[Program], ProgramResult]:
+    """`run_program` for the self-test: a refusal the transport raises (not elevated, PowerShell 2.0) becomes
+    the engine's `HostRefused`, so the self-test reports it as a verdict; every other RemoteError is raised."""
+    from lockdown.engine.driver import HostRefused
+
+    def invoke(program: Program) -> ProgramResult:
+        try:
+            return run_program(conn, program)
+        except UnsupportedPowerShell as exc:
+            raise HostRefused("unsupported_powershell", exc.message) from None
+        except NotElevated as exc:
+            raise HostRefused("not_elevated", exc.message) from None
+
+    return invoke
 
 
 def run_agent(

@@ -58,7 +58,7 @@ def _pct(value: float | None) -> str:
 
 # --- CSV ------------------------------------------------------------------------------------
 CSV_COLUMNS = [
-    "customer", "server", "address", "server_status", "compliance_pct", "verified_at", "profile_version",
+    "customer", "server", "address", "server_status", "compliance_pct", "assessment", "verified_at", "profile_version",
     "section", "rule_id", "target", "status", "underlying_status", "risk", "expected", "observed", "reason",
     "waiver_justification",
 ]  # fmt: skip
@@ -85,12 +85,13 @@ def render_csv(data: ReportData) -> bytes:
             csv_cell(server.name),
             csv_cell(server.address),
             csv_cell(server.get_status_display()),
-            "" if server.compliance_pct is None else f"{server.compliance_pct:.1f}",
+            "" if item.figure is None else f"{item.figure:.1f}",
+            csv_cell(item.assessment_text),
             _when(item.verified_at, tz) if item.verified_at else "",
             csv_cell(item.profile_label),
         ]
         if not item.outcomes:
-            writer.writerow([*common, "", "", "", "never verified"] + [""] * (len(CSV_COLUMNS) - len(common) - 4))
+            writer.writerow([*common, "", "", "", "no outcome"] + [""] * (len(CSV_COLUMNS) - len(common) - 4))
         for o in item.outcomes:
             writer.writerow(
                 [
@@ -117,9 +118,11 @@ def _header_lines(data: ReportData) -> list[str]:
         f"Period: {_when(data.period_start, tz)} to {_when(data.period_end, tz)} (times in {data.tz_name})",
         f"Generated {_when(data.generated_at, tz)} by {data.generated_by}",
         f"Profile versions: {', '.join(data.profile_versions) or 'none (no server verified)'}",
-        f"Servers: {len(data.servers)}; average compliance {_pct(data.average_pct)}; "
+        f"Servers: {len(data.servers)}; average compliance {data.coverage.text}; "
         + "; ".join(f"{label.lower()} {n}" for label, n in data.status_counts),
-        f"Changes of rule outcomes during the period: {data.change_count}",
+        f"Changes made on the hosts during the period: {data.changes_made} "
+        f"({data.changes_rolled_back} rolled back since)",
+        f"Rule outcomes that changed during the period (a first verify counts every outcome): {data.change_count}",
         f"Signed with the installation's Ed25519 key {data.key_id}: check with manage.py verify_report",
     ]
 
@@ -146,6 +149,8 @@ def render_evidence(data: ReportData) -> bytes:
                 "address": item.server.address,
                 "status": item.server.status,
                 "compliance_pct": item.server.compliance_pct,
+                "counts_in_average": item.assessment.assessed,
+                "assessment": item.assessment_text,
                 "verified_at": _iso(item.verified_at),
                 "profile_version": item.profile_label,
                 "facts": item.server.facts,
@@ -233,7 +238,7 @@ def render_pdf(data: ReportData) -> bytes:
                 i.server.customer.name,
                 i.server.name,
                 i.server.get_status_display(),
-                _pct(i.server.compliance_pct),
+                _pct(i.figure) if i.figure is not None else i.assessment.label,
                 _when(i.verified_at, data.tz),
                 i.profile_label or "-",
             ]
@@ -250,9 +255,10 @@ def render_pdf(data: ReportData) -> bytes:
             0,
             5,
             pdf_text(
-                f"Status {item.server.get_status_display()}, compliance {_pct(item.server.compliance_pct)}, "
+                f"Status {item.server.get_status_display()}, compliance {_pct(item.figure)}, "
                 f"verified {_when(item.verified_at, data.tz)} against {item.profile_label or '-'}. "
-                f"{facts.get('os_caption', 'OS unknown')}, PowerShell {facts.get('powershell_version', '?')}, "
+                + (f"{item.assessment_text}. " if item.assessment_text else "")
+                + f"{facts.get('os_caption', 'OS unknown')}, PowerShell {facts.get('powershell_version', '?')}, "
                 f"MailEnable {facts.get('mailenable_edition') or '?'} {facts.get('mailenable_version') or '?'}.",
                 600,
             ),
@@ -260,7 +266,13 @@ def render_pdf(data: ReportData) -> bytes:
             new_y=YPos.NEXT,
         )
         if not item.outcomes:
-            pdf.cell(0, 6, "Never verified: no outcome to report.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.multi_cell(
+                0,
+                6,
+                pdf_text(f"No outcome to report. {item.assessment_text}.", 600),
+                new_x=XPos.LMARGIN,
+                new_y=YPos.NEXT,
+            )
             continue
         _table(
             pdf,
@@ -280,7 +292,7 @@ def render_pdf(data: ReportData) -> bytes:
         )
     if data.changes:
         pdf.add_page()
-        _heading(pdf, "Changes of rule outcomes during the period")
+        _heading(pdf, "Rule outcomes that changed during the period")
         _table(
             pdf,
             ["When", "Server", "Rule", "Target", "Status"],

@@ -110,7 +110,10 @@ class ComplianceSnapshot(models.Model):
     failing = models.PositiveIntegerField(default=0)
     unreachable = models.PositiveIntegerField(default=0)
     never_verified = models.PositiveIntegerField(default=0)
-    verified = models.PositiveIntegerField(default=0, help_text="Servers with a compliance percentage")
+    not_assessed = models.PositiveIntegerField(default=0, help_text="Servers whose last run could not read them")
+    verified = models.PositiveIntegerField(
+        default=0, help_text="Servers assessed that day (servers.assessment: read, and not stale)"
+    )
     pct_sum = models.FloatField(default=0.0, help_text="Sum of their percentages (average = pct_sum / verified)")
     taken_at = models.DateTimeField()
 

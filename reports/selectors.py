@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, cast
 
-from django.apps import apps
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import BooleanField, Case, Count, ExpressionWrapper, F, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from jobs.models import Job
 from lockdown import clock
 from lockdown.models import Waiver
 from reports.models import ComplianceSnapshot, Report
+from servers.assessment import (
+    Assessment,
+    Coverage,
+    assessed_q,
+    assessment_of,
+    coverage_aggregates,
+    not_assessed_q,
+    stale_q,
+)
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
 from servers.models import Customer, Server
 from servers.tenancy import Scope
 
 EXPIRING_WITHIN = timedelta(days=14)
-SEVERITY = [ServerStatus.FAILING, ServerStatus.UNREACHABLE, ServerStatus.DRIFTED]
+SEVERITY = [ServerStatus.FAILING, ServerStatus.NOT_ASSESSED, ServerStatus.UNREACHABLE, ServerStatus.DRIFTED]
 
 
 @dataclass
@@ -38,18 +46,17 @@ class StatusCount:
 
 @dataclass
 class CustomerSummary:
-    """Compliance of one customer's servers now."""
+    """Compliance of one customer's servers now: counts by status, and the average with its coverage."""
 
     customer_id: int
     name: str
     total: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    verified: int = 0
-    pct_sum: float = 0.0
+    coverage: Coverage = field(default_factory=Coverage)
 
     @property
     def average_pct(self) -> float | None:
-        return self.pct_sum / self.verified if self.verified else None
+        return self.coverage.average_pct
 
     @property
     def compliant(self) -> int:
@@ -62,7 +69,7 @@ class CustomerSummary:
 
 @dataclass
 class FleetSummary:
-    """Servers by status and average compliance, overall and per customer."""
+    """Servers by status and average compliance (of the assessed servers), overall and per customer."""
 
     customers: list[CustomerSummary]
 
@@ -71,13 +78,12 @@ class FleetSummary:
         return sum(c.total for c in self.customers)
 
     @property
-    def verified(self) -> int:
-        return sum(c.verified for c in self.customers)
+    def coverage(self) -> Coverage:
+        return sum((c.coverage for c in self.customers), Coverage())
 
     @property
     def average_pct(self) -> float | None:
-        verified = self.verified
-        return sum(c.pct_sum for c in self.customers) / verified if verified else None
+        return self.coverage.average_pct
 
     @property
     def status_counts(self) -> list[StatusCount]:
@@ -89,20 +95,52 @@ def fleet_summary(*, scope: Scope, customer_id: int | None = None) -> FleetSumma
     servers = scope.filter(Server.objects.all())
     if customer_id is not None:
         servers = servers.filter(customer_id=customer_id)
-    rows = (
-        servers.order_by()
-        .values("customer_id", "customer__name", "status")
-        .annotate(n=Count("id"), verified=Count("compliance_pct"), pct_sum=Sum("compliance_pct"))
-    )
+    rows = servers.order_by().values("customer_id", "customer__name", "status").annotate(**coverage_aggregates())
     by_customer: dict[int, CustomerSummary] = {}
-    for row in rows:
+    for typed in rows:
+        row = cast(dict[str, Any], typed)  # the stubs type values() without the **annotate() keys
         summary = by_customer.setdefault(row["customer_id"], CustomerSummary(row["customer_id"], row["customer__name"]))
-        summary.total += row["n"]
-        summary.counts[row["status"]] = summary.counts.get(row["status"], 0) + row["n"]
-        summary.verified += row["verified"]
-        summary.pct_sum += row["pct_sum"] or 0.0
+        summary.total += row["cov_total"]
+        summary.counts[row["status"]] = summary.counts.get(row["status"], 0) + row["cov_total"]
+        summary.coverage += Coverage.from_row(row)
     ordered = sorted(by_customer.values(), key=lambda c: (c.average_pct is None, c.average_pct or 0.0, c.name))
     return FleetSummary(customers=ordered)
+
+
+@dataclass(frozen=True)
+class CauseCount:
+    """How many servers could not be assessed for one cause, and what to do about it."""
+
+    cause: str
+    remedy: str
+    count: int
+
+
+def not_assessed_causes(*, scope: Scope, customer_id: int | None = None) -> list[CauseCount]:
+    """Servers not assessed, grouped by cause (one query, whatever the fleet size); the most frequent first."""
+    servers = scope.filter(Server.objects.all()).filter(not_assessed_q())
+    if customer_id is not None:
+        servers = servers.filter(customer_id=customer_id)
+    rows = (
+        servers.order_by()
+        .values("status", "not_assessed_kind")
+        .annotate(no_figure=ExpressionWrapper(Q(compliance_pct__isnull=True), output_field=BooleanField()))
+        .values("status", "not_assessed_kind", "no_figure")
+        .annotate(n=Count("id"))
+    )
+    by_cause: dict[tuple[str, str], int] = {}
+    for row in rows:
+        # The same words as the server's own page (servers.assessment), from a stand-in with the grouped fields.
+        stand_in = Server(
+            status=row["status"],
+            not_assessed_kind=row["not_assessed_kind"],
+            compliance_pct=None if row["no_figure"] else 0.0,
+        )
+        found = assessment_of(stand_in, msp=scope.is_msp)
+        by_cause[(found.cause, found.remedy)] = by_cause.get((found.cause, found.remedy), 0) + row["n"]
+    return [
+        CauseCount(cause, remedy, n) for (cause, remedy), n in sorted(by_cause.items(), key=lambda i: (-i[1], i[0]))
+    ]
 
 
 @dataclass(frozen=True)
@@ -149,11 +187,13 @@ def compliance_trend(
 
 
 def worst_servers(*, scope: Scope, customer_id: int | None = None, limit: int = 10) -> list[Server]:
-    """Failing, unreachable and drifted servers, lowest compliance first (one query)."""
-    servers = scope.filter(Server.objects.select_related("customer")).filter(status__in=SEVERITY)
+    """Servers that could not be assessed first, then failing and drifted ones, lowest compliance first
+    (one query); a stale server is listed too (its figure is not known now)."""
+    servers = scope.filter(Server.objects.select_related("customer")).filter(Q(status__in=SEVERITY) | stale_q())
     if customer_id is not None:
         servers = servers.filter(customer_id=customer_id)
-    return list(servers.order_by(F("compliance_pct").asc(nulls_first=True), "name")[:limit])
+    assessed = Case(When(assessed_q(), then=Value(1)), default=Value(0))
+    return list(servers.order_by(assessed, F("compliance_pct").asc(nulls_first=True), "name")[:limit])
 
 
 def recent_jobs(*, scope: Scope, limit: int = 8) -> list[Job]:
@@ -177,33 +217,22 @@ def expiring_waivers(*, scope: Scope, customer_id: int | None = None, limit: int
 
 @dataclass
 class AlertsPanel:
-    """Open alerts, when the jobs app has an Alert model (added separately; not a dependency)."""
+    """Open alerts (neither acknowledged nor resolved), newest first."""
 
-    available: bool
     items: list[Any] = field(default_factory=list)
     total: int = 0
 
+    @property
+    def available(self) -> bool:
+        return True
+
 
 def open_alerts(*, scope: Scope, limit: int = 8) -> AlertsPanel:
-    try:
-        model = apps.get_model("jobs", "Alert")
-    except LookupError:
-        return AlertsPanel(available=False)
-    names = {f.name for f in model._meta.get_fields()}
-    alerts: QuerySet[Any] = model.objects.all()
-    if "customer" in names:
-        alerts = scope.filter(alerts)
-    elif "server" in names:
-        alerts = scope.filter(alerts, "server__customer")
-    elif not scope.is_msp:
-        return AlertsPanel(available=True)
-    for open_field in ("resolved_at", "closed_at", "acknowledged_at"):
-        if open_field in names:
-            alerts = alerts.filter(**{f"{open_field}__isnull": True})
-            break
-    order = "-created_at" if "created_at" in names else "-pk"
-    items = list(alerts.order_by(order)[: limit + 1])
-    return AlertsPanel(available=True, items=items[:limit], total=len(items))
+    """At most `limit` open alerts the user may see (one query); `total` > limit says more are waiting."""
+    from jobs.selectors import alert_list
+
+    items = list(alert_list(scope=scope, show="open")[: limit + 1])
+    return AlertsPanel(items=items[:limit], total=len(items))
 
 
 def visible_reports(*, scope: Scope, customer_id: int | None = None) -> QuerySet[Report]:
@@ -225,6 +254,19 @@ class ReportServer:
     outcomes: list[dict[str, Any]]
     verified_at: datetime | None
     profile_label: str
+    assessment: Assessment
+
+    @property
+    def figure(self) -> float | None:
+        """The server's percentage where it counts (assessed now), else None."""
+        return self.server.compliance_pct if self.assessment.assessed else None
+
+    @property
+    def assessment_text(self) -> str:
+        """ "" when assessed; "Not assessed: requires WMF 5.1 - install ..." or "Stale: ..." otherwise."""
+        if self.assessment.assessed:
+            return ""
+        return f"{self.assessment.label}: {self.assessment.cause} - {self.assessment.remedy}"
 
 
 @dataclass
@@ -244,6 +286,10 @@ class ReportData:
     waivers: list[dict[str, Any]]
     changes: list[Any]
     profile_versions: list[str]
+    # "A change" is one ChangeRecord: one (rule, target) a harden wrote, as the preview, the dry run,
+    # the harden and the rollback count them (tests/integration/jobs/test_change_counts_reconcile.py).
+    changes_made: int = 0
+    changes_rolled_back: int = 0
 
     @property
     def status_counts(self) -> list[tuple[str, int]]:
@@ -253,9 +299,14 @@ class ReportData:
         return [(str(s.label), n) for s, n in counts.items()]
 
     @property
+    def coverage(self) -> Coverage:
+        figures = [i.figure for i in self.servers if i.figure is not None]
+        stale = sum(1 for i in self.servers if i.assessment.stale)
+        return Coverage(total=len(self.servers), assessed=len(figures), stale=stale, pct_sum=sum(figures))
+
+    @property
     def average_pct(self) -> float | None:
-        pcts = [i.server.compliance_pct for i in self.servers if i.server.compliance_pct is not None]
-        return sum(pcts) / len(pcts) if pcts else None
+        return self.coverage.average_pct
 
     @property
     def change_count(self) -> int:
@@ -283,7 +334,7 @@ def report_data(
     tz_name: str,
     key_id: str,
 ) -> ReportData:
-    from jobs.models import RuleResult
+    from jobs.models import ChangeRecord, RuleResult
 
     servers = report_servers(scope=scope, customer=customer)
     items = []
@@ -298,6 +349,7 @@ def report_data(
                 outcomes=list(compliance.outcomes) if compliance is not None else [],
                 verified_at=compliance.verified_at if compliance is not None else None,
                 profile_label=compliance.profile_label if compliance is not None else "",
+                assessment=assessment_of(server, msp=scope.is_msp),
             )
         )
     waivers = Waiver.objects.select_related("server__customer", "customer", "approved_by").filter(
@@ -327,7 +379,12 @@ def report_data(
         .only("rule_id", "target", "status", "action", "observed_text", "created_at")
         .order_by("created_at", "id")[:CHANGES_LIMIT]
     )
+    made = ChangeRecord.objects.filter(
+        server__in=servers.values("pk"), created_at__gte=period_start, created_at__lte=period_end
+    ).aggregate(total=Count("id"), rolled_back=Count("id", filter=Q(rolled_back_at__isnull=False)))
     return ReportData(
+        changes_made=made["total"],
+        changes_rolled_back=made["rolled_back"],
         scope_label=customer.name if customer is not None else "whole fleet",
         customer=customer,
         period_start=period_start,

@@ -8,13 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from lockdown import clock
 from reports import documents, signing
 from reports.models import ComplianceSnapshot, Report, ReportFormat
 from reports.selectors import report_data, report_servers
+from servers.assessment import coverage_aggregates
 from servers.audit import Actor, audit_record
 from servers.choices import ServerStatus
 from servers.models import Customer, Server
@@ -136,9 +137,7 @@ def compliance_snapshot_take(*, day: date | None = None) -> int:
         Server.objects.order_by()
         .values("customer_id")
         .annotate(
-            total=Count("id"),
-            verified=Count("compliance_pct"),
-            pct_sum=Sum("compliance_pct"),
+            **coverage_aggregates(),
             **{s.value: Count("id", filter=Q(status=s.value)) for s in ServerStatus},
         )
     )
@@ -149,18 +148,21 @@ def compliance_snapshot_take(*, day: date | None = None) -> int:
             ComplianceSnapshot(
                 day=day,
                 customer_id=counts["customer_id"],
-                servers_total=counts["total"],
+                servers_total=counts["cov_total"],
                 compliant=counts[ServerStatus.COMPLIANT.value],
                 drifted=counts[ServerStatus.DRIFTED.value],
                 failing=counts[ServerStatus.FAILING.value],
                 unreachable=counts[ServerStatus.UNREACHABLE.value],
                 never_verified=counts[ServerStatus.NEVER_VERIFIED.value],
-                verified=counts["verified"],
-                pct_sum=counts["pct_sum"] or 0.0,
+                not_assessed=counts[ServerStatus.NOT_ASSESSED.value],
+                verified=counts["cov_assessed"],
+                pct_sum=counts["cov_pct_sum"] or 0.0,
                 taken_at=now,
             )
         )
-    fields = ["servers_total", "compliant", "drifted", "failing", "unreachable", "never_verified", "verified"]
+    fields = [
+        "servers_total", "compliant", "drifted", "failing", "unreachable", "never_verified", "not_assessed", "verified"
+    ]  # fmt: skip
     ComplianceSnapshot.objects.bulk_create(
         snapshots,
         batch_size=500,

@@ -16,11 +16,13 @@ from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from servers.audit import Actor, audit_record
+from servers.twofactor import mark_second_factor
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -62,6 +64,7 @@ class TokenForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("token")
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     """Enrol a TOTP device: show the secret (and a QR code as SVG), confirm with one code."""
     import segno
@@ -75,6 +78,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
+            mark_second_factor(request)
             audit_record(
                 actor=Actor.from_request(request), action="user.2fa_enrolled", obj=None, object_repr=str(request.user)
             )
@@ -91,6 +95,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("token")
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     device = TOTPDevice.objects.filter(user_id=request.user.pk, confirmed=True).first()
     if device is None:
@@ -99,6 +104,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["token"]):
             otp_login(request, device)
+            mark_second_factor(request)
             target = request.GET.get("next", "")
             if not url_has_allowed_host_and_scheme(
                 target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -111,6 +117,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
 def password_change(request: HttpRequest) -> HttpResponse:
     """Self-service: the current password, then a new one (Django's validators); forced after an
     admin generated the password."""

@@ -39,3 +39,20 @@ def check_stored_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 )
             )
     return out
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_management_networks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W004 when the installation names no management networks (remote.networks: empty means any)."""
+    from django.conf import settings
+
+    if settings.FLEET_MANAGEMENT_NETWORKS:
+        return []
+    return [
+        checks.Warning(
+            "FLEET_MANAGEMENT_NETWORKS is empty: for customers without networks of their own, the worker "
+            "connects (test connection, mail-port checks, runs) to any address an operator types",
+            hint="Set FLEET_MANAGEMENT_NETWORKS to the networks your managed servers live in (CIDR, comma-separated).",
+            id="fleet.W004",
+        )
+    ]

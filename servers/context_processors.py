@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from servers.tenancy import Action, request_scope
@@ -15,3 +16,8 @@ def tenancy(request: HttpRequest) -> dict[str, Any]:
         "scope": scope,
         "perms_ui": {action.value: scope.can(action) for action in Action},
     }
+
+
+def environment(request: HttpRequest) -> dict[str, Any]:
+    """Outside production every page says so, loudly (audit: "the demo says loudly it is a demo")."""
+    return {"fleet_not_production": not settings.PRODUCTION, "fleet_debug": settings.DEBUG}

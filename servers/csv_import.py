@@ -1,9 +1,13 @@
-"""Server import from CSV: every row is validated by `ServerForm`; any bad row rejects the file."""
+"""Server import from CSV: every row is validated by `ServerForm`; any bad row rejects the file.
+
+The request checks the file (size, UTF-8, header) and records a `ServerImport`; a worker checks the rows
+with progress and creates the servers (`server_import_run`): the page follows it (`server_import_detail`)."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +18,10 @@ from django.db import transaction
 from servers.audit import Actor, audit_record
 from servers.choices import Declared, TLSVerify, WinRMScheme
 from servers.forms import ServerForm
-from servers.models import Credential, Customer, Server
+from servers.models import Credential, Customer, Server, ServerImport
 from servers.services import server_create
 from servers.tenancy import Action, Scope
+from servers.tenancy import require as scope_require
 
 REQUIRED_COLUMNS = ("name", "customer", "address")
 OPTIONAL_COLUMNS = (
@@ -114,37 +119,55 @@ def _row_data(row: dict[str, str], scope: Scope, customers: dict[str, Customer])
     return data, problems
 
 
-def import_servers_csv(*, scope: Scope, actor: Actor, upload: UploadedFile[bytes]) -> ImportResult:
-    """Validate the whole file first; create nothing unless every row is valid."""
-    result = ImportResult()
+MAX_SHOWN_ERRORS = 500
+PROGRESS_EVERY_ROWS = 200
+
+Progress = Callable[[int, int], None]
+
+
+def read_upload(upload: UploadedFile[bytes]) -> tuple[str | None, list[str]]:
+    """The upload's text and header checked, in the request (cheap); row checks run in the background."""
     text, error = _decode(upload)
     if text is None:
-        result.errors.append(error or "The file cannot be read.")
-        return result
+        return None, [error or "The file cannot be read."]
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header_problem = _header_problem(reader)
+    except csv.Error as exc:
+        return None, [f"The CSV cannot be parsed: {exc}"]
+    return (None, [header_problem]) if header_problem else (text, [])
+
+
+def _header_problem(reader: csv.DictReader[str]) -> str | None:
     header = [column.strip().lower() for column in (reader.fieldnames or [])]
     unknown = [column for column in header if column not in ALL_COLUMNS]
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
-    if unknown or missing or len(set(header)) != len(header):
-        parts = []
-        if missing:
-            parts.append(f"missing columns: {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown columns: {', '.join(c[:40] for c in unknown)}")
-        if len(set(header)) != len(header):
-            parts.append("a column appears twice")
-        result.errors.append(f"Row 1 (header): {'; '.join(parts)}. Allowed columns: {', '.join(ALL_COLUMNS)}.")
-        return result
-    reader.fieldnames = header
-    allowed = scope.customers_where(Action.EDIT_SERVERS)
-    customer_qs = Customer.objects.all() if allowed is None else Customer.objects.filter(pk__in=sorted(allowed))
-    customers = {customer.name.lower(): customer for customer in customer_qs}
-    valid: list[tuple[int, dict[str, Any], list[str]]] = []
-    seen: dict[tuple[int, str], int] = {}
+    if not (unknown or missing or len(set(header)) != len(header)):
+        reader.fieldnames = header
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing columns: {', '.join(missing)}")
+    if unknown:
+        parts.append(f"unknown columns: {', '.join(c[:40] for c in unknown)}")
+    if len(set(header)) != len(header):
+        parts.append("a column appears twice")
+    return f"Row 1 (header): {'; '.join(parts)}. Allowed columns: {', '.join(ALL_COLUMNS)}."
+
+
+def import_servers_text(*, scope: Scope, actor: Actor, text: str, progress: Progress | None = None) -> ImportResult:
+    """Validate every row first; create nothing unless every row is valid. `progress(done, total)`
+    is called every PROGRESS_EVERY_ROWS rows while checking."""
+    result = ImportResult()
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        rows = list(reader)
+        header_problem = _header_problem(reader)
+        rows = [] if header_problem else list(reader)
     except csv.Error as exc:
         result.errors.append(f"The CSV cannot be parsed: {exc}")
+        return result
+    if header_problem:
+        result.errors.append(header_problem)
         return result
     if not rows:
         result.errors.append("The file has a header but no rows.")
@@ -152,7 +175,14 @@ def import_servers_csv(*, scope: Scope, actor: Actor, upload: UploadedFile[bytes
     if len(rows) > MAX_ROWS:
         result.errors.append(f"The file has {len(rows):,} rows; at most {MAX_ROWS:,} can be imported at once.")
         return result
+    allowed = scope.customers_where(Action.EDIT_SERVERS)
+    customer_qs = Customer.objects.all() if allowed is None else Customer.objects.filter(pk__in=sorted(allowed))
+    customers = {customer.name.lower(): customer for customer in customer_qs}
+    valid: list[tuple[int, dict[str, Any], list[str]]] = []
+    seen: dict[tuple[int, str], int] = {}
     for number, row in enumerate(rows, start=2):
+        if progress is not None and (number - 2) % PROGRESS_EVERY_ROWS == 0:
+            progress(number - 2, len(rows))
         if None in row or any(value is None for value in row.values()):
             result.errors.append(f"Row {number}: wrong number of cells")
             continue
@@ -171,13 +201,74 @@ def import_servers_csv(*, scope: Scope, actor: Actor, upload: UploadedFile[bytes
             result.errors.extend(f"Row {number}: {problem}" for problem in problems)
         else:
             valid.append((number, form.cleaned_data, form.cleaned_data["tags_text"]))
+    if progress is not None:
+        progress(len(rows), len(rows))
     if result.errors:
         return result
-    with transaction.atomic():
-        for _number, cleaned, tags in valid:
-            data = {key: value for key, value in cleaned.items() if key != "tags_text"}
-            result.created.append(server_create(scope=scope, actor=actor, data=data, tags=tags))
-        audit_record(
-            actor=actor, action="server.import", changes={"rows": len(valid)}, object_repr=f"{len(valid)} servers"
-        )
+    for _number, cleaned, tags in valid:
+        data = {key: value for key, value in cleaned.items() if key != "tags_text"}
+        result.created.append(server_create(scope=scope, actor=actor, data=data, tags=tags))
+    audit_record(actor=actor, action="server.import", changes={"rows": len(valid)}, object_repr=f"{len(valid)} servers")
     return result
+
+
+Enqueue = Callable[[int], None]
+
+
+def _default_enqueue(import_id: int) -> None:
+    from servers.tasks import run_server_import
+
+    run_server_import.delay(import_id)
+
+
+_enqueue: Enqueue = _default_enqueue
+
+
+def set_enqueue(function: Enqueue | None) -> None:
+    """Tests replace how imports reach the broker (e.g. run inline); None restores Celery."""
+    global _enqueue
+    _enqueue = function or _default_enqueue
+
+
+def server_import_start(*, scope: Scope, user: Any, filename: str, text: str) -> ServerImport:
+    """Record the import and hand it to a worker once the record is committed."""
+    from lockdown import clock
+
+    scope_require(scope, Action.EDIT_SERVERS)
+    record = ServerImport.objects.create(created_by=user, created_at=clock.now(), filename=filename[:200], content=text)
+    transaction.on_commit(lambda: _enqueue(record.pk))
+    return record
+
+
+def server_import_run(import_id: int) -> str:
+    """The worker's side: the owner's scope *now* (a revoked right stops the import), rows checked with
+    progress, then every server created in one transaction with the final state."""
+    from django.contrib.auth import get_user_model
+
+    from lockdown import clock
+    from servers.tenancy import scope_for_user
+
+    record = ServerImport.objects.filter(pk=import_id).first()
+    if record is None or record.state in {ServerImport.State.SUCCEEDED, ServerImport.State.FAILED}:
+        return "done already"
+    user = get_user_model().objects.get(pk=record.created_by_id)
+    scope = scope_for_user(user)
+    ServerImport.objects.filter(pk=import_id).update(state=ServerImport.State.VALIDATING, processed_rows=0)
+
+    def progress(done: int, total: int) -> None:
+        ServerImport.objects.filter(pk=import_id).update(processed_rows=done, total_rows=total)
+
+    with transaction.atomic():
+        if not scope.can(Action.EDIT_SERVERS):
+            result = ImportResult(errors=["You may no longer add servers: nothing was imported."])
+        else:
+            result = import_servers_text(scope=scope, actor=Actor(user=user), text=record.content, progress=progress)
+        state = ServerImport.State.SUCCEEDED if result.ok else ServerImport.State.FAILED
+        ServerImport.objects.filter(pk=import_id).update(
+            state=state,
+            created_count=len(result.created),
+            errors=result.errors[:MAX_SHOWN_ERRORS],
+            finished_at=clock.now(),
+            content="",
+        )
+    return state

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from servers.choices import AuthMethod, Declared, Role, ServerStatus, TLSVerify, WinRMScheme
+from servers.choices import AuthMethod, Declared, Role, ServerStatus, StaleReason, TLSVerify, WinRMScheme
 from servers.crypto import decrypt_secret, encrypt_secret
 from servers.maintenance import Window, current_or_next_window
 from servers.secret_fields import EncryptedTextField
@@ -192,6 +192,12 @@ class Server(models.Model):
     compliance_pct = models.FloatField(null=True, blank=True)
     compliance_counts = models.JSONField(default=dict, blank=True)
     last_verified_at = models.DateTimeField(null=True, blank=True)
+    # Why the last run could not read the host (a RemoteError/RunFailed kind; blank once a verify stores
+    # results): servers.assessment turns it into a cause and a remedy.
+    not_assessed_kind = models.CharField(max_length=40, blank=True)
+    # Set when something changed the host or its profile after the stored results were read.
+    results_stale_reason = models.CharField(max_length=16, choices=StaleReason.choices, blank=True)
+    results_stale_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -289,3 +295,44 @@ class AccountSecurity(models.Model):
 
     def __str__(self) -> str:
         return f"account security of {self.user_id}"
+
+
+class ServerImport(models.Model):
+    """A CSV import run in the background (audit: 10,000 rows took 50 s in one request): its progress
+    and row errors are a page of its own. All rows are validated before any is created, and the servers
+    are created in one transaction with the final state, so a redelivered task never half-imports."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        VALIDATING = "validating", "Checking rows"
+        CREATING = "creating", "Creating servers"
+        SUCCEEDED = "succeeded", "Imported"
+        FAILED = "failed", "Nothing imported"
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    filename = models.CharField(max_length=200)
+    # The CSV text until the import finishes (it never holds a secret: the CSV has no secret column).
+    content = models.TextField(blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.filename}, {self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in {self.State.QUEUED, self.State.VALIDATING, self.State.CREATING}
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.SUCCEEDED:
+            return 100
+        return int(100 * self.processed_rows / self.total_rows) if self.total_rows else 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from servers.assessment import Coverage, coverage_aggregates
 from servers.choices import ServerStatus
 from servers.models import AuditEvent, Credential, Customer, Server, Tag
 from servers.tenancy import Scope
@@ -59,11 +60,41 @@ def visible_tags(*, scope: Scope) -> QuerySet[Tag]:
     return Tag.objects.filter(pk__in=scope.filter(Server.objects.all()).values("tags")).order_by("name")
 
 
-def customer_list(*, scope: Scope) -> QuerySet[Customer]:
-    return visible_customers(scope=scope).annotate(
-        server_count=Count("servers", distinct=True),
+@dataclass(frozen=True)
+class CustomerRow:
+    """One customer on the customer list: its servers, how many comply, its average with its coverage."""
+
+    customer: Customer
+    compliant_count: int
+    coverage: Coverage
+
+    @property
+    def pk(self) -> int:
+        return self.customer.pk
+
+    @property
+    def name(self) -> str:
+        return self.customer.name
+
+    @property
+    def server_count(self) -> int:
+        return self.coverage.total
+
+
+def customer_list(*, scope: Scope) -> list[CustomerRow]:
+    """One query: each visible customer with its figures (servers.assessment decides what an average counts)."""
+    customers = visible_customers(scope=scope).annotate(
         compliant_count=Count("servers", filter=Q(servers__status=ServerStatus.COMPLIANT), distinct=True),
+        **coverage_aggregates("servers__"),
     )
+    return [
+        CustomerRow(
+            customer=customer,
+            compliant_count=customer.compliant_count,
+            coverage=Coverage.from_row(vars(customer)),
+        )
+        for customer in customers.order_by("name")
+    ]
 
 
 def credential_list(*, scope: Scope) -> QuerySet[Credential]:

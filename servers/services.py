@@ -6,12 +6,13 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from lockdown import clock
 from servers.audit import Actor, audit_record, diff, snapshot
 from servers.binding import BOUND_FIELDS, bind, is_bound
-from servers.choices import AuthMethod, TLSVerify, WinRMScheme
+from servers.choices import AuthMethod, StaleReason, TLSVerify, WinRMScheme
 from servers.models import Credential, Customer, Server, Tag
 from servers.tenancy import Action, Scope, require
 
@@ -249,3 +250,9 @@ def server_delete(*, scope: Scope, actor: Actor, server: Server) -> None:
         actor=actor, action="server.delete", obj=server, changes=diff(snapshot(server, SERVER_AUDIT_FIELDS), {})
     )
     server.delete()
+
+
+def server_results_mark_stale(*, servers: QuerySet[Server], reason: StaleReason) -> int:
+    """The stored results of `servers` may no longer describe the hosts (a rollback, a harden that did not
+    complete, another profile): the figures leave them out until each one's next verify clears the mark."""
+    return servers.update(results_stale_reason=reason, results_stale_since=clock.now())

@@ -36,6 +36,7 @@ class Action(enum.StrEnum):
     MANAGE_USERS = "manage_users"
     VIEW_AUDIT = "view_audit"
     MANAGE_CUSTOMERS = "manage_customers"
+    SELFTEST = "selftest"  # the agent self-test of a server (MSP admins only)
 
 
 # (MSP-wide role) -> actions allowed on every customer.

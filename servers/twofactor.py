@@ -1,16 +1,24 @@
-"""TOTP two-factor for MSP admins and operators (django-otp), enforced when FLEET_REQUIRE_2FA."""
+"""TOTP two-factor for every user (django-otp), enforced when FLEET_REQUIRE_2FA (always in production),
+and a recent second factor before the actions that hand out power: credential changes, user
+administration, waiver approval (security-audit-2026-12, lower findings)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from servers.choices import Role
-from servers.tenancy import request_scope
+# When this session last presented a valid code (epoch seconds).
+SECOND_FACTOR_AT = "fleet_second_factor_at"
 
 # Pages a user who still owes a second factor may open.
 _EXEMPT_URL_NAMES = frozenset({"two_factor_setup", "two_factor_verify", "logout", "login", "health"})
@@ -19,12 +27,44 @@ _PASSWORD_EXEMPT_URL_NAMES = _EXEMPT_URL_NAMES | {"password_change"}
 
 
 def needs_second_factor(request: HttpRequest) -> bool:
-    """MSP admins, MSP operators and superusers must present a TOTP code when enforced."""
+    """Every signed-in user presents a TOTP code when enforced: a customer's viewer reads that
+    customer's findings, a customer's operator can harden its servers."""
+    return bool(request.user.is_authenticated)
+
+
+def mark_second_factor(request: HttpRequest) -> None:
+    """Record that this session just presented a valid code."""
+    request.session[SECOND_FACTOR_AT] = int(time.time())
+
+
+def second_factor_is_stale(request: HttpRequest) -> bool:
+    """Whether a sensitive action must ask for the code again: enforced (or the user enrolled a
+    device of their own accord) and the last code is older than FLEET_REAUTH_SECONDS."""
     user = request.user
     if not user.is_authenticated:
         return False
-    scope = request_scope(request)
-    return bool(getattr(user, "is_superuser", False)) or scope.msp_role in {Role.ADMIN, Role.OPERATOR}
+    if not settings.FLEET_REQUIRE_2FA and not TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists():
+        return False
+    at = request.session.get(SECOND_FACTOR_AT)
+    return not isinstance(at, int) or time.time() - at > settings.FLEET_REAUTH_SECONDS
+
+
+def recent_second_factor(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Before the view: a code entered within FLEET_REAUTH_SECONDS, else to verification and back."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if second_factor_is_stale(request):
+            minutes = max(1, settings.FLEET_REAUTH_SECONDS // 60)
+            messages.info(
+                request,
+                "Confirm it is you: enter your authenticator code. Credential changes, user administration "
+                f"and waiver approval ask for it when the last one is over {minutes} minutes old.",
+            )
+            return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': request.get_full_path()})}")
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 class TwoFactorEnforcementMiddleware:

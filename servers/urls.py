@@ -9,6 +9,7 @@ urlpatterns = [
     path("servers/", views.server_list, name="server_list"),
     path("servers/new/", views.server_create, name="server_create"),
     path("servers/import/", views.server_import, name="server_import"),
+    path("servers/import/<int:import_id>/", views.server_import_detail, name="server_import_detail"),
     path("servers/<int:server_id>/", views.server_detail, name="server_detail"),
     path("servers/<int:server_id>/edit/", views.server_edit, name="server_edit"),
     path("servers/<int:server_id>/delete/", views.server_delete, name="server_delete"),

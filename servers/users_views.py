@@ -17,6 +17,7 @@ from servers import users_services as services
 from servers.audit import Actor
 from servers.models import Membership
 from servers.tenancy import Action, request_scope, require, scoped_get
+from servers.twofactor import recent_second_factor
 from servers.users_forms import MembershipForm, UserCreateForm
 
 
@@ -30,6 +31,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 @sensitive_variables("password")
+@recent_second_factor
 def user_create(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.MANAGE_USERS)
@@ -76,6 +78,7 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def user_membership_add(request: HttpRequest, user_id: int) -> HttpResponse:
     scope = request_scope(request)
     target = services.get_visible_user(scope, user_id)
@@ -99,6 +102,7 @@ def user_membership_add(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_POST
+@recent_second_factor
 def user_membership_remove(request: HttpRequest, user_id: int, membership_id: int) -> HttpResponse:
     scope = request_scope(request)
     target = services.get_visible_user(scope, user_id)
@@ -129,11 +133,13 @@ def _set_active(request: HttpRequest, user_id: int, *, active: bool) -> HttpResp
 
 
 @require_POST
+@recent_second_factor
 def user_deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     return _set_active(request, user_id, active=False)
 
 
 @require_POST
+@recent_second_factor
 def user_reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     return _set_active(request, user_id, active=True)
 
@@ -141,6 +147,7 @@ def user_reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
 @require_POST
 @never_cache
 @sensitive_variables("password")
+@recent_second_factor
 def user_password_reset(request: HttpRequest, user_id: int) -> HttpResponse:
     scope = request_scope(request)
     target = services.get_visible_user(scope, user_id)
@@ -154,6 +161,7 @@ def user_password_reset(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_POST
+@recent_second_factor
 def user_2fa_reset(request: HttpRequest, user_id: int) -> HttpResponse:
     scope = request_scope(request)
     target = services.get_visible_user(scope, user_id)

@@ -8,17 +8,20 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from servers import selectors, services
+from servers.assessment import assessment_of
 from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
-from servers.csv_import import ALL_COLUMNS, import_servers_csv
+from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start
 from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
-from servers.models import Credential, Customer, Server
+from servers.models import Credential, Customer, Server, ServerImport
 from servers.tenancy import Action, request_scope, require, scoped_get
+from servers.twofactor import recent_second_factor
 
 PAGE_SIZE = 50
 
@@ -57,6 +60,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "servers/dashboard.html",
         {
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope) if summary.total else [],
             "customers": summary.customers[:DASHBOARD_CUSTOMERS],
             "more_customers": len(summary.customers) > DASHBOARD_CUSTOMERS,
             "trend": trend,
@@ -139,7 +143,9 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "tags": server.tags.all(),
             "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
             "can_harden": scope.can(Action.HARDEN, server.customer_id),
+            "can_selftest": scope.can(Action.SELFTEST, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
+            "assessment": assessment_of(server, msp=scope.is_msp),
             "compliance": compliance,
             "sections": sections,
             "recent_runs": server_recent_runs(server),
@@ -182,20 +188,34 @@ def server_delete(request: HttpRequest, server_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def server_import(request: HttpRequest) -> HttpResponse:
+    """Upload: the file is checked here (size, UTF-8, header), its rows by a worker (server_import_detail)."""
     scope = request_scope(request)
     require(scope, Action.EDIT_SERVERS)
     form = ServerImportForm(request.POST or None, request.FILES or None)
     errors: list[str] = []
     if request.method == "POST" and form.is_valid():
-        result = import_servers_csv(scope=scope, actor=Actor.from_request(request), upload=form.cleaned_data["file"])
-        if result.ok:
-            messages.success(request, f"Imported {len(result.created)} servers.")
-            return redirect("server_list")
-        errors = result.errors[:200]
+        upload = form.cleaned_data["file"]
+        text, errors = read_upload(upload)
+        if text is not None:
+            record = server_import_start(
+                scope=scope, user=request.user, filename=upload.name or "servers.csv", text=text
+            )
+            return redirect("server_import_detail", import_id=record.pk)
     status = 400 if errors else 200
+    recent = ServerImport.objects.filter(created_by_id=request.user.pk).order_by("-created_at")[:5]
     return render(
-        request, "servers/server_import.html", {"form": form, "errors": errors, "columns": ALL_COLUMNS}, status=status
+        request,
+        "servers/server_import.html",
+        {"form": form, "errors": errors, "columns": ALL_COLUMNS, "recent": recent},
+        status=status,
     )
+
+
+@require_GET
+def server_import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    """One import's progress and row errors; only the user who uploaded it sees it (others: 404)."""
+    record = get_object_or_404(ServerImport.objects.defer("content"), pk=import_id, created_by_id=request.user.pk)
+    return render(request, "servers/server_import_detail.html", {"record": record, "errors": record.errors})
 
 
 # --- Customers ------------------------------------------------------------------------------
@@ -227,6 +247,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         {
             "customer": customer,
             "summary": summary,
+            "not_assessed": report_selectors.not_assessed_causes(scope=scope, customer_id=customer.pk),
             "trend": trend,
             "chart": trend_svg(trend, chart_id="customer-trend", title=f"Average compliance of {customer.name}"),
             "q": q,
@@ -279,6 +300,8 @@ def credential_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
+@sensitive_post_parameters("secret")
 def credential_create(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)
     require(scope, Action.MANAGE_CREDENTIALS)
@@ -300,6 +323,8 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
+@sensitive_post_parameters("secret")
 def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
     scope = request_scope(request)
     credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)
@@ -319,6 +344,7 @@ def credential_edit(request: HttpRequest, credential_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_second_factor
 def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
     scope = request_scope(request)
     credential = scoped_get(scope, Credential.objects.select_related("customer"), pk=credential_id)

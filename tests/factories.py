@@ -267,7 +267,19 @@ def tenant_member(tenant: TenantObjects) -> Membership:
     return membership
 
 
+def tenant_import(tenant: TenantObjects) -> int:
+    """A CSV import uploaded by a member of the tenant's customer (its page is the uploader's only)."""
+    from lockdown import clock
+    from servers.models import ServerImport
+
+    record = ServerImport.objects.create(
+        created_by=tenant_member(tenant).user, created_at=clock.now(), filename=f"{tenant.customer.name}.csv"
+    )
+    return record.pk
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
+    "import_id": tenant_import,
     "user_id": lambda tenant: tenant_member(tenant).user_id,
     "membership_id": lambda tenant: tenant_member(tenant).pk,
     "job_id": tenant_job,
@@ -280,3 +292,23 @@ URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
     "waiver_id": lambda tenant: tenant.waiver.pk,
     "report_id": tenant_report,
 }
+
+
+def import_csv(client: Any, content: str | bytes, name: str = "servers.csv") -> Any:
+    """Upload a CSV as a user would and run its background import inline (as a worker would once the
+    upload is committed); returns the page the user ends on: the upload page with the file's errors,
+    or the import's own page (progress, row errors or the servers created)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import TestCase
+    from django.urls import reverse
+
+    from servers import csv_import
+
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    csv_import.set_enqueue(csv_import.server_import_run)
+    try:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            response = client.post(reverse("server_import"), {"file": SimpleUploadedFile(name, data, "text/csv")})
+    finally:
+        csv_import.set_enqueue(None)
+    return client.get(response["Location"]) if response.status_code == 302 else response

@@ -82,6 +82,30 @@ def _password() -> str:
     return f"Wl{secrets.token_urlsafe(12)}-7a"
 
 
+def prepare_winrm_accounts(model: WindowsHost) -> dict[str, str]:
+    """What the lab does to a built host before serving it: generated passwords for its WinRM accounts
+    (the built-in Administrator, and `fleetadmin` where the spec has it, in Remote Management Users).
+
+    Not counted as mutations (the host is still being built). Returns {user: password}.
+    """
+    accounts = {ADMINISTRATOR: _password()}
+    if LOCAL_ADMIN.lower() in model.accounts.users:
+        accounts[LOCAL_ADMIN] = _password()
+    model.ctx.building = True
+    try:
+        for user, password in accounts.items():
+            model.accounts.set_password(user, password)
+        model.admin_username, model.admin_password = ADMINISTRATOR, accounts[ADMINISTRATOR]
+        if LOCAL_ADMIN in accounts:
+            # The MSP's own WinRM account: a local administrator that may use WinRM (Remote Management
+            # Users), so under UAC remote restrictions it reaches PowerShell with a filtered token.
+            group = model.accounts.groups["remote management users"]
+            group.members.append(model.accounts.user(LOCAL_ADMIN).sid)
+    finally:
+        model.ctx.building = False
+    return accounts
+
+
 @dataclass
 class LabHost:
     """One host of the lab: the model, its WinRM server, its mail ports and its accounts."""
@@ -194,21 +218,7 @@ class Lab:
         path = self._state_path(spec.name)
         if self.persist and not self.reset and path is not None and path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
-        accounts = {ADMINISTRATOR: _password()}
-        if LOCAL_ADMIN.lower() in model.accounts.users:
-            accounts[LOCAL_ADMIN] = _password()
-        model.ctx.building = True
-        try:
-            for user, password in accounts.items():
-                model.accounts.set_password(user, password)
-            model.admin_username, model.admin_password = ADMINISTRATOR, accounts[ADMINISTRATOR]
-            if LOCAL_ADMIN in accounts:
-                # The MSP's own WinRM account: a local administrator that may use WinRM (Remote Management
-                # Users), so under UAC remote restrictions it reaches PowerShell with a filtered token.
-                group = model.accounts.groups["remote management users"]
-                group.members.append(model.accounts.user(LOCAL_ADMIN).sid)
-        finally:
-            model.ctx.building = False
+        accounts = prepare_winrm_accounts(model)
         if saved is not None:
             try:
                 restore(model, saved)

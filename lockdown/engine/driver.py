@@ -133,8 +133,9 @@ def run(request: AgentRequest, invoke: Invoke) -> AgentResult:
 
 
 # --- discover ---------------------------------------------------------------------------------------
-def _discover(request: AgentRequest, invoke: Invoke) -> AgentResult:
-    steps = [
+def discover_steps(service_account: str) -> list[Step]:
+    """What discover reads: the host, MailEnable's registry key, its services, accounts and Defender."""
+    return [
         _host_step(),
         Step(
             id="me",
@@ -144,12 +145,15 @@ def _discover(request: AgentRequest, invoke: Invoke) -> AgentResult:
         ),
         Step(id="bin64", op="sd_read", args={"kind": "path", "path": "{{ME_PROGRAM_DIR}}\\Bin64"}),
         Step(id="services", op="service_get", args={"names": None}),
-        Step(id="ime", op="user_get", args={"name": request.service_account}),
+        Step(id="ime", op="user_get", args={"name": service_account}),
         Step(id="store", op="group_get", args={"name": STORE_GROUP_NAME}),
         Step(id="legacy", op="group_get", args={"name": LEGACY_STORE_GROUP_NAME}),
         Step(id="defender", op="defender_get"),
     ]
-    _, results = _call(invoke, _program(request, steps))
+
+
+def _discover(request: AgentRequest, invoke: Invoke) -> AgentResult:
+    _, results = _call(invoke, _program(request, discover_steps(request.service_account)))
     return _result(request, facts=facts_from(results))
 
 
@@ -790,4 +794,4 @@ def _rotate(request: AgentRequest, invoke: Invoke) -> AgentResult:
     return _result(request, rotation=report, health=health_list, action=RuleAction.CHANGED)
 
 
-__all__ = ["HostRefused", "Invoke", "facts_from", "journal_records", "run", "short_name"]
+__all__ = ["HostRefused", "Invoke", "discover_steps", "facts_from", "journal_records", "run", "short_name"]

@@ -16,6 +16,7 @@ PROD_ENV = {
     "DJANGO_SECRET_KEY": "x" * 20 + "prod-secret-key-for-the-deploy-check-only-0123456789",
     "FLEET_ENCRYPTION_KEYS": "ZGV2LW9ubHktZmxlZXQtbG9ja2Rvd24ta2V5LTAwMDA=",
     "DJANGO_ALLOWED_HOSTS": "fleet.example.net",
+    "FLEET_MANAGEMENT_NETWORKS": "10.20.0.0/16",
 }
 
 
@@ -43,6 +44,21 @@ def test_check_deploy_reports_nothing_in_production():
     result = _manage("check", "--deploy", "--fail-level", "DEBUG", env=PROD_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_no_management_networks_are_named():
+    env = {k: v for k, v in PROD_ENV.items() if k != "FLEET_MANAGEMENT_NETWORKS"}
+    result = _manage("check", "--deploy", env=env)
+    assert "fleet.W004" in result.stdout + result.stderr
+
+
+def test_production_requires_two_factor_whatever_the_environment_says():
+    code = "from django.conf import settings; print(settings.FLEET_REQUIRE_2FA)"
+    result = _manage("shell", "-c", code, env={**PROD_ENV, "FLEET_REQUIRE_2FA": "false"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
+    development = _manage("shell", "-c", code, env={"FLEET_REQUIRE_2FA": "false"})
+    assert development.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_development_needs_no_configuration():

@@ -30,6 +30,7 @@ URL_ACTIONS: dict[str, Action] = {
     "job_continue": Action.EDIT_SERVERS,
     "server_verify": Action.EDIT_SERVERS,
     "server_discover": Action.EDIT_SERVERS,
+    "server_selftest": Action.SELFTEST,
     "server_harden": Action.HARDEN,
     "server_rollback": Action.HARDEN,
     "server_changes_download": Action.VIEW,
@@ -42,6 +43,7 @@ URL_ACTIONS: dict[str, Action] = {
     "server_list": Action.VIEW,
     "server_create": Action.EDIT_SERVERS,
     "server_import": Action.EDIT_SERVERS,
+    "server_import_detail": Action.EDIT_SERVERS,
     "server_detail": Action.VIEW,
     "server_edit": Action.EDIT_SERVERS,
     "server_delete": Action.EDIT_SERVERS,
@@ -94,6 +96,7 @@ URL_ACTIONS: dict[str, Action] = {
 POST_ONLY = {
     "server_verify",
     "server_discover",
+    "server_selftest",
     "job_cancel",
     "job_continue",
     "report_create",
@@ -163,7 +166,15 @@ def test_every_route_has_an_expected_action_and_factories_for_its_parameters() -
             assert param in URL_PARAMETER_FACTORIES, f"{route.name}: no factory for URL parameter {param!r}"
 
 
-CASES = [pytest.param(route, role, id=f"{route.name}-{role}") for route in ROUTES for role in ROLE_USERS]
+# Pages that belong to one user, not to a customer: 404 for everyone else whatever their role
+# (tests/integration/servers/test_csv_import.py::test_an_import_page_is_its_uploaders_only).
+UPLOADER_ONLY = {"server_import_detail"}
+CASES = [
+    pytest.param(route, role, id=f"{route.name}-{role}")
+    for route in ROUTES
+    if route.name not in UPLOADER_ONLY
+    for role in ROLE_USERS
+]
 # GET and the htmx partial first: a POST may delete the object it names.
 METHODS = ("GET", "HTMX", "POST")
 

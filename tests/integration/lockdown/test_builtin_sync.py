@@ -47,3 +47,25 @@ def test_sync_from_an_empty_database_creates_and_audits_the_profile() -> None:
     version = services.builtin_profile_sync()
     assert version.number == 1
     assert AuditEvent.objects.filter(action="profile.create", object_repr=version.profile.name).exists()
+
+
+def test_a_new_builtin_version_makes_the_servers_it_judges_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: servers that follow the built-in's latest version are judged by another one now."""
+    from servers.choices import StaleReason
+    from servers.models import Server
+    from tests.factories import CustomerFactory, ProfileVersionFactory, ServerFactory
+
+    follows = ServerFactory(customer=CustomerFactory(name="Follows Builtin Ltd"), name="mx-follows")
+    ServerFactory(customer=follows.customer, name="mx-pinned", profile_version=ProfileVersionFactory())
+    defaulted_customer = CustomerFactory(name="Own Default Ltd", default_profile_version=ProfileVersionFactory())
+    ServerFactory(customer=defaulted_customer, name="mx-own-default")
+    services.builtin_profile_sync()  # the same content: nothing is stale
+    assert set(Server.objects.values_list("results_stale_reason", flat=True)) == {""}
+    shipped = load_builtin_profile()
+    changed = shipped.model_copy(update={"notes": [*shipped.notes, "A new note in a later release."]})
+    monkeypatch.setattr(services, "load_builtin_profile", lambda: changed)
+    services.builtin_profile_sync()
+    stale = dict(Server.objects.values_list("name", "results_stale_reason"))
+    assert stale["mx-follows"] == StaleReason.PROFILE_CHANGED
+    assert stale["mx-pinned"] == ""
+    assert stale["mx-own-default"] == ""

@@ -13,7 +13,6 @@ import io
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from jobs import runner
@@ -21,7 +20,7 @@ from jobs.choices import HostRunState
 from jobs.models import HostRun
 from servers.audit import Actor
 from servers.binding import is_bound
-from servers.csv_import import import_servers_csv
+from servers.csv_import import import_servers_text
 from servers.models import AuditEvent, Server
 from servers.services import server_create, server_update
 from servers.tenancy import Scope
@@ -140,8 +139,7 @@ def test_a_csv_import_by_an_operator_may_not_name_a_credential(oscar, tenant_a):
         "customer,name,address,winrm_scheme,winrm_port,tls_verify,credential\n"
         f"{tenant_a.customer.name},captured,127.0.0.1,http,5985,off,{tenant_a.credential.name}\n"
     )
-    upload = SimpleUploadedFile("servers.csv", text.encode(), content_type="text/csv")
-    result = import_servers_csv(scope=scope, actor=Actor.system("t"), upload=upload)
+    result = import_servers_text(scope=scope, actor=Actor.system("t"), text=text)
     assert not result.created
     assert any("only an MSP admin may bind a credential" in error for error in result.errors)
     assert not Server.objects.filter(name="captured").exists()

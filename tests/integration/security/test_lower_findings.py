@@ -49,3 +49,57 @@ def test_the_log_filter_strips_authentication_tokens_that_reach_a_handler():
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "Basic authentication is refused over http", (), None)
     RedactSecretsFilter().filter(plain)
     assert plain.getMessage() == "Basic authentication is refused over http"
+
+
+# --- sensitive fields marked so; the demo says loudly it is a demo -----------------------------
+
+
+def test_every_page_outside_production_says_it_is_a_demo(client, settings, alice):
+    settings.PRODUCTION = False
+    page = client.get(reverse("login")).content.decode()
+    assert "Demo / development instance — not for real customers." in page
+    client.force_login(alice)
+    assert "not for real customers" in client.get(reverse("dashboard")).content.decode()
+    settings.PRODUCTION = True
+    assert "not for real customers" not in client.get(reverse("dashboard")).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("url_name", "fields"),
+    [
+        ("credential_create", {"secret"}),
+        ("password_change", {"old_password", "new_password1", "new_password2"}),
+        ("two_factor_verify", {"token"}),
+    ],
+)
+def test_views_that_receive_secrets_keep_them_out_of_error_reports(client, alice, url_name, fields, monkeypatch):
+    # Django's error reports (mail to ADMINS, the debug page) print POST data unless the view marks
+    # its sensitive parameters; capture what the view's request carries.
+    from django.views.debug import SafeExceptionReporterFilter
+
+    seen: list[object] = []
+    original = SafeExceptionReporterFilter.get_post_parameters
+
+    def spy(self, request):
+        seen.append(getattr(request, "sensitive_post_parameters", None))
+        return original(self, request)
+
+    from servers import auth_views, views
+
+    view_module = views if url_name == "credential_create" else auth_views
+    real_render = view_module.render
+
+    def render(request, *args, **kwargs):
+        SafeExceptionReporterFilter().get_post_parameters(request)
+        return real_render(request, *args, **kwargs)
+
+    monkeypatch.setattr(SafeExceptionReporterFilter, "get_post_parameters", spy)
+    monkeypatch.setattr(view_module, "render", render)
+    client.force_login(alice)
+    if url_name == "two_factor_verify":
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        TOTPDevice.objects.create(user=alice, name="phone", confirmed=True)
+    client.post(reverse(url_name), dict.fromkeys(fields, "x"))
+    assert seen, "the view rendered nothing"
+    assert set(seen[-1]) == fields

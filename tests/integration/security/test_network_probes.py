@@ -115,3 +115,25 @@ def test_test_connection_is_rate_limited_per_user(tenant_a, carol, settings):
     assert Job.objects.filter(kind=JobKind.DISCOVER).count() == 3
     # verifies are not limited by it
     job_create(scope=scope, actor=actor, kind=JobKind.VERIFY, servers=[tenant_a.server])
+
+
+def test_the_mail_port_check_connects_to_the_address_it_vetted(tenant_a, listener, monkeypatch):
+    # A rebinding name: inside the networks for the check, then resolving nowhere (or elsewhere).
+    real, lookups = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "mail.rebind.test":
+            lookups.append(host)
+            if len(lookups) > 1:
+                raise socket.gaierror(socket.EAI_NONAME, "rebound")
+            return real("127.0.0.1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    Customer.objects.filter(pk=tenant_a.customer.pk).update(management_networks="127.0.0.0/8")
+    server = _aim(Server.objects.get(pk=tenant_a.server.pk), listener.port)
+    Server.objects.filter(pk=server.pk).update(address="mail.rebind.test")
+    server = Server.objects.select_related("customer").get(pk=server.pk)
+    runner.check_mail_banners(server, timeout=1, protocols={"SMTP"})
+    assert listener.connections == 1  # the vetted 127.0.0.1, with no second lookup of the name
+    assert lookups == ["mail.rebind.test"]

@@ -7,8 +7,6 @@ PowerShell: it cannot run on this machine.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
@@ -249,23 +247,3 @@ def test_no_powershell_7_only_syntax() -> None:
         code = re.sub(r"'[^'\n]*'", "''", code)
         for construct in ("??", "?.", "-Parallel", "using namespace", "::new(", "-AsHashtable", "clean {"):
             assert construct not in code, (path.name, construct)
-
-
-# --- the Add-Type C# compiles (Mono's C# compiler, C# 5 like .NET 4.x's CodeDom csc) --------------
-
-
-@pytest.mark.skipif(shutil.which("mcs") is None, reason="Mono's mcs is not installed")
-def test_the_native_csharp_compiles_with_mono(tmp_path) -> None:
-    sources = assignments(parse(read(PRIMITIVES_PS1)).root_node, "$script:FleetNativeSource")
-    literal = text_of(sources[0])
-    source = tmp_path / "native.cs"
-    source.write_text(literal[len("@'\n") : -len("\n'@")], encoding="utf-8")
-    flags = ["-langversion:5", "-warn:4", "-warnaserror+", "-target:library", f"-out:{tmp_path / 'n.dll'}"]
-    done = subprocess.run(
-        ["mcs", *flags, str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr

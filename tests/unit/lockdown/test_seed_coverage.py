@@ -1,11 +1,15 @@
 """Every row of every table of the hardening guide (the seed) is a rule of the built-in profile.
 
-The seed is parsed here on its own, not from the profile, so a row dropped from the
-profile (or a profile row that quotes the guide wrongly) fails this test.
+The project carries the guide's tables as data (tests/data/guide_tables.json: each row's cells —
+paths, principals, access — as the guide prints them, not its prose), so these tests pass in a clone
+of the repository alone. Where shared/ sits beside the repository (CI), the guide there is parsed
+on its own and must give exactly those rows; a row dropped from the profile (or a profile row that
+quotes the guide wrongly) fails below either way.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,9 +30,7 @@ from lockdown.rules.rule import (
 )
 from lockdown.rules.vocabulary import AccessName, SqlGrantKind
 
-# The project carries a copy of the guide (tests/data), so the tests pass in a clone of it alone;
-# where shared/ sits beside the repository (CI), the copy must be the guide there, byte for byte.
-SEED = Path(__file__).resolve().parents[2] / "data" / "mailenable-lockdown.txt"
+GUIDE_TABLES = Path(__file__).resolve().parents[2] / "data" / "guide_tables.json"
 SHARED_SEED = Path(__file__).resolve().parents[3].parent / "shared" / "seed" / "mailenable-lockdown.txt"
 
 # (heading, table header cells, pattern of a row's first cell, expected row count)
@@ -77,13 +79,25 @@ def parse_seed(text: str) -> dict[str, list[tuple[str, ...]]]:
 
 @pytest.fixture(scope="module")
 def seed_rows():
-    return parse_seed(SEED.read_text(encoding="utf-8"))
+    return carried_rows()
 
 
-def test_the_carried_seed_is_the_shared_guide() -> None:
+def carried_rows() -> dict[str, list[tuple[str, ...]]]:
+    tables = json.loads(GUIDE_TABLES.read_text(encoding="utf-8"))["tables"]
+    return {heading: [tuple(row) for row in table["rows"]] for heading, table in tables.items()}
+
+
+def test_the_carried_tables_are_the_shared_guides() -> None:
     if not SHARED_SEED.is_file():
-        pytest.skip("shared/ is not beside the repository: only the carried copy can be read")
-    assert SEED.read_bytes() == SHARED_SEED.read_bytes(), "tests/data/mailenable-lockdown.txt differs from shared/"
+        pytest.skip("shared/ is not beside the repository: the carried tables (tests/data) are checked alone")
+    assert parse_seed(SHARED_SEED.read_text(encoding="utf-8")) == carried_rows(), (
+        "tests/data/guide_tables.json differs from the tables of shared/seed/mailenable-lockdown.txt"
+    )
+
+
+def test_the_carried_tables_have_each_tables_header() -> None:
+    tables = json.loads(GUIDE_TABLES.read_text(encoding="utf-8"))["tables"]
+    assert {heading: tuple(table["header"]) for heading, table in tables.items()} == {t[0]: t[1] for t in TABLES}
 
 
 @pytest.fixture(scope="module")

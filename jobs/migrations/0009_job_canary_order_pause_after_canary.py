@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0006_hostrunevent_msp_only"),
+        ("jobs", "0008_alert_resolved"),
     ]
 
     operations = [
