@@ -187,6 +187,8 @@ FLEET_RUN_TIMEOUT_S = env_int("FLEET_RUN_TIMEOUT_S", 1500)
 # (empty: any address; production should name them).
 FLEET_MANAGEMENT_NETWORKS = env_list("FLEET_MANAGEMENT_NETWORKS", [])
 FLEET_TEST_CONNECTION_PER_MINUTE = env_int("FLEET_TEST_CONNECTION_PER_MINUTE", 10)
+# A fleet harden or rollback of more than this many servers asks the person to type a confirmation.
+FLEET_CONFIRM_TYPED_ABOVE = env_int("FLEET_CONFIRM_TYPED_ABOVE", 10)
 FLEET_WEBHOOK_ALLOWED_HOSTS = env_list("FLEET_WEBHOOK_ALLOWED_HOSTS", ["*"])
 FLEET_WEBHOOK_TIMEOUT_S = env_int("FLEET_WEBHOOK_TIMEOUT_S", 10)
 FLEET_WEBHOOK_MAX_RETRIES = env_int("FLEET_WEBHOOK_MAX_RETRIES", 6)

@@ -26,10 +26,38 @@ class JobState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Finished with failures"
     STOPPED = "stopped", "Stopped by the canary threshold"
+    PAUSED = "paused", "Paused for approval after the canary"
     CANCELLED = "cancelled", "Cancelled"
 
 
 ACTIVE_JOB_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+# A job an operator may still act on: cancel it, or (paused, stopped) continue it.
+OPEN_JOB_STATES = ACTIVE_JOB_STATES | {JobState.PAUSED}
+
+
+class CanaryOrder(models.TextChoices):
+    FIRST = "first", "First hosts by customer and name"
+    HEALTHY_FIRST = "healthy_first", "Healthy first (hosts whose last verify succeeded)"
+    CHOSEN = "chosen", "Chosen by the operator"
+
+
+# Why a host run could not assess the host at all (nothing was read or changed): on a verify these
+# say nothing about the job's own safety, so they do not count as canary failures. Narrower than what
+# servers.assessment shows as "not assessed": a timeout, a protocol or agent error may be the job's own
+# fault, and a canary is there to catch exactly that.
+NOT_ASSESSED_KINDS = frozenset(
+    {
+        "unsupported_powershell",
+        "not_elevated",
+        "authentication_failed",
+        "no_credential",
+        "credential_unbound",
+        "unreachable",
+        "tls_verification_failed",
+        "outside_management_networks",
+        "insecure_configuration",
+    }
+)
 
 
 class HostRunState(models.TextChoices):
@@ -60,6 +88,7 @@ JOB_STATE_COLOURS = {
     JobState.SUCCEEDED: "green",
     JobState.FAILED: "red",
     JobState.STOPPED: "orange",
+    JobState.PAUSED: "orange",
     JobState.CANCELLED: "grey",
 }
 RULE_STATUS_COLOURS = {

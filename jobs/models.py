@@ -13,7 +13,17 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from jobs.choices import AlertKind, DeliveryChannel, DeliveryState, EventLevel, HostRunState, JobKind, JobState
+from jobs.choices import (
+    OPEN_JOB_STATES,
+    AlertKind,
+    CanaryOrder,
+    DeliveryChannel,
+    DeliveryState,
+    EventLevel,
+    HostRunState,
+    JobKind,
+    JobState,
+)
 from servers.models import Customer, Server
 from servers.secret_fields import EncryptedTextField
 
@@ -35,6 +45,15 @@ class Job(models.Model):
     description = models.CharField(max_length=300, blank=True)
     dry_run = models.BooleanField(default=False)
     canary_size = models.PositiveIntegerField(default=0, help_text="Hosts in the first wave; 0 = no canary")
+    canary_order = models.CharField(
+        max_length=16,
+        choices=CanaryOrder.choices,
+        default=CanaryOrder.FIRST,
+        help_text="How the canary hosts were chosen",
+    )
+    pause_after_canary = models.BooleanField(
+        default=False, help_text="Wait for an operator's approval after the canary wave before the rest"
+    )
     failure_threshold_pct = models.PositiveIntegerField(default=20)
     max_in_flight = models.PositiveIntegerField(default=20)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Maintenance window start")
@@ -60,6 +79,11 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in (JobState.SCHEDULED, JobState.RUNNING)
+
+    @property
+    def is_open(self) -> bool:
+        """Still to be acted on: running, scheduled, or paused for approval."""
+        return self.state in OPEN_JOB_STATES
 
 
 class HostRun(models.Model):

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -30,6 +30,7 @@ from jobs.models import ChangeRecord, HostRun, RuleResult, ServerCompliance, Ser
 from jobs.services import event_append, job_host_run_finished
 from lockdown import clock
 from lockdown.agent import AGENT_VERSION
+from lockdown.engine.program import Program
 from lockdown.engine.selftest import SelftestReport
 from lockdown.rules import Facts, Plan, compile_plan, evaluate, summarize
 from lockdown.rules.contract import AgentRequest, AgentResult, HealthStatus, HealthTargets
@@ -64,8 +65,56 @@ MAIL_BANNERS = {
     "IMAP": re.compile(r"^\* OK .*Welcome to MailEnable"),
 }
 
-AgentCall = Callable[[HostConnection, AgentRequest], AgentResult]
+
+class AgentCall(Protocol):
+    """How the runner reaches a host (`remote.run_agent`, or a test's scripted host).
+
+    `on_program` is told each program before it is sent, so the live log can say which phase
+    a long apply is in (one WinRM invocation per program).
+    """
+
+    def __call__(
+        self, conn: HostConnection, request: AgentRequest, *, on_program: Callable[[Program], None] | None = None
+    ) -> AgentResult: ...
+
+
 _agent_call: AgentCall = run_agent
+
+# Primitives that change a host (everything else reads it): a program with one of them is the apply itself.
+CHANGING_OPS = frozenset(
+    {
+        "dacl_write", "lsa_add", "lsa_remove", "user_create", "user_set_flags", "user_set_password", "user_delete",
+        "group_create", "group_delete", "group_member_add", "group_member_remove", "service_change",
+        "service_control", "defender_add", "defender_remove", "create_login", "drop_login", "create_user",
+        "drop_user", "grant", "revoke",
+    }
+)  # fmt: skip
+PHASED_MODES = frozenset({AgentMode.APPLY, AgentMode.ROLLBACK, AgentMode.ROTATE_PASSWORD})
+
+
+def phase_text(program: Program) -> str:
+    """One log line for a program about to run on the host: reading, changing, or clearing the journal."""
+    ops = [step.op for step in program.steps]
+    if ops and set(ops) == {"journal_delete"}:
+        return "Clearing the host's change journal (every change of this run was undone)."
+    changing = sum(1 for op in ops if op in CHANGING_OPS)
+    if not changing:
+        return f"Reading the host: {len(ops)} reads (its state and health baseline)…"
+    undo = sum(1 for step in program.on_failure if step.op in CHANGING_OPS)  # its re-reads are no undo
+    return (
+        f"Changing the host: {changing} change and restart steps, then the health check "
+        f"({undo} undo steps ready if anything regresses). Mail may pause now…"
+    )
+
+
+def _phase_reporter(run: HostRun, request: AgentRequest) -> Callable[[Program], None] | None:
+    if request.mode not in PHASED_MODES:
+        return None  # a verify or discover is one short read
+
+    def report(program: Program) -> None:
+        event_append(run.pk, phase_text(program))
+
+    return report
 
 
 def _scrub(value: Any, secrets: tuple[str, ...] = ()) -> Any:
@@ -103,14 +152,14 @@ def _request_secrets(conn: HostConnection, request: AgentRequest) -> tuple[str, 
     return tuple(secret for secret in found if secret)
 
 
-def _call_agent(conn: HostConnection, request: AgentRequest) -> AgentResult:
+def _call_agent(run: HostRun, conn: HostConnection, request: AgentRequest) -> AgentResult:
     """One agent invocation; its result is re-validated after scrubbing, before anything is stored.
 
     The whole result is host output: no text of it (errors, observations, change records, the
     rotation report) is stored or shown before every known secret is redacted from it.
     """
     secrets = _request_secrets(conn, request)
-    result = _agent_call(conn, request)
+    result = _agent_call(conn, request, on_program=_phase_reporter(run, request))
     data = result.model_dump(mode="json")
     # one search over every text of the result first: redaction per string only when something is there
     flat = "\n".join(_texts(data))
@@ -322,7 +371,7 @@ def _execute(run: HostRun) -> str:
         f"Plan from {profile_label}: {len(plan.items)} checks, {not_applicable} not applicable or needing input.",
     )
     if kind == JobKind.VERIFY or (kind == JobKind.HARDEN and run.job.dry_run):
-        result = _call_agent(conn, _request(run, AgentMode.VERIFY, plan=plan))
+        result = _call_agent(run, conn, _request(run, AgentMode.VERIFY, plan=plan))
         outcomes = _store_outcomes(run, server, plan, result, profile_label)
         if kind == JobKind.HARDEN:
             would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
@@ -336,7 +385,7 @@ def _execute(run: HostRun) -> str:
 
 
 def _discover(run: HostRun, server: Server, conn: HostConnection) -> Facts:
-    result = _call_agent(conn, _request(run, AgentMode.DISCOVER))
+    result = _call_agent(run, conn, _request(run, AgentMode.DISCOVER))
     if result.facts is None:
         raise RunFailed("agent_error", "The host answered discover without facts.")
     facts = result.facts
@@ -532,6 +581,7 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
     server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.HARDEN_FAILED)
     try:
         result = _call_agent(
+            run,
             conn,
             _request(
                 run,
@@ -670,6 +720,7 @@ def _rotate_password(run: HostRun, server: Server, conn: HostConnection) -> str:
         "is checked first; a failed health check puts it back).",
     )
     result = _call_agent(
+        run,
         conn,
         _request(
             run,
@@ -763,6 +814,7 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
     # Whatever the outcome, the host no longer matches the stored results.
     server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.ROLLBACK)
     result = _call_agent(
+        run,
         conn,
         _request(run, AgentMode.ROLLBACK, rollback=ordered, recover_job_ids=recover, health=health_targets(server)),
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.http import Http404
 
-from jobs.choices import HostRunState
+from jobs.choices import FINISHED_RUN_STATES, HostRunState, JobState
 from jobs.models import Alert, HostRun, HostRunEvent, Job, ServerCompliance
 from servers.models import Server
 from servers.tenancy import Scope
@@ -65,6 +66,59 @@ def job_events_after(*, scope: Scope, job: Job, after: int, limit: int = 500) ->
         .only("pk", "at", "level", "message", "host_run__server_name")
         .order_by("pk")[:limit]
     )
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """How far a job is, over the hosts the reader sees: done of total, time elapsed, a rough ETA."""
+
+    done: int
+    total: int
+    elapsed_s: int | None
+    eta_s: int | None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+    @property
+    def elapsed(self) -> str:
+        return duration_text(self.elapsed_s) if self.elapsed_s is not None else ""
+
+    @property
+    def eta(self) -> str:
+        return duration_text(self.eta_s) if self.eta_s is not None else ""
+
+
+def duration_text(seconds: int) -> str:
+    """42 s, 3 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def job_progress(*, runs: QuerySet[HostRun], job: Job, counts: dict[str, int], now: datetime) -> JobProgress:
+    """Progress from the per-state `counts` of `runs` (the reader's hosts) and one aggregate.
+
+    Elapsed runs from the first host's start (a job waiting for its window has not begun) to the
+    job's end or now. The ETA assumes the remaining hosts take as long as the finished ones did
+    on average, at the pace so far; none while paused, stopped, or before any host finished.
+    """
+    total = sum(counts.values())
+    done = sum(n for state, n in counts.items() if state in FINISHED_RUN_STATES)
+    first_start = runs.aggregate(first=Min("started_at"))["first"]
+    if first_start is None:
+        return JobProgress(done=done, total=total, elapsed_s=None, eta_s=None)
+    end = job.finished_at if job.finished_at and not job.is_open else now
+    elapsed = max(0, int((end - first_start).total_seconds()))
+    eta = None
+    if job.state == JobState.RUNNING and 0 < done < total:
+        eta = round(elapsed * (total - done) / done)
+    return JobProgress(done=done, total=total, elapsed_s=elapsed, eta_s=eta)
 
 
 @dataclass

@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/log/", views.job_log, name="job_log"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
+    path("jobs/<int:job_id>/continue/", views.job_continue_view, name="job_continue"),
     path("servers/<int:server_id>/verify/", views.server_verify, name="server_verify"),
     path("servers/<int:server_id>/discover/", views.server_discover, name="server_discover"),
     path("servers/<int:server_id>/selftest/", views.server_selftest, name="server_selftest"),

@@ -23,12 +23,23 @@ from jobs.choices import (
     JOB_STATE_COLOURS,
     MUTATING_KINDS,
     RUN_STATE_COLOURS,
+    CanaryOrder,
     HostRunState,
     JobKind,
     JobState,
 )
 from jobs.models import Job
-from jobs.services import JobOptions, JobRefused, action_for, job_cancel, job_create, maintenance_window_for
+from jobs.services import (
+    JobOptions,
+    JobRefused,
+    action_for,
+    job_cancel,
+    job_continue,
+    job_create,
+    job_retry_servers,
+    maintenance_window_for,
+    typed_confirmation_needed,
+)
 from lockdown import clock
 from servers import selectors as server_selectors
 from servers.audit import Actor
@@ -47,7 +58,12 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _start(
-    request: HttpRequest, kind: JobKind, servers: list[Server], options: JobOptions | None = None, description: str = ""
+    request: HttpRequest,
+    kind: JobKind,
+    servers: list[Server],
+    options: JobOptions | None = None,
+    description: str = "",
+    typed_confirmation: str = "",
 ) -> HttpResponse | None:
     try:
         job = job_create(
@@ -57,6 +73,7 @@ def _start(
             servers=servers,
             options=options,
             description=description,
+            typed_confirmation=typed_confirmation,
         )
     except JobRefused as refused:
         messages.error(request, str(refused))
@@ -147,6 +164,12 @@ class FleetJobForm(forms.Form):
     kind = forms.ChoiceField(choices=[c for c in JobKind.choices if c[0] != JobKind.SELFTEST])
     dry_run = forms.BooleanField(required=False, label="Dry run (report what would change, change nothing)")
     canary_size = forms.IntegerField(min_value=0, max_value=10_000, initial=2, label="Canary wave (hosts first)")
+    canary_order = forms.ChoiceField(
+        choices=[(order.value, order.label) for order in (CanaryOrder.HEALTHY_FIRST, CanaryOrder.FIRST)],
+        initial=CanaryOrder.HEALTHY_FIRST.value,
+        label="Canary hosts (unless you tick them in the list of servers below)",
+    )
+    pause_after_canary = forms.BooleanField(required=False, label="Pause for approval after the canary wave")
     failure_threshold_pct = forms.IntegerField(
         min_value=0, max_value=100, initial=20, label="Stop when more than this % of a wave fails"
     )
@@ -163,6 +186,10 @@ class FleetJobForm(forms.Form):
     )
 
 
+def _ids(data: Any, key: str) -> list[int]:
+    return [int(v) for v in data.getlist(key) if v.isdigit()] if hasattr(data, "getlist") else []
+
+
 def _selected_servers(request: HttpRequest, data: Any) -> tuple[list[Server], dict[str, Any]]:
     scope = request_scope(request)
     filters = server_selectors.ServerFilter(
@@ -172,45 +199,121 @@ def _selected_servers(request: HttpRequest, data: Any) -> tuple[list[Server], di
         status=data.get("status", ""),
     )
     servers = server_selectors.server_list(scope=scope, filters=filters)
-    ids = [int(v) for v in data.getlist("server") if v.isdigit()] if hasattr(data, "getlist") else []
+    ids = _ids(data, "server")
     if ids:
+        if scope.filter(Server.objects.filter(pk__in=ids)).count() < len(set(ids)):
+            raise Http404("not found")  # a server of another customer (or none): as if it did not exist
         servers = servers.filter(pk__in=ids)
     return list(servers[:5000]), {"filters": filters, "ids": ids}
 
 
+def _initial(data: QueryDict) -> dict[str, Any]:
+    """The form as a link prefills it (the server list's "New job for selected", a job's "Retry failed")."""
+    initial: dict[str, Any] = {"kind": data.get("kind") if data.get("kind") in JobKind.values else JobKind.VERIFY}
+    for name in ("canary_size", "failure_threshold_pct", "max_in_flight"):
+        value = data.get(name) or ""
+        if value.isdigit():
+            initial[name] = int(value)
+    if data.get("canary_order") in CanaryOrder.values:
+        initial["canary_order"] = data["canary_order"]
+    for name in ("dry_run", "pause_after_canary"):
+        if data.get(name) == "1":
+            initial[name] = True
+    return initial
+
+
+def _fleet_options(form: FleetJobForm, servers: list[Server], canary_ids: list[int]) -> JobOptions | None:
+    """The options as chosen, or None with the form's error set."""
+    data = form.cleaned_data
+    options = JobOptions(
+        dry_run=data["dry_run"],
+        canary_size=data["canary_size"],
+        canary_server_ids=tuple(canary_ids),
+        canary_healthy_first=data["canary_order"] == CanaryOrder.HEALTHY_FIRST,
+        pause_after_canary=data["pause_after_canary"],
+        failure_threshold_pct=data["failure_threshold_pct"],
+        max_in_flight=data["max_in_flight"],
+        not_before=data.get("not_before"),
+    )
+    if data.get("in_window"):
+        try:
+            not_before, not_after = maintenance_window_for(servers, clock.now())
+            options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
+        except JobRefused as refused:
+            form.add_error("in_window", str(refused))
+            return None
+    try:
+        options.validate()
+    except JobRefused as refused:
+        form.add_error(None, str(refused))
+        return None
+    return options
+
+
+def _by_customer(servers: list[Server]) -> list[tuple[str, list[Server]]]:
+    groups: dict[str, list[Server]] = {}
+    for server in servers:
+        groups.setdefault(server.customer.name, []).append(server)
+    return sorted(groups.items())
+
+
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
-    """Choose servers (customer, tag, status, selection) → preview summary → run in waves."""
+    """Choose servers (customer, tag, status, selection) and a kind → preview → (harden, rollback:
+    a confirmation page) → run in waves.
+
+    One form carries the kind, the options and the selection through every step ("Choose servers"
+    re-posts it), so choosing servers never resets what was already chosen.
+    """
     scope = request_scope(request)
     require(scope, Action.EDIT_SERVERS)
     source = request.POST if request.method == "POST" else request.GET
     servers, chosen = _selected_servers(request, source)
-    form = FleetJobForm(request.POST or None, initial={"kind": request.GET.get("kind", JobKind.VERIFY)})
-    if request.method == "POST" and form.is_valid():
+    retry_of = _int_or_none(source.get("retry_of"))
+    if retry_of is not None and not selectors.job_list(scope=scope).filter(pk=retry_of).exists():
+        retry_of = None
+    form = FleetJobForm(request.POST) if request.method == "POST" else FleetJobForm(initial=_initial(request.GET))
+    step = request.POST.get("step", "")
+    canary_ids = [pk for pk in _ids(source, "canary") if pk in {server.pk for server in servers}]
+    if request.method == "POST" and step in ("review", "start") and form.is_valid():
         kind = JobKind(form.cleaned_data["kind"])
         if kind in MUTATING_KINDS:
             require(scope, Action.HARDEN)
-        if request.POST.get("confirm") == "1":
-            options = JobOptions(
-                dry_run=form.cleaned_data["dry_run"],
-                canary_size=form.cleaned_data["canary_size"],
-                failure_threshold_pct=form.cleaned_data["failure_threshold_pct"],
-                max_in_flight=form.cleaned_data["max_in_flight"],
-                not_before=form.cleaned_data.get("not_before"),
-            )
-            if form.cleaned_data.get("in_window"):
-                try:
-                    not_before, not_after = maintenance_window_for(servers, clock.now())
-                    options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
-                except JobRefused as refused:
-                    form.add_error("in_window", str(refused))
-            response = (
-                None
-                if form.errors
-                else _start(request, kind, servers, options, description=f"{kind.label}: {len(servers)} servers")
-            )
-            if response is not None:
-                return response
+        options = _fleet_options(form, servers, canary_ids)
+        if options is not None and servers:
+            phrase = typed_confirmation_needed(kind, len(servers), dry_run=options.dry_run)
+            confirm_page = kind in (JobKind.HARDEN, JobKind.ROLLBACK) and not options.dry_run
+            if step == "start" or not confirm_page:
+                description = f"{kind.label}: {len(servers)} server{'' if len(servers) == 1 else 's'}"
+                if retry_of is not None:
+                    description = f"Retry of job #{retry_of}: {description}"
+                response = _start(
+                    request,
+                    kind,
+                    servers,
+                    options,
+                    description=description,
+                    typed_confirmation=request.POST.get("typed_confirmation", ""),
+                )
+                if response is not None:
+                    return response
+            if confirm_page:
+                return render(
+                    request,
+                    "jobs/job_confirm.html",
+                    {
+                        "form": form,
+                        "kind": kind,
+                        "servers": servers,
+                        "by_customer": _by_customer(servers),
+                        "chosen": chosen,
+                        "canary_ids": canary_ids,
+                        "canary_servers": [s for s in servers if s.pk in set(canary_ids)],
+                        "options": options,
+                        "phrase": phrase,
+                        "retry_of": retry_of,
+                    },
+                )
     preview = selectors.fleet_preview(servers) if servers else None
     return render(
         request,
@@ -220,6 +323,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
             "servers": servers,
             "preview": preview,
             "chosen": chosen,
+            "canary_ids": canary_ids,
+            "retry_of": retry_of,
             "customers": server_selectors.visible_customers(scope=scope),
             "tags": server_selectors.visible_tags(scope=scope),
             "statuses": ServerStatus.choices,
@@ -268,8 +373,21 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         query["runs"] = state
     if page.number > 1:
         query["rp"] = str(page.number)
+    theirs = selectors.job_is_theirs(scope=scope, job=job)
+    may_act = scope.can(action_for(JobKind(job.kind))) and theirs
+    retry_ids = (
+        [server.pk for server in job_retry_servers(scope=scope, job=job)]
+        if not job.is_open and may_act and (counts.get(HostRunState.FAILED) or counts.get(HostRunState.ROLLED_BACK))
+        else []
+    )
     return {
         "job": job,
+        "progress": selectors.job_progress(runs=visible, job=job, counts=counts, now=clock.now()),
+        "can_continue": may_act
+        and job.state in (JobState.PAUSED, JobState.STOPPED)
+        and job.cancel_requested_at is None,
+        "retry_query": _retry_query(job, retry_ids) if retry_ids else "",
+        "retry_count": len(retry_ids),
         "runs": page,
         "run_page": page,
         "run_state": state if state in HostRunState.values else "",
@@ -278,9 +396,7 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         "counts": counts,
         "run_colours": {k.value: v for k, v in RUN_STATE_COLOURS.items()},
         "job_colour": JOB_STATE_COLOURS.get(JobState(job.state), "grey"),
-        "can_cancel": job.is_active
-        and scope.can(action_for(JobKind(job.kind)))
-        and selectors.job_is_theirs(scope=scope, job=job),
+        "can_cancel": job.is_open and may_act,
         # a customer's users read no fleet-wide counts (the stop reason counts every host of the wave)
         "stop_reason": job.stop_reason if scope.is_msp or not job.stop_reason else SCOPED_STOP_REASON,
         # customer-scoped users read one sentence for any failed connection (no port scanner)
@@ -290,6 +406,20 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
     }
 
 
+def _retry_query(job: Job, server_ids: list[int]) -> str:
+    """The new-job form prefilled with the failed hosts and the job's kind and options (no canary)."""
+    query = QueryDict(mutable=True)
+    query["kind"] = job.kind
+    query.setlist("server", [str(pk) for pk in server_ids])
+    query["canary_size"] = "0"
+    query["failure_threshold_pct"] = str(job.failure_threshold_pct)
+    query["max_in_flight"] = str(job.max_in_flight)
+    if job.dry_run:
+        query["dry_run"] = "1"
+    query["retry_of"] = str(job.pk)
+    return query.urlencode()
+
+
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     scope = request_scope(request)
@@ -297,7 +427,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     context = _job_context(request, job)
     events = selectors.job_events_after(scope=scope, job=job, after=0, limit=LOG_PAGE)
     context.update(events=events, cursor=events[-1].pk if events else 0)
-    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
     return render(request, "jobs/job_detail.html", context)
 
 
@@ -310,8 +440,9 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
     events = selectors.job_events_after(scope=scope, job=job, after=after, limit=LOG_PAGE)
     context = _job_context(request, job)
     context.update(events=events, cursor=events[-1].pk if events else after)
-    # Keep polling while the job runs, or while a full page says more lines are waiting.
-    context["keep_polling"] = job.is_active or len(events) == LOG_PAGE
+    # Keep polling while the job runs or waits for approval (another operator may continue it), or while a
+    # full page says more lines are waiting.
+    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
     return render(request, "jobs/_job_update.html", context)
 
 
@@ -326,6 +457,23 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     messages.success(
         request, "Cancellation requested: queued hosts are cancelled now, running ones stop between phases."
     )
+    return redirect(reverse("job_detail", kwargs={"job_id": job.pk}))
+
+
+@require_POST
+def job_continue_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Start the hosts after the canary (a paused job, or one the canary threshold stopped)."""
+    scope = request_scope(request)
+    job = selectors.job_get(scope=scope, job_id=job_id)
+    if not selectors.job_is_theirs(scope=scope, job=job):
+        raise Http404("not found")  # a fleet job with other customers' hosts is not theirs to touch
+    require(scope, action_for(JobKind(job.kind)))
+    try:
+        job_continue(scope=scope, actor=Actor.from_request(request), job=job)
+    except JobRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, "Continued: the hosts after the canary are starting.")
     return redirect(reverse("job_detail", kwargs={"job_id": job.pk}))
 
 

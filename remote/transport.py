@@ -485,8 +485,11 @@ def run_agent(
     *,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    on_program: Callable[[Program], None] | None = None,
 ) -> AgentResult:
     """Carry out `request` on `conn`'s host and return the engine's result.
+
+    `on_program`, when given, is told each program just before it is sent (the caller's live log).
 
     The engine (`lockdown.engine.driver`) decides everything; each program it builds is one
     WinRM invocation (verify: 1; harden, rollback, rotate: observe + execute). A result whose
@@ -499,4 +502,10 @@ def run_agent(
 
     if request.agent_version != AGENT_VERSION:
         raise ProtocolError(f"the request names agent {request.agent_version}, this is {AGENT_VERSION}")
-    return driver.run(request, lambda program: run_program(conn, program, clock=clock, sleep=sleep))
+
+    def invoke(program: Program) -> ProgramResult:
+        if on_program is not None:
+            on_program(program)
+        return run_program(conn, program, clock=clock, sleep=sleep)
+
+    return driver.run(request, invoke)

@@ -78,6 +78,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 # --- Servers --------------------------------------------------------------------------------
 @require_GET
 def server_list(request: HttpRequest) -> HttpResponse:
+    from jobs.choices import JobKind
+
     scope = request_scope(request)
     filters = selectors.ServerFilter(
         q=request.GET.get("q", "").strip()[:100],
@@ -94,6 +96,8 @@ def server_list(request: HttpRequest) -> HttpResponse:
         "tags": selectors.visible_tags(scope=scope),
         "statuses": ServerStatus.choices,
         "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
+        # "New job for selected": the kinds a fleet job may have (the new-job page confirms it)
+        "job_kinds": [(k.value, k.label) for k in (JobKind.VERIFY, JobKind.HARDEN, JobKind.ROLLBACK, JobKind.DISCOVER)],
         "query_without_page": _query_without(request, "page"),
         "query_without_sort": _query_without(request, "sort", "page"),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,24 @@ def login(page, live_server):
         page.wait_for_load_state("networkidle")
 
     return do
+
+
+@pytest.fixture
+def worker_pool():
+    """Two worker threads run dispatched host runs, as a thread-pool Celery worker would."""
+    from django.db import connection
+
+    from jobs import runner, services
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fake-worker")
+
+    def run_in_thread(host_run_id: int) -> None:
+        try:
+            runner.run_host(host_run_id)
+        finally:
+            connection.close()
+
+    services.set_enqueue(lambda host_run_id: pool.submit(run_in_thread, host_run_id) and None)
+    yield pool
+    pool.shutdown(wait=True)
+    services.set_enqueue(None)

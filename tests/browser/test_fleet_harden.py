@@ -8,14 +8,12 @@ for the Celery worker, so the page really watches work in progress.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from playwright.sync_api import expect
 
-from jobs import runner, services
 from jobs.choices import HostRunState, JobState
 from jobs.models import HostRun, Job
 from servers.models import Server
@@ -53,23 +51,6 @@ def fleet(tmp_path):
         yield lab
 
 
-@pytest.fixture
-def worker_pool():
-    """Two worker threads run dispatched host runs, as a thread-pool Celery worker would."""
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fake-worker")
-
-    def run_in_thread(host_run_id: int) -> None:
-        try:
-            runner.run_host(host_run_id)
-        finally:
-            connection.close()
-
-    services.set_enqueue(lambda host_run_id: pool.submit(run_in_thread, host_run_id) and None)
-    yield pool
-    pool.shutdown(wait=True)
-    services.set_enqueue(None)
-
-
 def test_fleet_harden_in_canary_waves_from_the_browser(page, live_server, login, screenshot, alice, fleet, worker_pool):
     powershell = {h["name"]: h["powershell"] for h in fleet.inventory()["hosts"]}
     login("alice", TEST_PASSWORD)
@@ -81,6 +62,10 @@ def test_fleet_harden_in_canary_waves_from_the_browser(page, live_server, login,
     page.get_by_label("Canary wave (hosts first)").fill("3")
     page.get_by_label("Stop when more than this % of a wave fails").fill("50")
     page.get_by_role("button", name="Start the job").click()
+    # 20 servers: the confirmation page asks for the phrase (more than FLEET_CONFIRM_TYPED_ABOVE = 10)
+    expect(page.get_by_role("heading", name="Confirm: harden 20 servers")).to_be_visible()
+    page.get_by_label("Type harden 20 servers to confirm").fill("harden 20 servers")
+    page.get_by_role("button", name="Harden 20 servers").click()
     expect(page.get_by_role("heading", name="Job #")).to_be_visible()
     job_url = page.url
     # Live: the page shows the job running, then finished, without navigating away.

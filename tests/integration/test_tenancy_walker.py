@@ -27,6 +27,7 @@ URL_ACTIONS: dict[str, Action] = {
     "job_detail": Action.VIEW,
     "job_log": Action.VIEW,
     "job_cancel": Action.EDIT_SERVERS,
+    "job_continue": Action.EDIT_SERVERS,
     "server_verify": Action.EDIT_SERVERS,
     "server_discover": Action.EDIT_SERVERS,
     "server_selftest": Action.SELFTEST,
@@ -97,6 +98,7 @@ POST_ONLY = {
     "server_discover",
     "server_selftest",
     "job_cancel",
+    "job_continue",
     "report_create",
     "alert_acknowledge",
     "user_membership_remove",
@@ -303,6 +305,15 @@ def test_a_fleet_job_shows_a_customer_only_their_hosts_and_is_not_theirs_to_canc
     assert response.status_code == 404
     job.refresh_from_db()
     assert job.cancel_requested_at is None
+    # Paused after its canary, it is not theirs to continue either, nor to retry (no link, B's hosts unseen).
+    type(job).objects.filter(pk=job.pk).update(state="paused")
+    detail = client.get(reverse("job_detail", kwargs={"job_id": job.pk})).content.decode()
+    assert 'action="' + reverse("job_continue", kwargs={"job_id": job.pk}) not in detail
+    assert client.post(reverse("job_continue", kwargs={"job_id": job.pk})).status_code == 404
+    job.refresh_from_db()
+    assert job.state == "paused"
+    type(job).objects.filter(pk=job.pk).update(state="failed")
+    assert "Retry failed" not in client.get(reverse("job_detail", kwargs={"job_id": job.pk})).content.decode()
 
 
 @pytest.mark.django_db

@@ -26,7 +26,7 @@ class ScriptedAgent:
             exists=False,  # type: ignore[attr-defined]
         )
 
-    def __call__(self, conn, request: AgentRequest) -> AgentResult:
+    def __call__(self, conn, request: AgentRequest, *, on_program=None) -> AgentResult:
         self.calls.append(request)
         if self.fail_with is not None:
             raise self.fail_with

@@ -258,7 +258,7 @@ def test_cancel_mid_run_stops_between_phases(inline, plain_server, django_captur
 
     original = inline.__call__
 
-    def cancel_during_discover(conn, request):
+    def cancel_during_discover(conn, request, *, on_program=None):
         Job.objects.update(cancel_requested_at=clock.now())
         return original(conn, request)
 

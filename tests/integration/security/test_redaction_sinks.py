@@ -39,7 +39,7 @@ class EchoingHost:
         self.echoed: list[str] = []
         self.requests: list[AgentRequest] = []
 
-    def __call__(self, conn, request: AgentRequest) -> AgentResult:
+    def __call__(self, conn, request: AgentRequest, *, on_program=None) -> AgentResult:
         self.requests.append(request)
         secrets = [conn.password]
         for field in ("service_password", "previous_service_password"):
