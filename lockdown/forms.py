@@ -135,7 +135,11 @@ class ProfileAssignForm(forms.Form):
 class WaiverForm(forms.Form):
     """Propose a waiver of one rule of the effective profile version."""
 
-    rule_id = forms.CharField(label="Rule id", max_length=120, help_text="e.g. user_right.ime_system.se_tcb")
+    rule_id = forms.CharField(
+        label="Rule id",
+        max_length=120,
+        help_text="e.g. user_right.se_tcb_privilege (the id shown beside the rule on the server page)",
+    )
     justification = forms.CharField(
         label="Justification",
         min_length=MIN_JUSTIFICATION,

@@ -174,6 +174,19 @@ class ServerForm(forms.ModelForm[Server]):
             "tls_ca_bundle": forms.Textarea(attrs={"rows": 4}),
             "notes": forms.Textarea(attrs={"rows": 3}),
         }
+        # Django would say "Winrm scheme", "Tls verify" (issue 12, smaller items).
+        labels: ClassVar = {
+            "winrm_scheme": "WinRM scheme",
+            "winrm_port": "WinRM port",
+            "tls_verify": "TLS verification",
+            "tls_ca_bundle": "TLS CA bundle (PEM)",
+            "tls_fingerprint": "TLS certificate fingerprint (SHA-256)",
+            "smtp_port": "SMTP port",
+            "pop_port": "POP3 port",
+            "imap_port": "IMAP port",
+            "webmail_url": "Webmail URL",
+            "admin_url": "Web admin URL",
+        }
 
     def __init__(self, *args: Any, scope: Scope, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -216,3 +216,15 @@ def test_an_account_the_proposer_made_or_reset_cannot_approve_the_waiver(
     services.waiver_approve(scope=scope_for_user(other), actor=Actor(user=other), waiver=waiver)
     waiver.refresh_from_db()
     assert waiver.approved_by_id == other.pk
+
+
+def test_the_waiver_forms_example_rule_id_is_a_rule_of_the_builtin_profile():
+    # issue 12: "the waiver form's own example rule id is invalid"
+    import re
+
+    from lockdown.forms import WaiverForm
+    from lockdown.rules.builtin import load_builtin_profile
+
+    example = re.search(r"e\.g\. (\S+)", str(WaiverForm.base_fields["rule_id"].help_text))
+    assert example is not None
+    assert example.group(1) in {rule.id for rule in load_builtin_profile().rules}

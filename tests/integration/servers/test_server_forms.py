@@ -140,3 +140,12 @@ def test_server_list_query_count_does_not_grow_with_servers(client, alice, tenan
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("server_list"))
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_the_server_form_names_its_fields_as_windows_admins_write_them(client, alice, tenant_a):
+    client.force_login(alice)
+    page = client.get(reverse("server_create")).content.decode()
+    for label in ("WinRM scheme", "WinRM port", "TLS verification", "SMTP port", "POP3 port", "Webmail URL"):
+        assert f">{label}" in page, label
+    for wrong in ("Winrm scheme", "Tls verify", "Smtp port"):
+        assert wrong not in page, wrong
