@@ -306,14 +306,10 @@ def waiver_approve(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     require(scope, Action.APPROVE_WAIVER, waiver.owner_customer_id)
     locked = _locked(waiver)
     now = clock.now()
-    if actor.user is None or (locked.proposed_by_id is not None and locked.proposed_by_id == actor.user.pk):
-        raise WaiverError("a proposer cannot approve their own waiver; another MSP admin must")
-    if locked.proposed_by_id is not None and _controlled_by(actor.user.pk, locked.proposed_by_id):
-        # a second account the proposer made (or whose password or second factor they reset) is the proposer
-        raise WaiverError(
-            "this account was created or reset by the waiver's proposer, so it cannot approve it; another MSP admin "
-            "must"
-        )
+    refusal = approval_refusal(user_id=actor.user.pk if actor.user else None, waiver=locked)
+    if refusal:
+        raise WaiverError(refusal)
+    assert actor.user is not None  # approval_refusal refuses an actor without a user
     status = locked.status_at(now)
     if status != WaiverStatus.PENDING:
         raise WaiverError(f"only a pending waiver can be approved; this one is {status.label.lower()}")
@@ -323,6 +319,22 @@ def waiver_approve(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     owner = Customer.objects.get(pk=locked.owner_customer_id)
     audit_record(actor=actor, action="waiver.approve", obj=locked, customer=owner, changes=_waiver_audit(locked))
     return locked
+
+
+def approval_refusal(*, user_id: int | None, waiver: Waiver) -> str | None:
+    """Why this user may not approve the waiver as its proposer (or the proposer's own account), or None.
+
+    The one rule the service enforces and the pages use to hide the Approve button.
+    """
+    if user_id is None or (waiver.proposed_by_id is not None and waiver.proposed_by_id == user_id):
+        return "a proposer cannot approve their own waiver; another MSP admin must"
+    if waiver.proposed_by_id is not None and _controlled_by(user_id, waiver.proposed_by_id):
+        # a second account the proposer made (or whose password or second factor they reset) is the proposer
+        return (
+            "this account was created or reset by the waiver's proposer, so it cannot approve it; another MSP admin "
+            "must"
+        )
+    return None
 
 
 def _controlled_by(user_id: int, proposer_id: int) -> bool:

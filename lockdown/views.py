@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from lockdown import clock, selectors, services
-from lockdown.choices import WAIVER_STATUS_COLOURS, ExportFormat
+from lockdown.choices import WAIVER_STATUS_COLOURS, ExportFormat, WaiverStatus
 from lockdown.exchange import dump_document
 from lockdown.forms import ProfileAssignForm, ProfileCloneForm, ProfileEditorForm, ProfileImportForm, WaiverForm
 from lockdown.models import ProfileVersion, Waiver
@@ -317,11 +317,19 @@ def waiver_detail(request: HttpRequest, waiver_id: int) -> HttpResponse:
 def _waiver_context(request: HttpRequest, waiver: Waiver) -> dict[str, object]:
     scope = request_scope(request)
     status = waiver.status_at(clock.now())
+    may_approve = scope.can(Action.APPROVE_WAIVER, waiver.owner_customer_id)
+    # The Approve button is shown only to someone the service would let approve: not the proposer.
+    approval_refused = (
+        services.approval_refusal(user_id=request.user.pk, waiver=waiver)
+        if may_approve and status == WaiverStatus.PENDING
+        else None
+    )
     return {
         "waiver": waiver,
         "status": status,
         "status_colour": WAIVER_STATUS_COLOURS[status],
-        "can_approve": scope.can(Action.APPROVE_WAIVER, waiver.owner_customer_id),
+        "can_approve": may_approve and not approval_refused,
+        "approval_refused": approval_refused,
         "can_revoke": scope.can(Action.PROPOSE_WAIVER, waiver.owner_customer_id),
     }
 

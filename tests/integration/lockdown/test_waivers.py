@@ -89,6 +89,27 @@ def test_a_proposer_cannot_approve_their_own_waiver(client, frozen_clock, alice,
     assert not AuditEvent.objects.filter(action="waiver.approve").exists()
 
 
+def test_the_approve_button_is_shown_only_to_an_admin_the_service_lets_approve(
+    client, frozen_clock, alice, tenant_a
+) -> None:
+    from servers.choices import Role
+    from tests.factories import MembershipFactory, UserFactory
+
+    waiver = _propose(client, alice, tenant_a.server)
+    approve_url = reverse("waiver_approve", kwargs={"waiver_id": waiver.pk})
+    detail_url = reverse("waiver_detail", kwargs={"waiver_id": waiver.pk})
+    page = client.get(detail_url).content.decode()
+    assert approve_url not in page  # alice proposed it
+    assert "Waiting for approval: A proposer cannot approve their own waiver" in page
+
+    bob = UserFactory(username="bob-admin")
+    MembershipFactory(user=bob, customer=None, role=Role.ADMIN)
+    client.force_login(bob)
+    page = client.get(detail_url).content.decode()
+    assert approve_url in page
+    assert "Waiting for approval" not in page
+
+
 @pytest.mark.parametrize("role", ["msp_operator", "customer_operator"])
 def test_only_msp_admins_approve(make_role_user, frozen_clock, tenant_a, role: str) -> None:
     user = make_role_user(role)
