@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 WINLAB_DIR = BASE_DIR / "var" / "winlab"
@@ -40,7 +41,14 @@ def _free_port(preferred: int) -> int:
     raise SystemExit(f"no free port near {preferred}")
 
 
-def _prepare() -> None:
+# Two MSP admins, so the four-eyes rules (a waiver needs an approver who is not its proposer)
+# can be tried in the demo without creating a user first.
+DEMO_ADMINS = ("admin", "approver")
+LOG_DIR = BASE_DIR / "var" / "log"
+
+
+def _prepare() -> list[tuple[str, str | None]]:
+    """Migrate and create the demo's MSP admins; returns (username, new password or None if it existed)."""
     import django
     from django.core.management import call_command
 
@@ -52,14 +60,41 @@ def _prepare() -> None:
     from servers.models import Membership
 
     user_model = get_user_model()
-    if not user_model.objects.filter(username="admin").exists():
+    accounts: list[tuple[str, str | None]] = []
+    for username in DEMO_ADMINS:
+        if user_model.objects.filter(username=username).exists():
+            accounts.append((username, None))
+            continue
         password = secrets.token_urlsafe(15)
-        admin = user_model.objects.create_superuser(username="admin", email="", password=password)
-        Membership.objects.create(user=admin, customer=None, role=Role.ADMIN)
-        print("\n  Created the MSP admin account (shown once, store it now):")
-        print(f"    username: admin\n    password: {password}\n")
-    else:
-        print("\n  The admin account already exists (reset it with: .venv/bin/python manage.py changepassword admin)\n")
+        user = user_model.objects.create_superuser(username=username, email="", password=password)
+        Membership.objects.create(user=user, customer=None, role=Role.ADMIN)
+        accounts.append((username, password))
+    return accounts
+
+
+def banner(url: str, accounts: list[tuple[str, str | None]], logs: Path) -> str:
+    """What `make demo` prints last, after every process has started, so nothing scrolls it away."""
+    lines = ["", "  " + "=" * 72, f"  Fleet Lockdown is running: {url}   (Ctrl-C stops everything)", ""]
+    for username, password in accounts:
+        if password:
+            lines.append(f"    MSP admin  {username:<10} password: {password}   (shown once, store it now)")
+        else:
+            lines.append(
+                f"    MSP admin  {username:<10} exists (reset: .venv/bin/python manage.py changepassword {username})"
+            )
+    lines += [
+        "",
+        "    Two admins, so a waiver one proposes the other can approve.",
+        f"    Web, worker, beat and winlab logs: {logs.relative_to(BASE_DIR)}/",
+        "  " + "=" * 72,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _log(name: str) -> IO[bytes]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return (LOG_DIR / f"{name}.log").open("ab")
 
 
 def _start_winlab(python: str) -> subprocess.Popen[bytes]:
@@ -67,7 +102,8 @@ def _start_winlab(python: str) -> subprocess.Popen[bytes]:
     WINLAB_INVENTORY.unlink(missing_ok=True)
     command = [python, "-m", "winlab", "serve", "--hosts", str(WINLAB_HOSTS), "--inventory",
                str(WINLAB_INVENTORY.relative_to(BASE_DIR)), "--lab", str(WINLAB_DIR.relative_to(BASE_DIR))]  # fmt: skip
-    child = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+    output = _log("winlab")
+    child = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while not WINLAB_INVENTORY.exists():
         if child.poll() is not None or time.monotonic() > deadline:
@@ -88,7 +124,7 @@ def _import_winlab() -> None:
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(BASE_DIR))
-    _prepare()
+    accounts = _prepare()
     python = sys.executable
     port = _free_port(int(os.environ.get("FLEET_DEMO_PORT", "8000")))
     commands = {
@@ -126,7 +162,10 @@ def main() -> int:
         _import_winlab()
         print(f"  winlab: {WINLAB_HOSTS} emulated hosts, inventory {WINLAB_INVENTORY.relative_to(BASE_DIR)}")
     for name, command in commands.items():
-        children[name] = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+        output = _log(name)
+        children[name] = subprocess.Popen(
+            command, cwd=BASE_DIR, start_new_session=True, stdout=output, stderr=subprocess.STDOUT
+        )
 
     stopping = False
 
@@ -136,12 +175,15 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"  Fleet Lockdown is running: http://127.0.0.1:{port}/   (Ctrl-C stops everything)\n", flush=True)
+    print(banner(f"http://127.0.0.1:{port}/", accounts, LOG_DIR), flush=True)
     exit_code = 0
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None:
-                print(f"  {name} exited with {child.returncode}; stopping the demo", file=sys.stderr)
+                print(
+                    f"  {name} exited with {child.returncode}; stopping the demo (see var/log/{name}.log)",
+                    file=sys.stderr,
+                )
                 exit_code = 1
                 stopping = True
         time.sleep(0.5)
