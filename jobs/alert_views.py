@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Any
 
 from django import forms
@@ -22,6 +23,7 @@ from jobs.selectors import alert_list as alert_list_query
 from jobs.services import JobRefused, job_create
 from jobs.webhooks import WebhookTargetRefused
 from servers.audit import Actor
+from servers.maintenance import WEEKDAY_CHOICES, crontab_days, crontab_label, days_from_crontab
 from servers.models import Customer, Server
 from servers.tenancy import Action, request_scope, require, scoped_get
 
@@ -52,10 +54,36 @@ def server_rotate_password(request: HttpRequest, server_id: int) -> HttpResponse
 
 # --- Verify schedule -------------------------------------------------------------------------------
 class ScheduleForm(forms.Form):
+    """Days by name (Monday first, as the maintenance window) and a time of day; saved as a UTC crontab."""
+
     enabled = forms.BooleanField(required=False, label="Verify this customer's servers on a schedule")
-    minute = forms.CharField(max_length=64, initial="0", label="Minute (crontab, UTC)")
-    hour = forms.CharField(max_length=64, initial="2", label="Hour (crontab, UTC)")
-    day_of_week = forms.CharField(max_length=64, initial="*", label="Day of week (crontab: * or 0-6, mon-sun)")
+    days = forms.TypedMultipleChoiceField(
+        choices=WEEKDAY_CHOICES, coerce=int, widget=forms.CheckboxSelectMultiple, label="On these days"
+    )
+    at = forms.TimeField(
+        label="At (UTC)", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"), initial=time(2, 0)
+    )
+
+    @classmethod
+    def initial_for(cls, schedule: VerifySchedule | None) -> dict[str, object]:
+        """The form's values for a stored crontab; a time that is not one hour and minute is left empty."""
+        if schedule is None:
+            return {"enabled": True, "days": [str(day) for day in range(7)]}
+        try:
+            days = sorted(days_from_crontab(schedule.day_of_week))
+        except ValidationError:
+            days = list(range(7))
+        at = (
+            time(int(schedule.hour), int(schedule.minute))
+            if schedule.hour.isdigit() and schedule.minute.isdigit()
+            else None
+        )
+        return {"enabled": schedule.enabled, "days": [str(day) for day in days], "at": at}
+
+    def crontab(self) -> tuple[str, str, str]:
+        """(minute, hour, day_of_week) of the cleaned form; days as names ('mon,fri'), never numbers."""
+        at: time = self.cleaned_data["at"]
+        return str(at.minute), str(at.hour), crontab_days(set(self.cleaned_data["days"]))
 
 
 @require_http_methods(["GET", "POST"])
@@ -64,11 +92,7 @@ def customer_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
     require(scope, Action.EDIT_SERVERS, customer.pk)
     current = VerifySchedule.objects.filter(customer=customer).first()
-    initial = (
-        {"enabled": current.enabled, "minute": current.minute, "hour": current.hour, "day_of_week": current.day_of_week}
-        if current
-        else {"enabled": True}
-    )
+    initial = ScheduleForm.initial_for(current)
     form = ScheduleForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -77,9 +101,7 @@ def customer_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
                 actor=Actor.from_request(request),
                 customer=customer,
                 enabled=form.cleaned_data["enabled"],
-                minute=form.cleaned_data["minute"],
-                hour=form.cleaned_data["hour"],
-                day_of_week=form.cleaned_data["day_of_week"],
+                **dict(zip(("minute", "hour", "day_of_week"), form.crontab(), strict=True)),
             )
         except ScheduleInvalid as invalid:
             form.add_error(None, str(invalid))
@@ -88,7 +110,17 @@ def customer_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
             return redirect("customer_schedule", customer_id=customer.pk)
     status = 400 if request.method == "POST" else 200
     return render(
-        request, "jobs/customer_schedule.html", {"customer": customer, "form": form, "schedule": current}, status=status
+        request,
+        "jobs/customer_schedule.html",
+        {
+            "customer": customer,
+            "form": form,
+            "schedule": current,
+            "schedule_label": crontab_label(minute=current.minute, hour=current.hour, day_of_week=current.day_of_week)
+            if current
+            else "",
+        },
+        status=status,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import available_timezones
 
 from django import forms
 from django.db.models import QuerySet
@@ -12,6 +11,7 @@ from django.utils import timezone
 
 from lockdown import clock
 from reports.models import ReportFormat
+from servers.maintenance import TIME_ZONE_CHOICES
 from servers.models import Customer
 
 FLEET = "fleet"
@@ -54,12 +54,9 @@ class ReportForm(forms.Form):
         return start, min(end, clock.now())
 
 
-TIME_ZONES = sorted(available_timezones() - {"localtime", "Factory"})
-
-
 class TimeZoneForm(forms.Form):
     time_zone = forms.ChoiceField(
         label="Time zone",
-        choices=[(name, name.replace("_", " ")) for name in TIME_ZONES],
+        choices=TIME_ZONE_CHOICES,
         help_text="Pages and reports show times in this zone.",
     )

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from servers.choices import AuthMethod, Declared, TLSVerify, WinRMScheme
-from servers.maintenance import parse_days, zone
+from servers.maintenance import TIME_ZONE_CHOICES, WEEKDAY_CHOICES, days_text, parse_days
 from servers.models import Credential, Customer, Server
 from servers.tenancy import Action, Scope
 from servers.validators import (
@@ -40,6 +40,19 @@ def parse_tags(text: str) -> list[str]:
 
 
 class CustomerForm(forms.ModelForm[Customer]):
+    # Days by name, Monday first (the same numbering as the verify schedule's); stored as '5,6'.
+    maintenance_days = forms.TypedMultipleChoiceField(
+        choices=WEEKDAY_CHOICES,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Maintenance window days",
+        help_text="Days on which a change that interrupts mail may start.",
+    )
+    maintenance_timezone = forms.ChoiceField(
+        choices=TIME_ZONE_CHOICES, initial="UTC", label="Maintenance window time zone"
+    )
+
     class Meta:
         model = Customer
         fields: ClassVar = [
@@ -51,10 +64,20 @@ class CustomerForm(forms.ModelForm[Customer]):
             "maintenance_timezone",
             "management_networks",
         ]
+        labels: ClassVar = {
+            "maintenance_start": "Maintenance window starts at",
+            "maintenance_hours": "Maintenance window length (hours)",
+        }
         widgets: ClassVar = {
             "maintenance_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "management_networks": forms.Textarea(attrs={"rows": 3}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The model stores '' for every day; the checkboxes show each day ticked.
+        stored = self.instance.maintenance_days if self.instance.pk else ""
+        self.initial["maintenance_days"] = [str(day) for day in sorted(parse_days(stored))]
 
     def clean_management_networks(self) -> str:
         from remote.networks import parse_networks
@@ -67,14 +90,10 @@ class CustomerForm(forms.ModelForm[Customer]):
         return "\n".join(lines)
 
     def clean_maintenance_days(self) -> str:
-        text: str = self.cleaned_data.get("maintenance_days", "")
-        days = parse_days(text)
-        return "" if len(days) == 7 else ",".join(str(day) for day in sorted(days))
-
-    def clean_maintenance_timezone(self) -> str:
-        name: str = self.cleaned_data.get("maintenance_timezone", "UTC").strip() or "UTC"
-        zone(name)
-        return name
+        days = set(self.cleaned_data.get("maintenance_days") or [])
+        if not days:
+            raise ValidationError("Tick at least one day (all seven for every day).")
+        return days_text(days)
 
     def clean_maintenance_hours(self) -> int:
         hours: int = self.cleaned_data.get("maintenance_hours") or 4

@@ -19,6 +19,7 @@ from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
 from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start
 from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
+from servers.maintenance import days_label, parse_days
 from servers.models import Credential, Customer, Server, ServerImport
 from servers.tenancy import Action, request_scope, require, scoped_get
 from servers.twofactor import recent_second_factor
@@ -246,6 +247,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         "servers/customer_detail.html",
         {
             "customer": customer,
+            "maintenance_days": days_label(parse_days(customer.maintenance_days)),
             "summary": summary,
             "not_assessed": report_selectors.not_assessed_causes(scope=scope, customer_id=customer.pk),
             "trend": trend,

@@ -53,9 +53,28 @@ def test_a_bad_crontab_is_refused():
 def test_the_schedule_page_saves_for_an_operator(client, make_role_user, tenant_a):
     client.force_login(make_role_user("msp_operator"))
     url = reverse("customer_schedule", kwargs={"customer_id": tenant_a.customer.pk})
-    response = client.post(url, {"enabled": "on", "minute": "15", "hour": "4", "day_of_week": "mon-fri"})
+    # Days are ticked by name, Monday = 0 as in the maintenance window; stored as crontab names.
+    response = client.post(url, {"enabled": "on", "days": ["0", "1", "2", "3", "4"], "at": "04:15"})
     assert response.status_code == 302
-    assert VerifySchedule.objects.get(customer=tenant_a.customer).hour == "4"
+    saved = VerifySchedule.objects.get(customer=tenant_a.customer)
+    assert (saved.minute, saved.hour, saved.day_of_week) == ("15", "4", "mon,tue,wed,thu,fri")
+    task = PeriodicTask.objects.get(name__startswith="verify-customer-")
+    assert task.crontab.day_of_week == "mon,tue,wed,thu,fri"
+    page = client.get(url).content.decode()
+    assert "Now: Monday to Friday at 04:15 UTC." in page
+    assert page.count('name="days"') == 7  # seven day checkboxes
+    ticked = [
+        chunk for chunk in page.split("<input")[1:] if 'name="days"' in chunk and "checked" in chunk.split(">")[0]
+    ]
+    assert len(ticked) == 5
+    assert 'value="5"' not in "".join(ticked)
+    assert 'value="6"' not in "".join(ticked)
+
+    response = client.post(url, {"enabled": "on", "days": ["6"], "at": "23:00"})
+    saved.refresh_from_db()
+    assert saved.day_of_week == "sun"
+    assert "Now: Sunday at 23:00 UTC." in client.get(url).content.decode()
+    assert client.post(url, {"enabled": "on", "at": "23:00"}).status_code == 400  # no day ticked
 
 
 def test_the_beat_task_starts_a_verify_of_the_customers_servers(tenant_a, sent):
