@@ -46,6 +46,30 @@ MAX_ROWS = 10_000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+def template_csv(customer_name: str) -> str:
+    """The import file's header and one example row that imports as it is (for `customer_name`)."""
+    example = {
+        "name": "mail01",
+        "customer": customer_name,
+        "address": "mail01.example.com",
+        "winrm_scheme": WinRMScheme.HTTPS.value,
+        "winrm_port": "5986",
+        "tls_verify": TLSVerify.SYSTEM.value,
+        "smtp_port": "25",
+        "pop_port": "110",
+        "imap_port": "143",
+        "sql_integrated": Declared.UNKNOWN.value,
+        "integrated_auth": Declared.NO.value,
+        "tags": "example",
+        "notes": "Replace this row with your servers",
+    }
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=ALL_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerow({column: example.get(column, "") for column in ALL_COLUMNS})
+    return out.getvalue()
+
+
 @dataclass
 class ImportResult:
     """Row-numbered errors (row 1 is the header), or the servers created."""

@@ -207,7 +207,7 @@ class ServerForm(forms.ModelForm[Server]):
             "admin_url": "Web admin URL",
         }
 
-    def __init__(self, *args: Any, scope: Scope, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, scope: Scope, initial_customer: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scope = scope
         order = list(self.fields)
@@ -219,9 +219,9 @@ class ServerForm(forms.ModelForm[Server]):
         if allowed is not None:
             customers = customers.filter(pk__in=sorted(allowed))
         self.fields["customer"].queryset = customers  # type: ignore[attr-defined]
-        self.fields["credential"].queryset = scope.filter(  # type: ignore[attr-defined]
-            Credential.objects.select_related("customer")
-        )
+        if initial_customer is not None and not self.instance.pk and customers.filter(pk=initial_customer).exists():
+            self.initial["customer"] = initial_customer
+        self._offer_credentials()
         for port_field in ("winrm_port", "smtp_port", "pop_port", "imap_port"):
             self.fields[port_field].widget.attrs.update({"min": 1, "max": 65535})
         # servers.binding: only an MSP admin chooses where a credential goes
@@ -235,6 +235,26 @@ class ServerForm(forms.ModelForm[Server]):
             )
         if self.instance.pk and not self.is_bound:
             self.initial["tags_text"] = ", ".join(tag.name for tag in self.instance.tags.all())
+
+    def _offer_credentials(self) -> None:
+        """Credentials of the server's customer only (a server takes one of its own customer's: `clean`).
+
+        Editing, or adding for a chosen customer: that customer's. Adding with no customer chosen: all the
+        user may see, grouped by customer so the drop-down says whose each is.
+        """
+        field = self.fields["credential"]
+        assert isinstance(field, forms.ModelChoiceField)
+        credentials = self.scope.filter(Credential.objects.select_related("customer")).order_by(
+            "customer__name", "name"
+        )
+        customer_id = self.instance.customer_id if self.instance.pk else self.initial.get("customer")
+        if customer_id is not None and not self.is_bound:
+            credentials = credentials.filter(customer_id=customer_id)
+        field.queryset = credentials
+        groups: dict[str, list[tuple[int, str]]] = {}
+        for credential in credentials:
+            groups.setdefault(credential.customer.name, []).append((credential.pk, str(credential)))
+        field.choices = [("", "---------"), *((name, options) for name, options in groups.items())]
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()

@@ -17,7 +17,7 @@ from servers import selectors, services
 from servers.assessment import assessment_of
 from servers.audit import Actor
 from servers.choices import SERVER_STATUS_COLOURS, ServerStatus
-from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start
+from servers.csv_import import ALL_COLUMNS, read_upload, server_import_start, template_csv
 from servers.forms import CredentialForm, CustomerForm, ServerForm, ServerImportForm
 from servers.maintenance import days_label, parse_days
 from servers.models import Credential, Customer, Server, ServerImport
@@ -116,17 +116,65 @@ def _query_without(request: HttpRequest, *keys: str) -> str:
 
 @require_http_methods(["GET", "POST"])
 def server_create(request: HttpRequest) -> HttpResponse:
+    """Add a server; "Save and test connection" starts a discover of it at once (?customer= preselects one)."""
     scope = request_scope(request)
     require(scope, Action.EDIT_SERVERS)
-    form = ServerForm(request.POST or None, scope=scope)
+    initial_customer = _int_or_none(request.GET.get("customer"))
+    form = ServerForm(request.POST or None, scope=scope, initial_customer=initial_customer)
     if request.method == "POST" and form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if k != "tags_text"}
         server = services.server_create(
             scope=scope, actor=Actor.from_request(request), data=data, tags=form.cleaned_data["tags_text"]
         )
         messages.success(request, f"Server {server.name} added.")
+        if request.POST.get("then") == "test":
+            return _test_connection(request, server)
         return redirect("server_detail", server_id=server.pk)
     return render(request, "servers/server_form.html", {"form": form, "creating": True})
+
+
+def _test_connection(request: HttpRequest, server: Server) -> HttpResponse:
+    """The server page's "Test connection" (a discover job), right after saving."""
+    from jobs.choices import JobKind
+    from jobs.services import JobRefused, job_create
+
+    try:
+        job = job_create(
+            scope=request_scope(request),
+            actor=Actor.from_request(request),
+            kind=JobKind.DISCOVER,
+            servers=[server],
+            description=f"Test connection to {server.name}",
+        )
+    except JobRefused as refused:
+        messages.error(request, f"The connection was not tested: {refused}")
+        return redirect("server_detail", server_id=server.pk)
+    return redirect("job_detail", job_id=job.pk)
+
+
+@require_GET
+def onboarding_script(request: HttpRequest) -> HttpResponse:
+    """The script a customer runs once on a server (WinRM HTTPS listener, firewall rule): no secret in it."""
+    from lockdown.agent import ONBOARDING_FILE, read_ps1
+
+    response = HttpResponse(read_ps1(ONBOARDING_FILE).encode("utf-8"), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="Enable-FleetLockdownWinRM.ps1"'
+    return response
+
+
+@require_GET
+def server_import_template(request: HttpRequest) -> HttpResponse:
+    """A CSV with the import's columns and one example row for the first customer the user may add servers to."""
+    scope = request_scope(request)
+    require(scope, Action.EDIT_SERVERS)
+    allowed = scope.customers_where(Action.EDIT_SERVERS)
+    customers = Customer.objects.order_by("name")
+    if allowed is not None:
+        customers = customers.filter(pk__in=sorted(allowed))
+    first = customers.values_list("name", flat=True).first()
+    response = HttpResponse(template_csv(first or "Your customer's name"), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="servers-template.csv"'
+    return response
 
 
 @require_GET

@@ -43,6 +43,8 @@ URL_ACTIONS: dict[str, Action] = {
     "server_list": Action.VIEW,
     "server_create": Action.EDIT_SERVERS,
     "server_import": Action.EDIT_SERVERS,
+    "server_import_template": Action.EDIT_SERVERS,
+    "onboarding_script": Action.VIEW,
     "server_import_detail": Action.EDIT_SERVERS,
     "server_detail": Action.VIEW,
     "server_edit": Action.EDIT_SERVERS,
@@ -108,6 +110,8 @@ POST_ONLY = {
     "user_2fa_reset",
 }
 GET_ONLY = {
+    "server_import_template",
+    "onboarding_script",
     "server_changes_download",
     "job_list",
     "job_detail",
