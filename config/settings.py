@@ -274,6 +274,8 @@ STORAGES = {
     },
 }
 LANGUAGE_CODE = "en-gb"
+# config/formats: one ISO date format and a 24-hour clock on every page, whatever the locale says.
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
