@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet, Value
 from django.http import Http404
 
 from jobs.choices import FINISHED_RUN_STATES, HostRunState, JobState
@@ -29,9 +29,12 @@ def job_list(*, scope: Scope, kind: str = "", state: str = "") -> QuerySet[Job]:
         jobs = jobs.filter(state=state)
     # the counts are of the user's own hosts: a fleet job does not tell a customer how big the fleet is
     mine = Q() if scope.is_msp else Q(host_runs__customer_id__in=sorted(scope.customer_ids))
+    # A fleet job's description ("Harden: 20 servers") would say it too: `host_others` > 0 hides it (job_title).
+    others = Count("host_runs", filter=~mine) if not scope.is_msp else Value(0)
     return jobs.annotate(
         host_total=Count("host_runs", filter=mine),
         host_failed=Count("host_runs", filter=mine & Q(host_runs__state__in=["failed", "rolled_back"])),
+        host_others=others,
     ).order_by("-created_at", "-id")
 
 

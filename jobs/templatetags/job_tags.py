@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 
 from jobs.choices import RULE_STATUS_COLOURS
@@ -26,3 +28,14 @@ def status_label(status: str) -> str:
 @register.filter
 def status_colour(status: str) -> str:
     return RULE_STATUS_COLOURS.get(status, "grey")
+
+
+@register.filter
+def job_title(job: Any) -> str:
+    """The job's description, unless it spans customers the reader does not see (jobs.selectors.job_list's
+    `host_others`): then only its kind and the reader's own host count, never the fleet's size."""
+    others = getattr(job, "host_others", 0) or 0
+    if not others:
+        return str(job.description or job.get_kind_display())
+    mine = int(getattr(job, "host_total", 0) or 0)
+    return f"{job.get_kind_display()} across the MSP's fleet: {mine} of your server{'' if mine == 1 else 's'}"
