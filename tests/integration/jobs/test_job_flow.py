@@ -342,7 +342,7 @@ def test_harden_page_offers_the_window_and_posting_schedules_into_it(client, ali
     with clock.frozen(datetime(2026, 11, 30, 12, 0, tzinfo=UTC)):
         page = client.get(reverse("server_harden", args=[tenant_a.server.pk])).content.decode()
         assert "maintenance window" in page
-        assert "Sat 5 Dec 00:00" in page  # 01:00 in Berlin, shown in the user's time zone (UTC)
+        assert "Sat 2026-12-05 00:00" in page  # 01:00 in Berlin, shown in the user's time zone (UTC)
         response = client.post(reverse("server_harden", args=[tenant_a.server.pk]), {"dry_run": "0", "in_window": "1"})
     assert response.status_code == 302
     job = HostRun.objects.get(server=tenant_a.server, mutating=True).job
