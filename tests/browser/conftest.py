@@ -39,6 +39,10 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "expect_console(text): a browser console error the test causes on purpose")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     browser_items = [item for item in items if "tests/browser/" in str(item.fspath)]
     for item in browser_items:
@@ -90,6 +94,9 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:
     page.set_default_timeout(15_000)
     yield page
     found = problems.all(page) if not page.is_closed() else problems.console_errors + problems.page_errors
+    # @pytest.mark.expect_console("…"): a console line the test causes on purpose (a 404 page it opens)
+    expected = [marker.args[0] for marker in request.node.iter_markers("expect_console")]
+    found = [problem for problem in found if not any(text in problem for text in expected)]
     context.close()
     assert not found, f"{request.node.name}: the browser reported problems: {found}"
 
