@@ -132,6 +132,13 @@ class ProfileAssignForm(forms.Form):
         field.empty_label = empty_label
 
 
+class _RuleChoiceField(forms.ChoiceField):
+    """A drop-down whose value `WaiverForm.clean_rule_id` checks (and names, when it is not in the profile)."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
 class WaiverForm(forms.Form):
     """Propose a waiver of one rule of the effective profile version."""
 
@@ -153,10 +160,29 @@ class WaiverForm(forms.Form):
         help_text=f"In the future, at most {MAX_WAIVER_DAYS} days away.",
     )
 
-    def __init__(self, *args: Any, allowed_rule_ids: frozenset[str], version_label: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        allowed_rule_ids: frozenset[str],
+        version_label: str,
+        rules: dict[str, tuple[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.allowed_rule_ids = allowed_rule_ids
         self.version_label = version_label
+        if rules:
+            # A drop-down of the effective profile's rules, by section, instead of an id typed from memory.
+            # Its value is checked by clean_rule_id as a typed one would be.
+            sections: dict[str, list[tuple[str, str]]] = {}
+            for rule_id, (section, description) in sorted(rules.items(), key=lambda item: (item[1][0], item[0])):
+                text = f"{rule_id} — {description}" if description else rule_id
+                sections.setdefault(section, []).append((rule_id, text[:140]))
+            self.fields["rule_id"] = _RuleChoiceField(
+                label="Rule",
+                choices=[("", "Choose a rule…"), *sections.items()],
+                help_text=f"The rules of the effective profile ({version_label}).",
+            )
 
     def clean_rule_id(self) -> str:
         rule_id = _one_line(self.cleaned_data["rule_id"])

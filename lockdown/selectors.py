@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
@@ -146,13 +147,29 @@ def rule_ids_for_server(server: Server) -> frozenset[str]:
     return rule_ids(effective_profile_version(server))
 
 
+def _customer_versions(customer: Customer) -> list[ProfileVersion]:
+    """The customer's default version and those pinned on its servers."""
+    versions = [v for v in [customer_effective_profile_version(customer)] if v is not None]
+    versions += list(ProfileVersion.objects.filter(assigned_servers__customer=customer).distinct())
+    return versions
+
+
 def rule_ids_for_customer(customer: Customer) -> frozenset[str]:
     """Rules a customer-wide waiver may name: its default version's and those pinned on its servers."""
-    ids = set(rule_ids(customer_effective_profile_version(customer)))
-    pinned = ProfileVersion.objects.filter(assigned_servers__customer=customer).distinct()
-    for version in pinned:
-        ids |= rule_ids(version)
-    return frozenset(ids)
+    return frozenset(rule_catalogue(_customer_versions(customer)))
+
+
+def rule_catalogue(versions: Sequence[ProfileVersion | None]) -> dict[str, tuple[str, str]]:
+    """id → (section, description) of every rule of these versions, for the waiver form's drop-down."""
+    out: dict[str, tuple[str, str]] = {}
+    for version in versions:
+        for rule in version.rules if version is not None else []:
+            out.setdefault(rule["id"], (str(rule.get("section") or "Other"), str(rule.get("description") or "")))
+    return out
+
+
+def rule_catalogue_for_customer(customer: Customer) -> dict[str, tuple[str, str]]:
+    return rule_catalogue(list(_customer_versions(customer)))
 
 
 # --- Waivers --------------------------------------------------------------------------------

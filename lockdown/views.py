@@ -335,10 +335,11 @@ def _waiver_context(request: HttpRequest, waiver: Waiver) -> dict[str, object]:
 
 
 def _propose(
-    request: HttpRequest, *, server: Server | None, customer: Customer, allowed: frozenset[str], label: str
+    request: HttpRequest, *, server: Server | None, customer: Customer, rules: dict[str, tuple[str, str]], label: str
 ) -> HttpResponse:
     scope = request_scope(request)
-    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label)
+    allowed = frozenset(rules)
+    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label, rules=rules)
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -374,7 +375,7 @@ def customer_waiver_propose(request: HttpRequest, customer_id: int) -> HttpRespo
     version = selectors.customer_effective_profile_version(customer)
     label = version.label if version is not None else "no profile"
     return _propose(
-        request, server=None, customer=customer, allowed=selectors.rule_ids_for_customer(customer), label=label
+        request, server=None, customer=customer, rules=selectors.rule_catalogue_for_customer(customer), label=label
     )
 
 
@@ -385,7 +386,8 @@ def server_waiver_propose(request: HttpRequest, server_id: int) -> HttpResponse:
     require(scope, Action.PROPOSE_WAIVER, server.customer_id)
     version = selectors.effective_profile_version(server)
     label = version.label if version is not None else "no profile"
-    return _propose(request, server=server, customer=server.customer, allowed=selectors.rule_ids(version), label=label)
+    rules = selectors.rule_catalogue([version])
+    return _propose(request, server=server, customer=server.customer, rules=rules, label=label)
 
 
 @require_http_methods(["GET", "POST"])

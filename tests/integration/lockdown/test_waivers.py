@@ -249,3 +249,18 @@ def test_the_waiver_forms_example_rule_id_is_a_rule_of_the_builtin_profile():
     example = re.search(r"e\.g\. (\S+)", str(WaiverForm.base_fields["rule_id"].help_text))
     assert example is not None
     assert example.group(1) in {rule.id for rule in load_builtin_profile().rules}
+
+
+def test_the_rule_is_chosen_from_the_effective_profile_by_section(client, alice, tenant_a) -> None:
+    from lockdown.selectors import effective_profile_version
+
+    client.force_login(alice)
+    page = client.get(reverse("server_waiver_propose", kwargs={"server_id": tenant_a.server.pk}))
+    field = page.context["form"].fields["rule_id"]
+    offered = {value for _section, options in field.choices[1:] for value, _label in options}
+    version = effective_profile_version(tenant_a.server)
+    assert version is not None
+    assert offered == {rule["id"] for rule in version.rules}
+    html = page.content.decode()
+    assert '<select name="rule_id"' in html
+    assert "<optgroup label=" in html
