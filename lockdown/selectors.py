@@ -7,9 +7,9 @@ to them or their servers), so a profile made for another customer stays invisibl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
