@@ -66,6 +66,9 @@ INSTALLED_APPS = [
     "lockdown",
     "jobs",
     "reports",
+    "rest_framework",
+    "drf_spectacular",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -306,3 +309,32 @@ LOGGING: dict[str, Any] = {
 # --- Email ---------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "fleet-lockdown@localhost")
+
+
+# --- REST API (/api/v1/, api/) ------------------------------------------------------------------
+# Personal tokens only (no session authentication, so no CSRF surface); the same tenancy Scope as
+# the pages, narrowed by the token. Throttled per token.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.authentication.HasToken"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.authentication.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": env_str("FLEET_API_RATE", "600/min")},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fleet Lockdown API",
+    "DESCRIPTION": (
+        "Servers, compliance and jobs of the customers your token may see. Authenticate with "
+        "`Authorization: Bearer flk_…` (a personal token: Account → API tokens). Other customers' "
+        "objects are 404; an action your role (or a read-only token) may not take is 403."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/2fa/", auth_views.two_factor_setup, name="two_factor_setup"),
     path("accounts/2fa/verify/", auth_views.two_factor_verify, name="two_factor_verify"),
     path("admin/", admin.site.urls),
+    path("", include("api.urls")),
     path("", include("lockdown.urls")),
     path("", include("jobs.urls")),
     path("", include("reports.urls")),

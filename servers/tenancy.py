@@ -90,6 +90,25 @@ class Scope:
             cid for cid, role in self.customer_roles.items() if action in CUSTOMER_PERMISSIONS.get(role, frozenset())
         )
 
+    def narrowed(self, *, read_only: bool = False, customer_id: int | None = None) -> Scope:
+        """This scope with no more rights: read-only (every role a viewer) and/or one customer only.
+
+        An API token's scope (api.tokens.token_scope). An MSP user narrowed to one customer holds
+        that customer's operator role at most (MSP-only actions — credentials, users, profiles,
+        the audit trail — need the whole MSP scope); a customer user keeps only that membership.
+        """
+        msp_role, roles = self.msp_role, dict(self.customer_roles)
+        if customer_id is not None:
+            if msp_role is not None:
+                roles = {customer_id: Role.VIEWER if msp_role == Role.VIEWER else Role.OPERATOR}
+            else:
+                roles = {customer_id: roles[customer_id]} if customer_id in roles else {}
+            msp_role = None
+        if read_only:
+            msp_role = Role.VIEWER if msp_role is not None else None
+            roles = dict.fromkeys(roles, Role.VIEWER)
+        return Scope(user_id=self.user_id, msp_role=msp_role, customer_roles=roles, is_superuser=False)
+
     def filter(self, queryset: QuerySet[M], customer_field: str = "customer") -> QuerySet[M]:
         """Restrict a queryset to the customers this user may see."""
         if self.is_msp:

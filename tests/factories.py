@@ -278,8 +278,20 @@ def tenant_import(tenant: TenantObjects) -> int:
     return record.pk
 
 
+def tenant_token(tenant: TenantObjects) -> int:
+    """An API token of a member of the tenant's customer (its revoke URL is its owner's only)."""
+    from api.models import ApiToken
+
+    member = tenant_member(tenant).user
+    token, _ = ApiToken.objects.get_or_create(
+        user=member, name="walker", defaults={"prefix": f"w{member.pk:07d}"[:8], "digest": "0" * 64}
+    )
+    return token.pk
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
     "import_id": tenant_import,
+    "token_id": tenant_token,
     "user_id": lambda tenant: tenant_member(tenant).user_id,
     "membership_id": lambda tenant: tenant_member(tenant).pk,
     "job_id": tenant_job,

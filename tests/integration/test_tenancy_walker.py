@@ -44,6 +44,8 @@ URL_ACTIONS: dict[str, Action] = {
     "server_create": Action.EDIT_SERVERS,
     "server_import": Action.EDIT_SERVERS,
     "server_import_template": Action.EDIT_SERVERS,
+    "api_token_list": Action.VIEW,
+    "api_token_revoke": Action.VIEW,
     "onboarding_script": Action.VIEW,
     "server_import_detail": Action.EDIT_SERVERS,
     "server_detail": Action.VIEW,
@@ -96,6 +98,7 @@ URL_ACTIONS: dict[str, Action] = {
 }
 # Actions that only accept POST: a GET is 405 whoever asks.
 POST_ONLY = {
+    "api_token_revoke",
     "server_verify",
     "server_discover",
     "server_selftest",
@@ -153,6 +156,8 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> list[Ro
         if isinstance(entry, URLResolver):
             if str(entry.pattern).startswith("admin/"):
                 continue  # Django admin: superusers only, tested in test_admin.py
+            if str(entry.pattern).startswith("api/v1/"):
+                continue  # the API: token-authenticated, walked by tests/integration/api/test_api_walker.py
             routes.extend(_walk(entry.url_patterns, prefix + str(entry.pattern)))
         elif entry.name:
             params = tuple(re.findall(r"<(?:\w+:)?(\w+)>", prefix + str(entry.pattern)))
@@ -172,7 +177,7 @@ def test_every_route_has_an_expected_action_and_factories_for_its_parameters() -
 
 # Pages that belong to one user, not to a customer: 404 for everyone else whatever their role
 # (tests/integration/servers/test_csv_import.py::test_an_import_page_is_its_uploaders_only).
-UPLOADER_ONLY = {"server_import_detail"}
+UPLOADER_ONLY = {"server_import_detail", "api_token_revoke"}
 CASES = [
     pytest.param(route, role, id=f"{route.name}-{role}")
     for route in ROUTES

@@ -1,0 +1,92 @@
+"""What the API returns: the pages' facts as JSON, no secret ever (credentials are ids only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.models import Job
+from servers.assessment import assessment_of
+from servers.maintenance import WEEKDAYS, parse_days
+from servers.models import Customer, Server
+
+
+class MaintenanceWindowSerializer(serializers.Serializer[Customer]):
+    days = serializers.SerializerMethodField(help_text="Weekday names, Monday first")
+    start = serializers.TimeField(source="maintenance_start", allow_null=True, help_text="Local time; null: no window")
+    hours = serializers.IntegerField(source="maintenance_hours")
+    time_zone = serializers.CharField(source="maintenance_timezone")
+
+    def get_days(self, customer: Customer) -> list[str]:
+        return [WEEKDAYS[day] for day in sorted(parse_days(customer.maintenance_days))]
+
+
+class CustomerSerializer(serializers.ModelSerializer[Customer]):
+    maintenance_window = MaintenanceWindowSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = Customer
+        fields = ("id", "name", "maintenance_window")
+
+
+class AssessmentSerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(choices=["assessed", "stale", "not_assessed"])
+    cause = serializers.CharField()
+    remedy = serializers.CharField()
+    since = serializers.DateTimeField(allow_null=True)
+
+
+class ServerSerializer(serializers.ModelSerializer[Server]):
+    customer_name = serializers.CharField(source="customer.name", read_only=True)
+    tags: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    assessment = serializers.SerializerMethodField()
+    facts = serializers.JSONField(read_only=True, help_text="What discovery read from the host (untrusted input)")
+
+    class Meta:
+        model = Server
+        fields = (
+            "id",
+            "name",
+            "address",
+            "customer",
+            "customer_name",
+            "winrm_scheme",
+            "winrm_port",
+            "tls_verify",
+            "credential",
+            "tags",
+            "status",
+            "compliance_pct",
+            "compliance_counts",
+            "last_verified_at",
+            "assessment",
+            "facts",
+            "facts_updated_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(AssessmentSerializer)
+    def get_assessment(self, server: Server) -> dict[str, Any]:
+        msp = bool(self.context.get("msp"))
+        found = assessment_of(server, msp=msp)
+        return {"state": found.state, "cause": found.cause, "remedy": found.remedy, "since": found.since}
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    title = serializers.SerializerMethodField(
+        help_text="The description, or for a fleet job over other customers' hosts its kind and your count"
+    )
+    hosts = serializers.IntegerField(source="host_total", read_only=True, help_text="Your hosts in the job")
+    hosts_failed = serializers.IntegerField(source="host_failed", read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ("id", "kind", "state", "dry_run", "title", "hosts", "hosts_failed", "created_at", "finished_at")
+        read_only_fields = fields
+
+    def get_title(self, job: Job) -> str:
+        from jobs.templatetags.job_tags import job_title
+
+        return job_title(job)

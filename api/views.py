@@ -1,0 +1,139 @@
+"""/api/v1/: the pages' selectors and services behind a token. The same `Scope` as the pages (narrowed by
+the token), so there is no second permission system: other customers' objects are 404, a role that
+may not act gets 403."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, pagination, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.models import ApiToken
+from api.serializers import CustomerSerializer, JobSerializer, ServerSerializer
+from api.tokens import token_actor, token_scope
+from jobs import selectors as job_selectors
+from jobs.choices import JobKind
+from jobs.models import Job
+from jobs.services import JobRefused, job_create
+from servers.choices import ServerStatus
+from servers.models import Customer, Server
+from servers.tenancy import Action, Scope, require
+
+
+class Cursor(pagination.CursorPagination):
+    page_size = 100
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = "id"
+
+
+class NewestFirst(Cursor):
+    ordering = "-id"
+
+
+class ScopedViewSet(viewsets.GenericViewSet[Any]):
+    """Every queryset through the token's scope; PermissionDenied → 403 with its reason."""
+
+    lookup_value_converter = "int"
+
+    def scope(self) -> Scope:
+        token = self.request.auth
+        assert isinstance(token, ApiToken)
+        cached: Scope | None = getattr(self.request, "_fleet_scope", None)
+        if cached is None:
+            cached = token_scope(token)
+            self.request._fleet_scope = cached  # type: ignore[attr-defined]
+        return cached
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        context["msp"] = self.scope().is_msp if isinstance(self.request.auth, ApiToken) else False
+        return context
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, PermissionDenied):
+            exc = exceptions.PermissionDenied(str(exc))
+        return super().handle_exception(exc)
+
+
+@extend_schema_view(list=extend_schema(summary="Customers you may see"), retrieve=extend_schema(summary="One customer"))
+class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    queryset = Customer.objects.none()  # the schema's types; get_queryset is what runs
+    serializer_class = CustomerSerializer
+    pagination_class = Cursor
+
+    def get_queryset(self) -> QuerySet[Customer]:
+        return self.scope().filter(Customer.objects.all(), customer_field="").order_by("id")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Servers you may see, with their compliance",
+        parameters=[
+            OpenApiParameter("customer", int, description="Only this customer's servers"),
+            OpenApiParameter("status", str, enum=ServerStatus.values, description="Only servers in this state"),
+        ],
+    ),
+    retrieve=extend_schema(summary="One server: facts, compliance and whether it was assessed"),
+)
+class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    queryset = Server.objects.none()
+    serializer_class = ServerSerializer
+    pagination_class = Cursor
+
+    def get_queryset(self) -> QuerySet[Server]:
+        servers = self.scope().filter(Server.objects.select_related("customer").prefetch_related("tags"))
+        customer = self.request.query_params.get("customer", "")
+        if customer:
+            if not customer.isdigit():
+                raise exceptions.ValidationError({"customer": "a customer id"})
+            servers = servers.filter(customer_id=int(customer))
+        wanted = self.request.query_params.get("status", "")
+        if wanted:
+            if wanted not in ServerStatus.values:
+                raise exceptions.ValidationError({"status": f"one of {', '.join(ServerStatus.values)}"})
+            servers = servers.filter(status=wanted)
+        return servers.order_by("id")
+
+    @extend_schema(
+        summary="Verify the server now (read-only on the host): starts a job",
+        request=None,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def verify(self, request: Request, pk: str | None = None) -> Response:
+        server = self.get_object()
+        scope = self.scope()
+        require(scope, Action.EDIT_SERVERS, server.customer_id)
+        try:
+            job = job_create(
+                scope=scope,
+                actor=token_actor(request.auth, request),  # type: ignore[arg-type]
+                kind=JobKind.VERIFY,
+                servers=[server],
+                description=f"Verify {server.name} (API)",
+            )
+        except JobRefused as refused:
+            raise exceptions.ValidationError({"detail": str(refused)}) from None
+        shown = job_selectors.job_get(scope=scope, job_id=job.pk)
+        return Response(
+            JobSerializer(shown, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Jobs with at least one of your hosts"), retrieve=extend_schema(summary="One job")
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    queryset = Job.objects.none()
+    serializer_class = JobSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self) -> QuerySet[Job]:
+        return job_selectors.job_list(scope=self.scope()).order_by("-id")
