@@ -330,7 +330,9 @@ def _propose(
     request: HttpRequest, *, server: Server | None, customer: Customer, allowed: frozenset[str], label: str
 ) -> HttpResponse:
     scope = request_scope(request)
-    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label)
+    # "Waive…" on the fleet rule view links here with ?rule=<id>: prefilled when the rule is in the profile.
+    initial = {"rule_id": request.GET["rule"]} if request.GET.get("rule", "") in allowed else {}
+    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label, initial=initial)
     status = 200
     if request.method == "POST":
         if form.is_valid():

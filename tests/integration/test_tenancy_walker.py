@@ -68,6 +68,9 @@ URL_ACTIONS: dict[str, Action] = {
     "customer_profile_assign": Action.MANAGE_PROFILES,
     "server_profile_assign": Action.MANAGE_PROFILES,
     "waiver_list": Action.VIEW,
+    # the fleet rule view: counts over the servers the user sees; a rule only others have is 404.
+    "rule_list": Action.VIEW,
+    "rule_detail": Action.VIEW,
     "waiver_detail": Action.VIEW,
     "waiver_approve": Action.APPROVE_WAIVER,
     "waiver_revoke": Action.PROPOSE_WAIVER,
@@ -127,6 +130,8 @@ GET_ONLY = {
     "version_export",
     "waiver_list",
     "waiver_detail",
+    "rule_list",
+    "rule_detail",
     "report_list",
     "report_download",
     "report_evidence",
