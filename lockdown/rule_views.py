@@ -19,7 +19,7 @@ from servers.models import Customer
 from servers.selectors import visible_customers
 from servers.tenancy import Action, Scope, request_scope, scoped_get
 
-RULES_PER_PAGE = 50
+RULES_PER_PAGE = 25
 SERVERS_PER_PAGE = 50
 
 
@@ -74,6 +74,8 @@ class FailingRow:
     observed: str
     reason: str
     can_waive: bool
+    first_of_server: bool  # the server's name, customer, last verify and Waive… are shown once per server
+    target_parts: list[str]  # split at "\\" so a path breaks between folders, never mid-word
 
 
 @require_GET
@@ -88,16 +90,21 @@ def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
     page = Paginator(
         fleet_rules.servers_failing(scope=scope, rule_id=rule_id, customer_id=customer_id), SERVERS_PER_PAGE
     ).get_page(request.GET.get("page"))
-    rows = [
-        FailingRow(
-            result=result,
-            expected=in_words(result.expected_text),
-            observed=in_words(result.observed_text),
-            reason=in_words(result.reason),
-            can_waive=result.server is not None and scope.can(Action.PROPOSE_WAIVER, result.server.customer_id),
+    rows = []
+    previous: int | None = None
+    for result in page:
+        rows.append(
+            FailingRow(
+                result=result,
+                expected=in_words(result.expected_text),
+                observed=in_words(result.observed_text),
+                reason=in_words(result.reason),
+                can_waive=result.server is not None and scope.can(Action.PROPOSE_WAIVER, result.server.customer_id),
+                first_of_server=result.server_id != previous,
+                target_parts=result.target.split("\\"),
+            )
         )
-        for result in page
-    ]
+        previous = result.server_id
     return render(
         request,
         "lockdown/rule_detail.html",

@@ -4,7 +4,8 @@ Pure Python (no Django), so the rules below are unit-tested without a database. 
 `{field: [old, new]}` (`servers.audit.diff`) or, for events that record a value rather than a
 change, `{field: value}`; values are JSON (None, bools, numbers, strings, lists, dicts).
 
-- None reads "—", booleans "yes"/"no", lists "a, b" ("none" when empty), dicts "key: value; ...".
+- None reads "—", an empty string "(empty)", booleans "yes"/"no", lists "a, b" ("none" when
+  empty), dicts "key: value; ...".
 - A value longer than `LONG` characters or spanning lines never widens the page: it is shortened
   to its first line (a PEM block to its kind and SHA-256 fingerprint), and the whole text is kept
   in `full` for the page to put behind <details>.
@@ -25,6 +26,7 @@ from typing import Any, Final
 LONG: Final = 120
 FIRST_LINE: Final = 80
 EMPTY: Final = "—"
+BLANK: Final = "(empty)"
 HIDDEN: Final = "[secret changed]"
 # Fields whose two-item list is one recorded value, not a [before, after] pair.
 VALUE_FIELDS: Final = frozenset({"period", "servers", "canary_servers", "services", "fields"})
@@ -82,6 +84,8 @@ def _plain(value: Any) -> str:
         return EMPTY
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if value == "":
+        return BLANK
     if isinstance(value, (list, tuple)):
         return ", ".join(_plain(item) for item in value) if value else "none"
     if isinstance(value, dict):

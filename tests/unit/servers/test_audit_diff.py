@@ -23,6 +23,11 @@ def test_a_pair_reads_old_arrow_new_with_none_as_a_dash() -> None:
     assert "[" not in row.text
 
 
+def test_an_empty_string_is_said_not_left_blank() -> None:
+    [row] = change_rows({"admin_url": [None, ""]})
+    assert row.text == "admin_url: — → (empty)"
+
+
 def test_booleans_lists_and_dicts_read_as_words() -> None:
     rows = {r.field: r for r in change_rows({
         "enabled": [False, True],
