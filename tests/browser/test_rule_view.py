@@ -99,6 +99,7 @@ def test_rules_page_rule_page_waive_and_a_readable_audit_log(
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    assert _page_width(page) <= WIDTH, "the audit log is wider than the window"
     audit = page.locator("table.audit")
     expect(audit).to_contain_text("address: — → 127.77.0.20")
     expect(audit).not_to_contain_text("[None,")
