@@ -503,6 +503,24 @@ def _store_outcomes(
                         created_at=now,
                     )
                 )
+        # A key the new outcomes lack left the server's profile: close its history, so its newest row
+        # (the "current result" the fleet rule view counts) does not stay drift forever.
+        now_keys = {(o["rule_id"], o["target"]) for o in outcome_data}
+        for key, before in previous.items():
+            if key not in now_keys and before.get("status") != RuleStatus.NOT_APPLICABLE:
+                history.append(
+                    RuleResult(
+                        server=server,
+                        host_run=run,
+                        rule_id=key[0],
+                        target=key[1][:1024],
+                        section=str(before.get("section", ""))[:200],
+                        status=RuleStatus.NOT_APPLICABLE,
+                        observed_text="not checked",
+                        reason="the rule is no longer in the server's profile",
+                        created_at=now,
+                    )
+                )
         RuleResult.objects.bulk_create(history, batch_size=500)
         ServerCompliance.objects.update_or_create(
             server=server,

@@ -339,7 +339,9 @@ def _propose(
 ) -> HttpResponse:
     scope = request_scope(request)
     allowed = frozenset(rules)
-    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label, rules=rules)
+    # "Waive…" on the fleet rule view links here with ?rule=<id>: prefilled when the rule is in the profile.
+    initial = {"rule_id": request.GET["rule"]} if request.GET.get("rule", "") in allowed else {}
+    form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label, rules=rules, initial=initial)
     status = 200
     if request.method == "POST":
         if form.is_valid():

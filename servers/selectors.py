@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
@@ -109,9 +110,20 @@ def status_counts(*, scope: Scope) -> dict[str, int]:
 
 
 def audit_list(
-    *, scope: Scope, actor: str = "", action: str = "", customer_id: int | None = None
+    *,
+    scope: Scope,
+    actor: str = "",
+    action: str = "",
+    customer_id: int | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
+    """Events the user may see, newest first; `since` inclusive, `before` exclusive (aware datetimes)."""
     events = AuditEvent.objects.all()
+    if since is not None:
+        events = events.filter(at__gte=since)
+    if before is not None:
+        events = events.filter(at__lt=before)
     if not scope.is_msp:
         events = events.filter(customer_id__in=sorted(scope.customer_ids))
     if actor:

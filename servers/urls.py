@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from servers import users_views, views
+from servers import audit_views, users_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -23,7 +23,8 @@ urlpatterns = [
     path("credentials/new/", views.credential_create, name="credential_create"),
     path("credentials/<int:credential_id>/edit/", views.credential_edit, name="credential_edit"),
     path("credentials/<int:credential_id>/delete/", views.credential_delete, name="credential_delete"),
-    path("audit/", views.audit_list, name="audit_list"),
+    path("audit/", audit_views.audit_list, name="audit_list"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("users/", users_views.user_list, name="user_list"),
     path("users/new/", users_views.user_create, name="user_create"),
     path("users/<int:user_id>/", users_views.user_detail, name="user_detail"),

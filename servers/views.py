@@ -408,26 +408,3 @@ def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
         messages.success(request, "Credential deleted.")
         return redirect("credential_list")
     return render(request, "servers/confirm_delete.html", {"object": credential, "kind": "credential"})
-
-
-# --- Audit trail ----------------------------------------------------------------------------
-@require_GET
-def audit_list(request: HttpRequest) -> HttpResponse:
-    scope = request_scope(request)
-    require(scope, Action.VIEW_AUDIT)
-    actor = request.GET.get("actor", "").strip()[:150]
-    action = request.GET.get("action", "").strip()[:64]
-    customer_id = _int_or_none(request.GET.get("customer"))
-    events = selectors.audit_list(scope=scope, actor=actor, action=action, customer_id=customer_id)
-    return render(
-        request,
-        "servers/audit_list.html",
-        {
-            "page": _page(request, events, 100),
-            "actor": actor,
-            "action": action,
-            "customer_id": customer_id,
-            "customers": selectors.visible_customers(scope=scope),
-            "query_without_page": _query_without(request, "page"),
-        },
-    )

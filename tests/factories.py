@@ -289,9 +289,31 @@ def tenant_token(tenant: TenantObjects) -> int:
     return token.pk
 
 
-URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int]] = {
-    "import_id": tenant_import,
+def tenant_rule(tenant: TenantObjects) -> str:
+    """A rule id only the tenant's server has a (drifted) result for: the fleet rule view's page."""
+    from jobs.models import HostRun, RuleResult
+
+    rule_id = f"user_right.tenant_{tenant.customer.pk}.service_logon"
+    if not RuleResult.objects.filter(rule_id=rule_id).exists():
+        tenant_job(tenant)
+        RuleResult.objects.create(
+            server=tenant.server,
+            host_run=HostRun.objects.filter(server=tenant.server).order_by("pk")[0],
+            rule_id=rule_id,
+            target="IME_SYSTEM",
+            section="User Rights",
+            status="drift",
+            expected_text="IME_SYSTEM holds SeServiceLogonRight.",
+            observed_text="right not held",
+            created_at=lockdown_clock.now(),
+        )
+    return rule_id
+
+
+URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int | str]] = {
+    "rule_id": tenant_rule,
     "token_id": tenant_token,
+    "import_id": tenant_import,
     "user_id": lambda tenant: tenant_member(tenant).user_id,
     "membership_id": lambda tenant: tenant_member(tenant).pk,
     "job_id": tenant_job,

@@ -114,5 +114,6 @@ def test_audit_page_filters_by_action(client, alice, tenant_a):
     audit_record(actor=Actor.system("job"), action="credential.create", obj=tenant_a.credential)
     client.force_login(alice)
     page = client.get(reverse("audit_list"), {"action": "server."}).content.decode()
-    assert "server.update" in page
-    assert "credential.create" not in page
+    rows = page.split("<tbody>")[1]  # the action drop-down above lists every action
+    assert "server.update" in rows
+    assert "credential.create" not in rows
