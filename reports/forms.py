@@ -63,3 +63,46 @@ class TimeZoneForm(forms.Form):
         choices=[(name, name.replace("_", " ")) for name in TIME_ZONES],
         help_text="Pages and reports show times in this zone.",
     )
+
+
+# An external auditor has no account, so the verify page takes anonymous uploads: bounded, and said.
+VERIFY_MAX_REPORT_BYTES = 20 * 1024 * 1024
+VERIFY_MAX_SIGNATURE_BYTES = 64 * 1024
+
+
+def _mib(size: int) -> str:
+    return f"{size // (1024 * 1024)} MB" if size >= 1024 * 1024 else f"{size // 1024} KB"
+
+
+class VerifyReportForm(forms.Form):
+    report = forms.FileField(
+        label="Report file (PDF, CSV or evidence JSON)",
+        help_text=f"At most {_mib(VERIFY_MAX_REPORT_BYTES)}.",
+    )
+    signature = forms.FileField(
+        label="Signature file (.sig)",
+        required=False,
+        help_text=f"At most {_mib(VERIFY_MAX_SIGNATURE_BYTES)}. A PDF carries its own signature; a CSV needs its .sig.",
+    )
+
+    def clean_report(self) -> Any:
+        upload = self.cleaned_data["report"]
+        if upload.size > VERIFY_MAX_REPORT_BYTES:
+            raise forms.ValidationError(f"The file is larger than {_mib(VERIFY_MAX_REPORT_BYTES)}: no report is.")
+        return upload
+
+    def clean_signature(self) -> dict[str, Any] | None:
+        import json
+
+        upload = self.cleaned_data.get("signature")
+        if not upload:
+            return None
+        if upload.size > VERIFY_MAX_SIGNATURE_BYTES:
+            raise forms.ValidationError(f"A signature file is smaller than {_mib(VERIFY_MAX_SIGNATURE_BYTES)}.")
+        try:
+            manifest = json.loads(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise forms.ValidationError("This is not a signature file (it is not JSON).") from None
+        if not isinstance(manifest, dict):
+            raise forms.ValidationError("This is not a signature file (no manifest in it).")
+        return manifest

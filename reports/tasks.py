@@ -11,3 +11,11 @@ from reports.services import compliance_snapshot_take
 def compliance_snapshot() -> int:
     """Record today's compliance per customer (beat runs it hourly; the last run of a day stands)."""
     return compliance_snapshot_take()
+
+
+@shared_task(acks_late=True, ignore_result=True, name="reports.build_report")
+def build_report(report_id: int) -> str:
+    """Build one queued report. A redelivered message finds it claimed or finished and does nothing."""
+    from reports.services import report_build
+
+    return report_build(report_id)

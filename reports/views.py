@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from reports import selectors, signing
-from reports.forms import ReportForm, TimeZoneForm
+from reports.forms import ReportForm, TimeZoneForm, VerifyReportForm
 from reports.middleware import SESSION_KEY
 from reports.models import Report, ReportFormat, UserPreference
-from reports.services import ReportRefused, report_create
+from reports.services import ReportRefused, report_request
 from servers.audit import Actor
 from servers.tenancy import Scope, request_scope, scoped_get
 
@@ -25,16 +26,22 @@ def _report_form(scope: Scope, data: object = None, customer: str | None = None)
     )
 
 
-def _list(request: HttpRequest, form: ReportForm, status: int = 200) -> HttpResponse:
+def _list(request: HttpRequest, form: ReportForm | None, status: int = 200) -> HttpResponse:
     scope = request_scope(request)
     page = Paginator(selectors.visible_reports(scope=scope).select_related("customer"), 50).get_page(
         request.GET.get("page")
     )
-    return render(request, "reports/report_list.html", {"form": form, "page": page}, status=status)
+    context = {"form": form, "page": page, "any_active": any(r.is_active for r in page)}
+    if request.headers.get("HX-Request") == "true":
+        # The list's poll while a report is being built: the table only; it stops polling when none is.
+        return render(request, "reports/_report_table_poll.html", context)
+    return render(request, "reports/report_list.html", context, status=status)
 
 
 @require_GET
 def report_list(request: HttpRequest) -> HttpResponse:
+    if request.headers.get("HX-Request") == "true":
+        return _list(request, None)
     return _list(request, _report_form(request_scope(request), customer=request.GET.get("customer")))
 
 
@@ -46,7 +53,7 @@ def report_create_view(request: HttpRequest) -> HttpResponse:
         return _list(request, form, status=400)
     start, end = form.period()
     try:
-        report = report_create(
+        report = report_request(
             scope=scope,
             actor=Actor.from_request(request),
             customer=form.chosen_customer(),
@@ -58,12 +65,27 @@ def report_create_view(request: HttpRequest) -> HttpResponse:
     except ReportRefused as refused:
         form.add_error(None, str(refused))
         return _list(request, form, status=400)
-    messages.success(request, f"Report {report.filename} is ready and signed.")
-    return redirect("report_list")
+    messages.success(request, f"Report {report.filename} is queued: it is built in the background.")
+    return redirect("report_detail", report_id=report.pk)
+
+
+@require_GET
+def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
+    """One report's status and progress (polled with htmx while it is built), its downloads when ready."""
+    report = scoped_get(
+        request_scope(request), Report.objects.defer("content", "evidence").select_related("signing_key"), pk=report_id
+    )
+    partial = request.headers.get("HX-Request") == "true"
+    template = "reports/_report_status.html" if partial else "reports/report_detail.html"
+    return render(request, template, {"report": report})
 
 
 def _report(request: HttpRequest, report_id: int) -> Report:
-    return scoped_get(request_scope(request), Report.objects.all(), pk=report_id)
+    """A report the user may see, and only once it is ready: its files are empty before."""
+    report = scoped_get(request_scope(request), Report.objects.all(), pk=report_id)
+    if not report.is_ready:
+        raise Http404("This report is not ready.")
+    return report
 
 
 def _attachment(data: bytes | memoryview, filename: str, content_type: str) -> HttpResponse:
@@ -90,6 +112,23 @@ def report_evidence(request: HttpRequest, report_id: int) -> HttpResponse:
 def report_signature(request: HttpRequest, report_id: int) -> HttpResponse:
     report = _report(request, report_id)
     return _attachment(report.signature.encode("ascii"), report.signature_filename, "application/json")
+
+
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def report_verify(request: HttpRequest) -> HttpResponse:
+    """Anyone, also without an account (an external auditor), uploads a report and its .sig and reads
+    a verdict: the same check as `manage.py verify_report` (signing.verify_bytes), against our key."""
+    form = VerifyReportForm(request.POST or None, request.FILES or None)
+    verdict = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["report"]
+        data = b"".join(upload.chunks())
+        verdict = signing.verdict_for(
+            data, upload.name or "", form.cleaned_data["signature"], signing.installation_key().public_key_bytes
+        )
+    status = 400 if request.method == "POST" and not form.is_valid() else 200
+    return render(request, "reports/report_verify.html", {"form": form, "verdict": verdict}, status=status)
 
 
 @require_GET
