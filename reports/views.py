@@ -120,15 +120,15 @@ def report_verify(request: HttpRequest) -> HttpResponse:
     """Anyone, also without an account (an external auditor), uploads a report and its .sig and reads
     a verdict: the same check as `manage.py verify_report` (signing.verify_bytes), against our key."""
     form = VerifyReportForm(request.POST or None, request.FILES or None)
+    key = signing.installation_key()
     verdict = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["report"]
         data = b"".join(upload.chunks())
-        verdict = signing.verdict_for(
-            data, upload.name or "", form.cleaned_data["signature"], signing.installation_key().public_key_bytes
-        )
+        verdict = signing.verdict_for(data, upload.name or "", form.cleaned_data["signature"], key.public_key_bytes)
     status = 400 if request.method == "POST" and not form.is_valid() else 200
-    return render(request, "reports/report_verify.html", {"form": form, "verdict": verdict}, status=status)
+    context = {"form": form, "verdict": verdict, "key": key}
+    return render(request, "reports/report_verify.html", context, status=status)
 
 
 @require_GET
