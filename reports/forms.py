@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from lockdown import clock
-from reports.models import ReportFormat
+from reports.models import ReportFormat, ReportFrequency
 from servers.models import Customer
 
 FLEET = "fleet"
@@ -106,3 +106,29 @@ class VerifyReportForm(forms.Form):
         if not isinstance(manifest, dict):
             raise forms.ValidationError("This is not a signature file (no manifest in it).")
         return manifest
+
+
+class ReportScheduleForm(forms.Form):
+    frequency = forms.ChoiceField(choices=ReportFrequency.choices, initial=ReportFrequency.MONTHLY)
+    format = forms.ChoiceField(choices=ReportFormat.choices, initial=ReportFormat.PDF)
+    recipients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Recipients (one e-mail address per line)",
+        help_text="Each receives the report and its signature file. No recipient: nothing is sent.",
+    )
+
+    def clean_recipients(self) -> list[str]:
+        from django.core.validators import validate_email
+
+        from reports.schedules import MAX_RECIPIENTS
+
+        recipients = [line.strip() for line in self.cleaned_data["recipients"].splitlines() if line.strip()]
+        for address in recipients:
+            try:
+                validate_email(address)
+            except forms.ValidationError:
+                raise forms.ValidationError(f"Not an e-mail address: {address}") from None
+        if len(recipients) > MAX_RECIPIENTS:
+            raise forms.ValidationError(f"At most {MAX_RECIPIENTS} recipients.")
+        return list(dict.fromkeys(recipients))

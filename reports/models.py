@@ -176,3 +176,31 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user_id}"
+
+
+class ReportFrequency(models.TextChoices):
+    MONTHLY = "monthly", "Monthly (the past calendar month, sent on the 1st)"
+    WEEKLY = "weekly", "Weekly (the past Monday-Sunday, sent on Monday)"
+    OFF = "off", "Off"
+
+
+class ReportSchedule(models.Model):
+    """A customer's report, built and e-mailed after each period (UTC): monthly unless changed.
+
+    `last_period_end` is the end of the last period handled: beat's task claims a period by
+    moving it (a guarded update), so two beats or a retried task never send a period twice.
+    Edited by those who may harden the customer's servers, as its alert recipients are.
+    """
+
+    customer = models.OneToOneField("servers.Customer", on_delete=models.CASCADE, related_name="report_schedule")
+    frequency = models.CharField(max_length=8, choices=ReportFrequency.choices, default=ReportFrequency.MONTHLY)
+    format = models.CharField(max_length=4, choices=ReportFormat.choices, default=ReportFormat.PDF)
+    recipients = models.JSONField(default=list, blank=True, help_text="E-mail addresses")
+    last_period_end = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"report schedule of {self.customer_id} ({self.frequency})"

@@ -19,3 +19,11 @@ def build_report(report_id: int) -> str:
     from reports.services import report_build
 
     return report_build(report_id)
+
+
+@shared_task(ignore_result=True, name="reports.send_scheduled_reports")
+def send_scheduled_reports() -> int:
+    """Hourly from beat: build and e-mail the reports whose period has ended (reports.schedules)."""
+    from reports.schedules import scheduled_reports_send
+
+    return scheduled_reports_send()

@@ -13,5 +13,8 @@ urlpatterns = [
     path("reports/<int:report_id>/signature/", views.report_signature, name="report_signature"),
     path("reports/verify/", views.report_verify, name="report_verify"),
     path("reports/signing-key/", views.signing_key, name="signing_key"),
+    path(
+        "customers/<int:customer_id>/report-schedule/", views.customer_report_schedule, name="customer_report_schedule"
+    ),
     path("preferences/", views.preferences, name="preferences"),
 ]

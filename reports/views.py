@@ -11,12 +11,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from reports import selectors, signing
-from reports.forms import ReportForm, TimeZoneForm, VerifyReportForm
+from reports.forms import ReportForm, ReportScheduleForm, TimeZoneForm, VerifyReportForm
 from reports.middleware import SESSION_KEY
-from reports.models import Report, ReportFormat, UserPreference
+from reports.models import Report, ReportFormat, ReportSchedule, UserPreference
 from reports.services import ReportRefused, report_request
 from servers.audit import Actor
-from servers.tenancy import Scope, request_scope, scoped_get
+from servers.models import Customer
+from servers.tenancy import Action, Scope, request_scope, require, scoped_get
 
 
 def _report_form(scope: Scope, data: object = None, customer: str | None = None) -> ReportForm:
@@ -154,3 +155,34 @@ def preferences(request: HttpRequest) -> HttpResponse:
             return redirect("preferences")
         return render(request, "reports/preferences.html", {"form": form}, status=400)
     return render(request, "reports/preferences.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def customer_report_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """The customer's scheduled report: who may harden its servers sets it (as its alert recipients)."""
+    from reports.schedules import report_schedule_save
+
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    require(scope, Action.HARDEN, customer.pk)
+    current = ReportSchedule.objects.filter(customer=customer).select_related("last_report").first()
+    initial = (
+        {"frequency": current.frequency, "format": current.format, "recipients": "\n".join(current.recipients)}
+        if current
+        else {}
+    )
+    form = ReportScheduleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        report_schedule_save(
+            scope=scope,
+            actor=Actor.from_request(request),
+            customer=customer,
+            frequency=form.cleaned_data["frequency"],
+            fmt=form.cleaned_data["format"],
+            recipients=form.cleaned_data["recipients"],
+        )
+        messages.success(request, "Report schedule saved.")
+        return redirect("customer_report_schedule", customer_id=customer.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"customer": customer, "form": form, "schedule": current}
+    return render(request, "reports/customer_report_schedule.html", context, status=status)

@@ -40,6 +40,7 @@ URL_ACTIONS: dict[str, Action] = {
     "server_rotate_password": Action.HARDEN,
     "customer_schedule": Action.EDIT_SERVERS,
     "customer_alert_settings": Action.HARDEN,
+    "customer_report_schedule": Action.HARDEN,
     "alert_list": Action.VIEW,
     "alert_acknowledge": Action.EDIT_SERVERS,
     "dashboard": Action.VIEW,
