@@ -294,7 +294,7 @@ def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
 
 def facts_text(item: ReportServer) -> str:
     """What discovery read ("Windows Server 2022, PowerShell 5.1, MailEnable Professional 10.44"), only
-    what is known; a server never read says why instead of a row of question marks."""
+    what is known: never a row of question marks for a server that could not be read."""
     facts = item.server.facts or {}
     parts = [str(facts["os_caption"])] if facts.get("os_caption") else []
     if facts.get("powershell_version"):
@@ -305,7 +305,7 @@ def facts_text(item: ReportServer) -> str:
     if parts:
         return ", ".join(parts) + "."
     if not item.assessment.assessed:
-        return f"Not assessed: {item.assessment.cause}; no facts were read from this server."
+        return "No facts were read from this server."  # the sentence before says why ("Not assessed: ...")
     return "No facts discovered yet."
 
 
@@ -381,7 +381,7 @@ def _line_table(
     pdf.set_font("Helvetica", "B", 8)
     pdf.set_fill_color(230, 234, 240)
     for heading, width, align in zip(headings, widths, aligns, strict=True):
-        pdf.cell(width, 5, heading, border=1, fill=True, align="R" if align == "R" else "L")
+        pdf.cell(width, 5, _fit(pdf, heading, width), border=1, fill=True, align="R" if align == "R" else "L")
     pdf.ln(5)
     pdf.set_font("Helvetica", size=8)
     for row in rows:
@@ -465,7 +465,7 @@ def _summary_page(pdf: FPDF, data: ReportData) -> None:
             left,
             ["Rule", "Title", "Failing servers"],
             [[rule_id, title or "-", str(n)] for rule_id, title, n in rules],
-            [half * 0.36, half * 0.50, half * 0.14],
+            [half * 0.34, half * 0.48, half * 0.18],
             "LLR",
         )
     else:

@@ -197,23 +197,37 @@ def verdict_for(data: bytes, filename: str, manifest: dict[str, Any] | None, tru
             result,
         )
     if result.kind == "modified" and manifest_authentic(signed, trusted_public_key):
-        names = {str(signed.get(part, {}).get("filename")) for part in ("report", "evidence")}
-        body, embedded = split_embedded(data)
-        own_hash_matches = embedded is not None and embedded.get("report", {}).get("sha256") == sha256_hex(body)
-        if own_hash_matches or (filename and filename not in names):
-            return Verdict(
-                "mismatch",
-                "The signature file does not belong to this report",
-                f"The signature is genuine, but it is for {' and '.join(sorted(names))}, and this file's "
-                "SHA-256 is not in it. Upload the .sig that was downloaded with this report.",
-                result,
-            )
-        return Verdict(
+        tampered = Verdict(
             "tampered",
             "Tampered: the file was changed after it was signed",
             f"{result.message}. The signature is genuine; the file is not what was signed.",
             result,
         )
+        if manifest is None:
+            return tampered  # the file's own embedded signature: it was this file, and it changed
+        names = sorted({str(signed.get(part, {}).get("filename")) for part in ("report", "evidence")})
+        body, embedded = split_embedded(data)
+        if embedded is not None and manifest_authentic(embedded, trusted_public_key):
+            intact = embedded.get("report", {}).get("sha256") == sha256_hex(body)
+            if intact:  # the file is intact by its own signature: the .sig is another report's
+                return Verdict(
+                    "mismatch",
+                    "The signature file does not belong to this report",
+                    f"The signature is genuine, but it is for {' and '.join(names)}; this file is intact by its "
+                    "own embedded signature. Upload the .sig that was downloaded with this report.",
+                    result,
+                )
+            return tampered
+        if filename and filename not in names:
+            return Verdict(
+                "mismatch",
+                "The signature file does not belong to this report",
+                f"The signature is genuine, but it is for {' and '.join(names)}, and this file ({filename}) is "
+                "not in it. Upload the .sig that was downloaded with this file; if this is that file renamed, "
+                "it was changed after it was signed.",
+                result,
+            )
+        return tampered
     if result.kind == "modified":
         return Verdict(
             "tampered", "Tampered: neither the file nor the signature is what was signed", result.message, result

@@ -141,6 +141,7 @@ def test_a_server_never_read_says_why_instead_of_question_marks(tenant_a, fleet_
     assert "?" not in text.replace("https?", "")
     section = next(page for page in pages[1:] if page.startswith("mx-ps2"))
     assert "Not assessed: requires WMF 5.1" in section
-    assert "no facts were read from this server" in section
+    assert "No facts were read from this server." in section
+    assert section.count("requires WMF 5.1") == 1
     # A verified server still lists what discovery read.
     assert "Microsoft Windows Server 2022, PowerShell 5.1." in text

@@ -87,8 +87,12 @@ def test_an_edited_report_is_tampered(client, tenant_a, fleet_of):
     verdict = _verdict(_check(client, edited, report.filename, report.signature.encode()))
     assert "Tampered: the file was changed after it was signed" in verdict
     pdf = _report(tenant_a.customer, ReportFormat.PDF)
-    verdict = _verdict(_check(client, bytes(pdf.content).replace(b"/Title", b"/Titlx", 1), pdf.filename))
-    assert "Tampered" in verdict
+    edited_pdf = bytes(pdf.content).replace(b"/Title", b"/Titlx", 1)
+    # Renamed and checked by its own embedded signature: still tampered, not "another report's".
+    verdict = _verdict(_check(client, edited_pdf, "renamed.pdf"))
+    assert "Tampered: the file was changed after it was signed" in verdict
+    verdict = _verdict(_check(client, edited_pdf, "renamed.pdf", pdf.signature.encode()))
+    assert "Tampered: the file was changed after it was signed" in verdict
 
 
 def test_another_reports_signature_file_does_not_match(client, tenant_a, fleet_of):
