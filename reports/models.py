@@ -94,6 +94,9 @@ class Report(models.Model):
     signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="reports")
     server_count = models.PositiveIntegerField(default=0)
     compliance_pct = models.FloatField(null=True, blank=True)
+    coverage_text = models.CharField(
+        max_length=120, blank=True, help_text='The average with its coverage: "96.2 % over 16 of 20 servers; ..."'
+    )
     status = models.CharField(max_length=10, choices=ReportStatus.choices, default=ReportStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="0-100 while building")
     progress_note = models.CharField(max_length=200, blank=True)

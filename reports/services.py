@@ -225,6 +225,7 @@ def _render_and_sign(report: Report, scope: Scope) -> None:
             signature=signing.canonical(manifest).decode("ascii"),
             server_count=len(data.servers),
             compliance_pct=data.average_pct,
+            coverage_text=data.coverage.text[:120],
             status=ReportStatus.READY,
             progress=100,
             progress_note="",

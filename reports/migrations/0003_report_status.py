@@ -61,6 +61,15 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="report",
+            name="coverage_text",
+            field=models.CharField(
+                blank=True,
+                help_text='The average with its coverage: "96.2 % over 16 of 20 servers; ..."',
+                max_length=120,
+            ),
+        ),
+        migrations.AddField(
+            model_name="report",
             name="scheduled",
             field=models.BooleanField(default=False),
         ),

@@ -9,6 +9,7 @@ rejected); the report is built by a worker thread, as a Celery worker would, nev
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,23 +60,36 @@ def fleet(tmp_path: Path) -> Iterator[None]:
         lab.stop()
 
 
+class Worker:
+    """A worker thread that builds each report once the request that asked for it has committed, and
+    only after `release()`, so the test sees the page while the report is still queued."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.built: list[int] = []
+
+    def release(self) -> None:
+        self.gate.set()
+
+
 @pytest.fixture
-def report_worker() -> Iterator[list[int]]:
-    """A worker thread builds each report once the request that asked for it has committed."""
+def report_worker() -> Iterator[Worker]:
     from django.db import connection
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-report-worker")
-    built: list[int] = []
+    worker = Worker()
 
     def build(report_id: int) -> None:
         try:
+            worker.gate.wait(timeout=BUILD_TIMEOUT_MS / 1000)
             report_services.report_build(report_id)
-            built.append(report_id)
+            worker.built.append(report_id)
         finally:
             connection.close()
 
     report_services.set_enqueue(lambda report_id: pool.submit(build, report_id) and None)
-    yield built
+    yield worker
+    worker.release()
     pool.shutdown(wait=True)
     report_services.set_enqueue(None)
 
@@ -90,10 +104,15 @@ def test_a_fleet_pdf_is_built_in_the_background_and_opens_with_the_summary(
     page.get_by_role("button", name="Make the report").click()
     expect(page.locator(".messages")).to_contain_text("is queued: it is built in the background")
     expect(page.get_by_role("heading", level=1)).to_contain_text("PDF report: whole fleet")
-    # The page follows the build (htmx polls its status) until the worker has finished.
+    expect(page.locator("#report-state")).to_have_text("Queued")
+    expect(page.get_by_role("link", name="Download the PDF")).to_have_count(0)
+    screenshot("00-report-queued")
+    # The page follows the build (htmx polls its status, no reload) until the worker has finished.
+    report_worker.release()
     expect(page.locator("#report-state")).to_have_text("Ready", timeout=BUILD_TIMEOUT_MS)
     report = Report.objects.get()
-    assert report_worker == [report.pk]  # built by the worker, not in the request
+    assert report_worker.built == [report.pk]  # built by the worker, not in the request
+    expect(page.locator("#report-coverage")).to_contain_text("over 3 of 6 servers; 3 not assessed")
     screenshot("01-report-ready")
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download the PDF").click()
@@ -122,6 +141,7 @@ def test_a_fleet_pdf_is_built_in_the_background_and_opens_with_the_summary(
     page.goto(f"{live_server.url}/reports/")
     row = page.locator("table.reports tbody tr").first
     expect(row).to_contain_text("Ready")
+    expect(row).to_contain_text("over 3 of 6 servers; 3 not assessed")
     expect(row.get_by_role("link", name="PDF of report")).to_be_visible()
     screenshot("02-report-list")
 

@@ -62,12 +62,14 @@ def test_the_request_only_queues_and_the_worker_builds(client, alice, tenant_a, 
     assert services.report_build(report.pk) == ReportStatus.READY
     report.refresh_from_db()
     assert (report.status, report.progress, report.server_count) == (ReportStatus.READY, 100, 3)
+    assert report.coverage_text.endswith("over 2 of 3 servers; 1 not assessed")
     assert report.started_at is not None
     assert report.finished_at is not None
     assert AuditEvent.objects.filter(action="report.create").count() == 1
     page = client.get(_url("report_detail", report)).content.decode()
     assert "hx-trigger" not in page  # polling stops
     assert "Ready" in page
+    assert "over 2 of 3 servers; 1 not assessed" in page
     for name in FILES:
         assert client.get(_url(name, report)).status_code == 200
     listing = client.get(reverse("report_list"), headers={"HX-Request": "true"}).content.decode()
