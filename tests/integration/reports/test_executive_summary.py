@@ -18,7 +18,7 @@ from servers.audit import Actor
 from servers.choices import ServerStatus
 from servers.models import Server
 from servers.tenancy import Scope
-from tests.factories import CustomerFactory, ServerFactory
+from tests.factories import CustomerFactory, ServerFactory, WaiverFactory
 
 from .conftest import outcome
 
@@ -45,10 +45,15 @@ def _ps2_server(customer, name: str = "mx-ps2") -> Server:
 
 
 def test_page_one_is_the_summary_and_the_details_start_on_page_two(tenant_a, tenant_b, fleet_of):
+    from lockdown.models import Waiver
+
     fleet_of(tenant_a.customer, 3)
-    fleet_of(tenant_b.customer, 2)
+    servers = fleet_of(tenant_b.customer, 2)
     _ps2_server(tenant_a.customer)
-    _, pages = _pdf()
+    # A waiver that ended during the period is in the details, but it is no open exception now.
+    ended = WaiverFactory(server=servers[1], rule_id="file_acl.rule_002", expires_at=clock.now() - timedelta(days=1))
+    Waiver.objects.filter(pk=ended.pk).update(approved_at=clock.now() - timedelta(days=3))
+    report, pages = _pdf()
     summary = pages[0]
     assert "Executive summary" in summary
     # 5 assessed (fleet_of); 3 not: the two tenants' never-verified servers and the PowerShell 2.0 host.
@@ -61,6 +66,8 @@ def test_page_one_is_the_summary_and_the_details_start_on_page_two(tenant_a, ten
     assert "Average compliance over the period" in summary
     assert "Top failing rules" in summary
     assert "Open exceptions (waivers in force): 3" in summary  # fleet_of waives every other server
+    evidence = json.loads(bytes(report.evidence))
+    assert (len(evidence["waivers"]), evidence["summary"]["open_waivers"]) == (4, 3)
     assert "page 1/" in summary
     assert pages[1].startswith("Details")
     assert "Waivers in force during the period" not in summary  # the details are not squeezed onto it
