@@ -12,10 +12,12 @@ Format (`fleet-lockdown-report-signature/1`), a JSON *manifest*::
 
 The signature covers the canonical JSON (sorted keys, no spaces, ASCII) of the manifest
 without its `signature` member, so it binds the report's bytes, its evidence's bytes and the
-metadata together. It travels three ways: as a detached `<report>.sig` file; embedded as the
-last line of a CSV (`# fleet-lockdown-signature: <base64 manifest>`) and of a PDF (a PDF
-comment `%fleet-lockdown-signature: <base64 manifest>` after `%%EOF`, which readers ignore).
-A report's `sha256` is over its bytes *without* that last line. `verify_report` checks the
+metadata together. It travels as a detached `<report>.sig` file, and a PDF also carries it
+embedded (a PDF comment `%fleet-lockdown-signature: <base64 manifest>` after `%%EOF`, which
+readers ignore); a PDF's `sha256` is over its bytes *without* that last line. A CSV carries no
+signature line (a spreadsheet would read it as a row): its `sha256` is over all of its bytes,
+and its signature is only the `.sig`. (Older CSVs ended with `# fleet-lockdown-signature: ...`;
+`split_embedded` still reads that line.) `verify_report` checks the
 hash and the signature against the installation's key (not the key the manifest carries:
 anyone can sign with a key of their own).
 """
