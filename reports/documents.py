@@ -463,7 +463,7 @@ def _summary_page(pdf: FPDF, data: ReportData) -> None:
         _line_table(
             pdf,
             left,
-            ["Rule", "Title", "Failing servers"],
+            ["Rule", "Title", "Servers failing"],
             [[rule_id, title or "-", str(n)] for rule_id, title, n in rules],
             [half * 0.34, half * 0.48, half * 0.18],
             "LLR",

@@ -137,6 +137,7 @@ def test_operator_verifies_hardens_reports_and_viewer_sees_only_own_customer(
     with pytest.raises(Exception, match="MODIFIED"):
         call_command("verify_report", str(tampered))
 
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
     page.get_by_role("link", name="Signing key").click()
     expect(page.locator("#public-key")).not_to_be_empty()
     screenshot("09-signing-key")
