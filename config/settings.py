@@ -177,6 +177,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {"fleet-sweep": {"task": "jobs.sweep", "schedule": env_int("FLEET_SWEEP_EVERY_S", 30)}}
 # The trend charts' daily points (reports.ComplianceSnapshot): hourly, the last run of a day stands.
 CELERY_BEAT_SCHEDULE["reports-compliance-snapshot"] = {"task": "reports.compliance_snapshot", "schedule": 3600}
+# Scheduled reports (reports.ReportSchedule): hourly, each period is sent once after it ends.
+CELERY_BEAT_SCHEDULE["reports-scheduled"] = {"task": "reports.send_scheduled_reports", "schedule": 3600}
 # Jobs: a run whose worker stops heartbeating for this long is failed by the reaper; an
 # unclaimed queued run is sent again after this long (the broker may have lost it).
 FLEET_HEARTBEAT_EVERY_S = env_int("FLEET_HEARTBEAT_EVERY_S", 15)

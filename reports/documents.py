@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -20,7 +20,10 @@ from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from reports.selectors import ReportData
+from lockdown.rules import masks
+from reports.charts import trend_description
+from reports.selectors import ReportData, ReportServer
+from servers.assessment import Coverage
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -56,6 +59,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} %"
 
 
+def _average(coverage: Coverage) -> str:
+    return "not measured" if coverage.average_pct is None else _pct(coverage.average_pct)
+
+
 # --- CSV ------------------------------------------------------------------------------------
 CSV_COLUMNS = [
     "customer", "server", "address", "server_status", "compliance_pct", "assessment", "verified_at", "profile_version",
@@ -65,18 +72,14 @@ CSV_COLUMNS = [
 
 
 def render_csv(data: ReportData) -> bytes:
-    """One row per server × rule × target, after a commented header block; UTF-8 with BOM-less CRLF."""
+    """One header row, then one row per server × rule × target (a server without outcomes: one row).
+
+    Spreadsheet-clean: no comment or summary lines, every row has every column; the report's figures
+    (coverage, changes, waivers) are in the PDF and the evidence JSON, its signature only in the .sig
+    file. UTF-8, CRLF line ends."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     tz = data.tz
-    for line in _header_lines(data):
-        writer.writerow([csv_cell("# " + line)])
-    for waiver in data.waivers:
-        writer.writerow(
-            [csv_cell(f"# waiver {waiver['rule_id']} for {waiver['subject']}: {waiver['status']}, "
-                      f"expires {_when(waiver['expires_at'], tz)}, approved by {waiver['approved_by'] or '-'}; "
-                      f"justification: {waiver['justification']}")]
-        )  # fmt: skip
     writer.writerow(CSV_COLUMNS)
     for item in data.servers:
         server = item.server
@@ -123,7 +126,7 @@ def _header_lines(data: ReportData) -> list[str]:
         f"Changes made on the hosts during the period: {data.changes_made} "
         f"({data.changes_rolled_back} rolled back since)",
         f"Rule outcomes that changed during the period (a first verify counts every outcome): {data.change_count}",
-        f"Signed with the installation's Ed25519 key {data.key_id}: check with manage.py verify_report",
+        f"Signed with the installation's Ed25519 key {data.key_id}: check it on the Verify a report page",
     ]
 
 
@@ -138,6 +141,22 @@ def render_evidence(data: ReportData) -> bytes:
         "generated_at": data.generated_at.isoformat(),
         "generated_by": data.generated_by,
         "profile_versions": data.profile_versions,
+        "summary": {
+            "coverage": data.coverage.text,
+            "servers": len(data.servers),
+            "assessed": data.coverage.assessed,
+            "not_assessed": data.coverage.not_assessed,
+            "stale": data.coverage.stale,
+            "average_pct": data.average_pct,
+            "status_counts": dict(data.status_counts),
+            "changes_made": data.changes_made,
+            "changes_rolled_back": data.changes_rolled_back,
+            "outcome_changes": data.change_count,
+            "top_failing_rules": [
+                {"rule_id": r, "title": t, "failing_servers": n} for r, t, n in data.top_failing_rules()
+            ],
+            "open_waivers": len(data.open_waivers),
+        },
         "waivers": [
             {**w, "expires_at": w["expires_at"].isoformat(), "approved_at": _iso(w["approved_at"])}
             for w in data.waivers
@@ -199,7 +218,18 @@ class _ReportPDF(FPDF):
         self.cell(0, 5, f"{self.footer_text} - page {self.page_no()}/{{nb}}", align="C")
 
 
-def render_pdf(data: ReportData) -> bytes:
+Progress = Callable[[int], None]
+# The executive summary is one page whatever the fleet: longer lists end with "and N more".
+SUMMARY_CUSTOMERS = 8
+SUMMARY_RULES = 10
+SUMMARY_WAIVERS = 5
+SUMMARY_CAUSES = 4
+
+
+def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
+    """Page 1: the executive summary; then the waivers, the servers, one section per server, the changes.
+
+    `progress(n)` is called after the n-th server's section."""
     pdf = _ReportPDF(orientation="landscape", format="A4")
     pdf.footer_text = pdf_text(f"Fleet Lockdown report - {data.scope_label} - signed, key {data.key_id}", 150)
     pdf.set_title(pdf_text(f"Compliance report: {data.scope_label}", 200))
@@ -208,10 +238,10 @@ def render_pdf(data: ReportData) -> bytes:
     pdf.set_keywords(f"fleet-lockdown-report key:{data.key_id}")
     pdf.set_creator("Fleet Lockdown (fpdf2)")
     pdf.set_creation_date(data.generated_at)
+    _summary_page(pdf, data)
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, pdf_text(f"Compliance report: {data.scope_label}", 120), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _heading(pdf, "Details")
     pdf.set_font("Helvetica", size=9)
     for line in _header_lines(data)[1:]:
         pdf.multi_cell(0, 5, pdf_text(line, 600), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -246,50 +276,10 @@ def render_pdf(data: ReportData) -> bytes:
         ],
         (50, 50, 30, 25, 40, 0),
     )
-    for item in data.servers:
-        pdf.add_page()
-        _heading(pdf, f"{item.server.name} ({item.server.customer.name})")
-        pdf.set_font("Helvetica", size=9)
-        facts = item.server.facts or {}
-        pdf.multi_cell(
-            0,
-            5,
-            pdf_text(
-                f"Status {item.server.get_status_display()}, compliance {_pct(item.figure)}, "
-                f"verified {_when(item.verified_at, data.tz)} against {item.profile_label or '-'}. "
-                + (f"{item.assessment_text}. " if item.assessment_text else "")
-                + f"{facts.get('os_caption', 'OS unknown')}, PowerShell {facts.get('powershell_version', '?')}, "
-                f"MailEnable {facts.get('mailenable_edition') or '?'} {facts.get('mailenable_version') or '?'}.",
-                600,
-            ),
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
-        if not item.outcomes:
-            pdf.multi_cell(
-                0,
-                6,
-                pdf_text(f"No outcome to report. {item.assessment_text}.", 600),
-                new_x=XPos.LMARGIN,
-                new_y=YPos.NEXT,
-            )
-            continue
-        _table(
-            pdf,
-            ["Rule", "Target", "Status", "Expected", "Observed"],
-            [
-                [
-                    o.get("rule_id"),
-                    o.get("target"),
-                    STATUS_WORDS.get(str(o.get("status")), str(o.get("status")))
-                    + (f" ({o.get('waiver_justification')})" if o.get("waiver_justification") else ""),
-                    o.get("expected_text"),
-                    o.get("observed_text"),
-                ]
-                for o in item.outcomes
-            ],
-            (62, 62, 30, 60, 0),
-        )
+    for done, item in enumerate(data.servers, start=1):
+        _server_section(pdf, data, item)
+        if progress is not None:
+            progress(done)
     if data.changes:
         pdf.add_page()
         _heading(pdf, "Rule outcomes that changed during the period")
@@ -300,6 +290,283 @@ def render_pdf(data: ReportData) -> bytes:
             (38, 40, 70, 90, 0),
         )
     return bytes(pdf.output())
+
+
+def facts_text(item: ReportServer) -> str:
+    """What discovery read ("Windows Server 2022, PowerShell 5.1, MailEnable Professional 10.44"), only
+    what is known: never a row of question marks for a server that could not be read."""
+    facts = item.server.facts or {}
+    parts = [str(facts["os_caption"])] if facts.get("os_caption") else []
+    if facts.get("powershell_version"):
+        parts.append(f"PowerShell {facts['powershell_version']}")
+    mailenable = " ".join(str(facts[k]) for k in ("mailenable_edition", "mailenable_version") if facts.get(k))
+    if mailenable:
+        parts.append(f"MailEnable {mailenable}")
+    if parts:
+        return ", ".join(parts) + "."
+    if not item.assessment.assessed:
+        return "No facts were read from this server."  # the sentence before says why ("Not assessed: ...")
+    return "No facts discovered yet."
+
+
+_NAMED_MASK = re.compile(
+    r"(?:(?:ReadAndExecute without Synchronize|ReadAndExecute|FullControl|ReadKey|Read\|Write|Modify|Read|Write) )?"
+    r"\((0x[0-9A-Fa-f]{1,8})\)|\b(0x[0-9A-Fa-f]{1,8})\b"
+)
+
+
+def rights_text(text: object, *, registry: bool) -> str:
+    """Access masks in a sentence, in words: "effective 0x001200A9" -> "effective Read & execute";
+    "ReadKey (0x20019)" -> "Read". The numbers stay in the evidence JSON."""
+
+    def words(match: re.Match[str]) -> str:
+        return masks.rights_in_words(int(match.group(1) or match.group(2), 16), registry=registry)
+
+    return _NAMED_MASK.sub(words, "" if text is None else str(text))
+
+
+def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
+    pdf.add_page()
+    _heading(pdf, f"{item.server.name} ({item.server.customer.name})")
+    pdf.set_font("Helvetica", size=9)
+    if item.assessment.assessed:
+        state = (
+            f"Status {item.server.get_status_display()}, compliance {_pct(item.figure)}, "
+            f"verified {_when(item.verified_at, data.tz)} against {item.profile_label or '-'}."
+        )
+    else:
+        state = f"{item.assessment_text}." + (
+            f" Last read {_when(item.verified_at, data.tz)} against {item.profile_label or '-'}."
+            if item.verified_at
+            else ""
+        )
+    pdf.multi_cell(0, 5, pdf_text(f"{state} {facts_text(item)}", 600), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if not item.outcomes:
+        pdf.multi_cell(0, 6, "No outcome to report.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        return
+    rows = []
+    for o in item.outcomes:
+        registry = str(o.get("rule_id", "")).startswith("registry_acl")
+        status = STATUS_WORDS.get(str(o.get("status")), str(o.get("status")))
+        if o.get("waiver_justification"):
+            status += f" ({o.get('waiver_justification')})"
+        rows.append(
+            [
+                o.get("rule_id"),
+                o.get("target"),
+                status,
+                rights_text(o.get("expected_text"), registry=registry),
+                rights_text(o.get("observed_text"), registry=registry),
+            ]
+        )
+    _table(pdf, ["Rule", "Target", "Status", "Expected", "Observed"], rows, (62, 62, 30, 60, 0))
+
+
+# --- The executive summary (page 1) --------------------------------------------------------
+def _fit(pdf: FPDF, text: object, width: float) -> str:
+    """One line that fits `width` (mm) in the current font, with "..." when cut."""
+    value = pdf_text(text, 200)
+    if pdf.get_string_width(value) <= width - 2:
+        return value
+    while value and pdf.get_string_width(value + "...") > width - 2:
+        value = value[:-1]
+    return value + "..."
+
+
+def _line_table(
+    pdf: FPDF, x: float, headings: list[str], rows: list[list[Any]], widths: list[float], aligns: str
+) -> None:
+    """A table of one-line cells at `x` (cut to fit): the summary page must not grow."""
+    pdf.set_x(x)
+    pdf.set_font("Helvetica", "B", 8)
+    pdf.set_fill_color(230, 234, 240)
+    for heading, width, align in zip(headings, widths, aligns, strict=True):
+        pdf.cell(width, 5, _fit(pdf, heading, width), border=1, fill=True, align="R" if align == "R" else "L")
+    pdf.ln(5)
+    pdf.set_font("Helvetica", size=8)
+    for row in rows:
+        pdf.set_x(x)
+        for value, width, align in zip(row, widths, aligns, strict=True):
+            pdf.cell(width, 5, _fit(pdf, value, width), border=1, align="R" if align == "R" else "L")
+        pdf.ln(5)
+
+
+def _subheading(pdf: FPDF, x: float, text: str) -> None:
+    pdf.set_x(x)
+    pdf.set_font("Helvetica", "B", 11)
+    pdf.cell(0, 7, pdf_text(text, 120), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _summary_page(pdf: FPDF, data: ReportData) -> None:
+    pdf.set_auto_page_break(auto=False)
+    pdf.add_page()
+    left, gap = pdf.l_margin, 8.0
+    half = (pdf.w - pdf.l_margin - pdf.r_margin - gap) / 2
+    right = left + half + gap
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 8, pdf_text(f"Compliance report: {data.scope_label}", 120), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font("Helvetica", size=9)
+    pdf.cell(
+        0,
+        5,
+        pdf_text(
+            f"Executive summary - period {_when(data.period_start, data.tz)} to {_when(data.period_end, data.tz)}; "
+            f"generated {_when(data.generated_at, data.tz)} by {data.generated_by}",
+            300,
+        ),
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
+    pdf.ln(2)
+    top = pdf.get_y()
+    # Left: the figure with its coverage, the causes, compliance by customer.
+    coverage = data.coverage
+    pdf.set_font("Helvetica", "B", 26)
+    pdf.cell(half, 12, _average(coverage))
+    pdf.ln(12)
+    pdf.set_font("Helvetica", size=10)
+    pdf.multi_cell(half, 5, pdf_text(f"Average compliance {coverage.text}", 300), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    counts = ", ".join(f"{label.lower()} {n}" for label, n in data.status_counts if n)
+    pdf.set_font("Helvetica", size=8)
+    pdf.multi_cell(half, 4, pdf_text(f"Servers: {counts or 'none'}.", 300), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    causes = data.not_assessed_causes
+    for cause, n in causes[:SUMMARY_CAUSES]:
+        pdf.cell(half, 4, _fit(pdf, f"{n} {cause}", half), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if len(causes) > SUMMARY_CAUSES:
+        pdf.cell(half, 4, f"and {len(causes) - SUMMARY_CAUSES} more causes (see the servers)")
+        pdf.ln(4)
+    pdf.ln(2)
+    _subheading(pdf, left, "Compliance by customer")
+    customers = data.customer_rows
+    _line_table(
+        pdf,
+        left,
+        ["Customer", "Servers", "Average", "Coverage"],
+        [[name, str(cov.total), _average(cov), cov.sentence] for name, cov in customers[:SUMMARY_CUSTOMERS]],
+        [half * 0.34, half * 0.12, half * 0.16, half * 0.38],
+        "LRRL",
+    )
+    if len(customers) > SUMMARY_CUSTOMERS:
+        pdf.set_font("Helvetica", size=8)
+        pdf.cell(half, 5, f"and {len(customers) - SUMMARY_CUSTOMERS} more customers (see the servers)")
+        pdf.ln(5)
+    left_bottom = pdf.get_y()
+    # Right: the trend chart.
+    pdf.set_xy(right, top)
+    _subheading(pdf, right, "Average compliance over the period")
+    _trend_chart(pdf, data, right, pdf.get_y() + 1, half, 58)
+    pdf.set_y(max(left_bottom, top + 72) + 4)
+    row_top = pdf.get_y()
+    _subheading(pdf, left, "Top failing rules (assessed servers)")
+    rules = data.top_failing_rules(SUMMARY_RULES)
+    if rules:
+        _line_table(
+            pdf,
+            left,
+            ["Rule", "Title", "Servers failing"],
+            [[rule_id, title or "-", str(n)] for rule_id, title, n in rules],
+            [half * 0.34, half * 0.48, half * 0.18],
+            "LLR",
+        )
+    else:
+        pdf.set_font("Helvetica", size=9)
+        pdf.cell(half, 5, "No rule fails on an assessed server.")
+    pdf.set_xy(right, row_top)
+    waivers = data.open_waivers
+    _subheading(pdf, right, f"Open exceptions (waivers in force): {len(waivers)}")
+    if waivers:
+        pdf.set_x(right)
+        _line_table(
+            pdf,
+            right,
+            ["Rule", "For", "Expires", "Justification"],
+            [
+                [w["rule_id"], w["subject"], _when(w["expires_at"], data.tz)[:10], w["justification"]]
+                for w in waivers[:SUMMARY_WAIVERS]
+            ],
+            [half * 0.32, half * 0.22, half * 0.14, half * 0.32],
+            "LLLL",
+        )
+        if len(waivers) > SUMMARY_WAIVERS:
+            pdf.set_x(right)
+            pdf.set_font("Helvetica", size=8)
+            pdf.cell(half, 5, f"and {len(waivers) - SUMMARY_WAIVERS} more (see Waivers in the details)")
+    else:
+        pdf.set_x(right)
+        pdf.set_font("Helvetica", size=9)
+        pdf.cell(half, 5, "No waiver is in force.")
+    pdf.set_xy(left, pdf.h - 22)
+    pdf.set_font("Helvetica", size=7)
+    pdf.set_text_color(90, 90, 90)
+    pdf.multi_cell(
+        0,
+        3.5,
+        pdf_text(
+            "Average compliance counts the assessed servers only: a server not assessed (never verified, or its "
+            "last run could not read it) or stale (results older than a change) is outside it and counted beside "
+            "it. Details per server follow. Check this file's signature on the Verify a report page.",
+            600,
+        ),
+    )
+    pdf.set_text_color(0, 0, 0)
+
+
+def _trend_chart(pdf: FPDF, data: ReportData, x: float, y: float, w: float, h: float) -> None:
+    """The trend as vector lines (the same points as the pages' SVG, reports.charts), 0-100 %."""
+    points = data.trend
+    left, bottom = 12.0, 8.0
+    plot_x, plot_w, plot_h = x + left, w - left - 2, h - bottom
+    pdf.set_draw_color(210, 214, 220)
+    pdf.set_line_width(0.2)
+    pdf.set_font("Helvetica", size=7)
+    for pct in (0, 25, 50, 75, 100):
+        gy = y + plot_h * (1 - pct / 100)
+        pdf.line(plot_x, gy, plot_x + plot_w, gy)
+        pdf.set_xy(x, gy - 2)
+        pdf.cell(left - 1, 4, f"{pct} %", align="R")
+    known = [p for p in points if p.average_pct is not None]
+    span = max(1, (points[-1].day - points[0].day).days) if points else 1
+
+    def px(index: int) -> float:
+        if len(points) == 1:
+            return plot_x + plot_w / 2
+        return plot_x + plot_w * (points[index].day - points[0].day).days / span
+
+    def py(pct: float) -> float:
+        return y + plot_h * (1 - pct / 100)
+
+    if points:
+        for index in sorted({0, len(points) - 1}):
+            label = "today" if points[index].live else f"{points[index].day:%d %b %Y}"
+            pdf.set_xy(px(index) - 15, y + plot_h + 1)
+            pdf.cell(30, 4, label, align="C")
+    pdf.set_draw_color(37, 99, 235)
+    pdf.set_fill_color(37, 99, 235)
+    pdf.set_line_width(0.6)
+    line: list[tuple[float, float]] = []
+    for index, point in enumerate(points):
+        if point.average_pct is None:
+            if len(line) > 1:
+                pdf.polyline(line)
+            line = []
+            continue
+        line.append((px(index), py(point.average_pct)))
+    if len(line) > 1:
+        pdf.polyline(line)
+    for index, point in enumerate(points):
+        if point.average_pct is not None:
+            pdf.circle(px(index), py(point.average_pct), 0.9, style="F")
+    pdf.set_line_width(0.2)
+    pdf.set_draw_color(0, 0, 0)
+    pdf.set_xy(x, y + h + 1)
+    pdf.set_font("Helvetica", size=8)
+    if not known:
+        note = "No server was assessed during the period: no figure to draw."
+    elif len(known) == 1:
+        note = "One day with data so far: the scheduler records a point every day."
+    else:
+        note = trend_description(points)
+    pdf.multi_cell(w, 4, pdf_text(note, 300))
 
 
 def _heading(pdf: FPDF, text: str) -> None:

@@ -45,12 +45,32 @@ class ReportFormat(models.TextChoices):
     CSV = "csv", "CSV"
 
 
-class Report(models.Model):
-    """One generated, signed report: per customer (or the whole fleet when `customer` is empty).
+class ReportStatus(models.TextChoices):
+    """A report is asked for in a request and built by a worker (issue 12: 12 s blocking requests)."""
 
-    The file, its evidence JSON and the detached signature manifest are kept, so the people
-    the report was made for can download exactly what was signed again. `customer_name` is
-    copied so the history stays readable after a customer is deleted.
+    QUEUED = "queued", "Queued"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+REPORT_STATUS_COLOURS = {
+    ReportStatus.QUEUED: "grey",
+    ReportStatus.BUILDING: "blue",
+    ReportStatus.READY: "green",
+    ReportStatus.FAILED: "red",
+}
+
+
+class Report(models.Model):
+    """One signed report: per customer (or the whole fleet when `customer` is empty).
+
+    A request records it `queued`; a worker (`reports.services.report_build`) claims it
+    (`building`, with `progress` 0-100), renders and signs it (`ready`) or records why not
+    (`failed`). The file, its evidence JSON and the detached signature manifest are kept, so
+    the people the report was made for can download exactly what was signed again; they are
+    empty until it is ready. `customer_name` is copied so the history stays readable after a
+    customer is deleted.
     """
 
     customer = models.ForeignKey(
@@ -74,6 +94,18 @@ class Report(models.Model):
     signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="reports")
     server_count = models.PositiveIntegerField(default=0)
     compliance_pct = models.FloatField(null=True, blank=True)
+    coverage_text = models.CharField(
+        max_length=120, blank=True, help_text='The average with its coverage: "96.2 % over 16 of 20 servers; ..."'
+    )
+    status = models.CharField(max_length=10, choices=ReportStatus.choices, default=ReportStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0-100 while building")
+    progress_note = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=500, blank=True, help_text="Why the build failed, in words")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tz_name = models.CharField(max_length=64, default="UTC", help_text="The time zone the report shows times in")
+    # Made by a customer's report schedule (reports.ReportSchedule), not by a person.
+    scheduled = models.BooleanField(default=False)
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
@@ -81,6 +113,18 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {ReportStatus.QUEUED, ReportStatus.BUILDING}
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == ReportStatus.READY
+
+    @property
+    def status_colour(self) -> str:
+        return REPORT_STATUS_COLOURS[ReportStatus(self.status)]
 
     @property
     def evidence_filename(self) -> str:
@@ -135,3 +179,31 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user_id}"
+
+
+class ReportFrequency(models.TextChoices):
+    MONTHLY = "monthly", "Monthly (the past calendar month, sent on the 1st)"
+    WEEKLY = "weekly", "Weekly (the past Monday-Sunday, sent on Monday)"
+    OFF = "off", "Off"
+
+
+class ReportSchedule(models.Model):
+    """A customer's report, built and e-mailed after each period (UTC): monthly unless changed.
+
+    `last_period_end` is the end of the last period handled: beat's task claims a period by
+    moving it (a guarded update), so two beats or a retried task never send a period twice.
+    Edited by those who may harden the customer's servers, as its alert recipients are.
+    """
+
+    customer = models.OneToOneField("servers.Customer", on_delete=models.CASCADE, related_name="report_schedule")
+    frequency = models.CharField(max_length=8, choices=ReportFrequency.choices, default=ReportFrequency.MONTHLY)
+    format = models.CharField(max_length=4, choices=ReportFormat.choices, default=ReportFormat.PDF)
+    recipients = models.JSONField(default=list, blank=True, help_text="E-mail addresses")
+    last_period_end = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"report schedule of {self.customer_id} ({self.frequency})"

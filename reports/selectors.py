@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs.models import Job
 from lockdown import clock
+from lockdown.choices import WaiverStatus
 from lockdown.models import Waiver
 from reports.models import ComplianceSnapshot, Report
 from servers.assessment import (
@@ -290,6 +291,10 @@ class ReportData:
     # the harden and the rollback count them (tests/integration/jobs/test_change_counts_reconcile.py).
     changes_made: int = 0
     changes_rolled_back: int = 0
+    # The executive summary's chart: daily points over the period (ComplianceSnapshot), then now.
+    trend: list[TrendPoint] = field(default_factory=list)
+    # rule id -> its description (the built-in profile and the profile versions the servers follow).
+    rule_titles: dict[str, str] = field(default_factory=dict)
 
     @property
     def status_counts(self) -> list[tuple[str, int]]:
@@ -312,8 +317,99 @@ class ReportData:
     def change_count(self) -> int:
         return len(self.changes)
 
+    @property
+    def customer_rows(self) -> list[tuple[str, Coverage]]:
+        """Compliance by customer, with the same definitions as the fleet figure; the lowest first."""
+        by_customer: dict[str, Coverage] = {}
+        for item in self.servers:
+            figure = item.figure
+            one = Coverage(
+                total=1,
+                assessed=1 if figure is not None else 0,
+                stale=1 if item.assessment.stale else 0,
+                pct_sum=figure or 0.0,
+            )
+            name = item.server.customer.name
+            by_customer[name] = by_customer.get(name, Coverage()) + one
+        return sorted(by_customer.items(), key=lambda r: (r[1].average_pct is None, r[1].average_pct or 0.0, r[0]))
+
+    @property
+    def not_assessed_causes(self) -> list[tuple[str, int]]:
+        """("requires WMF 5.1", 2), ...: why the servers outside the average are outside it."""
+        counts: dict[str, int] = {}
+        for item in self.servers:
+            if not item.assessment.assessed:
+                key = f"{item.assessment.label.lower()}: {item.assessment.cause}"
+                counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items(), key=lambda c: (-c[1], c[0]))
+
+    def top_failing_rules(self, limit: int = 10) -> list[tuple[str, str, int]]:
+        """(rule id, title, servers failing it) over the assessed servers: drift or error, not waived."""
+        failing: dict[str, set[int]] = {}
+        for item in self.servers:
+            if not item.assessment.assessed:
+                continue  # an old reading is not a failure now
+            for o in item.outcomes:
+                if o.get("status") in FAILING_OUTCOMES:
+                    failing.setdefault(str(o.get("rule_id")), set()).add(item.server.pk)
+        ranked = sorted(failing.items(), key=lambda r: (-len(r[1]), r[0]))[:limit]
+        return [(rule_id, self.rule_titles.get(rule_id, ""), len(ids)) for rule_id, ids in ranked]
+
+    @property
+    def open_waivers(self) -> list[dict[str, Any]]:
+        """The waivers in force when the report was made (the open exceptions)."""
+        return [w for w in self.waivers if w["active"]]
+
 
 CHANGES_LIMIT = 5000
+FAILING_OUTCOMES = frozenset({"drift", "error"})
+
+
+def report_trend(
+    *, scope: Scope, customer: Customer | None, period_start: datetime, period_end: datetime, live: Coverage, tz: tzinfo
+) -> list[TrendPoint]:
+    """The period's daily points (one query, summed over customers), and today's live figure when the
+    period reaches today."""
+    today = timezone.localdate(clock.now(), tz)
+    first = timezone.localdate(period_start, tz)
+    last = timezone.localdate(period_end, tz)
+    snapshots = scope.filter(ComplianceSnapshot.objects.filter(day__gte=first, day__lte=last, day__lt=today))
+    if customer is not None:
+        snapshots = snapshots.filter(customer=customer)
+    points = [
+        TrendPoint(
+            day=row["day"],
+            average_pct=(row["pct_sum"] / row["verified"]) if row["verified"] else None,
+            servers=row["servers"],
+            compliant=row["compliant"],
+        )
+        for row in snapshots.order_by("day")
+        .values("day")
+        .annotate(
+            pct_sum=Sum("pct_sum"), verified=Sum("verified"), servers=Sum("servers_total"), compliant=Sum("compliant")
+        )
+    ]
+    if last >= today:
+        points.append(TrendPoint(day=today, average_pct=live.average_pct, servers=live.total, compliant=0, live=True))
+    return points
+
+
+def rule_titles(servers: list[Server]) -> dict[str, str]:
+    """Rule id -> description: the built-in profile's, overlaid by the versions these servers follow
+    (one query)."""
+    from lockdown.models import ProfileVersion
+    from lockdown.rules.builtin import load_builtin_profile
+
+    titles = {rule.id: rule.description for rule in load_builtin_profile().rules}
+    version_ids = {s.profile_version_id for s in servers if s.profile_version_id} | {
+        s.customer.default_profile_version_id for s in servers if s.customer.default_profile_version_id
+    }
+    if version_ids:
+        for rules in ProfileVersion.objects.filter(pk__in=version_ids).values_list("rules", flat=True):
+            for rule in rules if isinstance(rules, list) else []:
+                if isinstance(rule, dict) and rule.get("id") and rule.get("description"):
+                    titles[str(rule["id"])] = str(rule["description"])
+    return titles
 
 
 def report_servers(*, scope: Scope, customer: Customer | None) -> QuerySet[Server]:
@@ -368,6 +464,7 @@ def report_data(
             "approved_by": w.approved_by.get_username() if w.approved_by else "",
             "approved_at": w.approved_at,
             "expires_at": w.expires_at,
+            "active": w.status_at(now) == WaiverStatus.ACTIVE,
         }
         for w in waivers.order_by("rule_id", "id")
     ]
@@ -382,7 +479,7 @@ def report_data(
     made = ChangeRecord.objects.filter(
         server__in=servers.values("pk"), created_at__gte=period_start, created_at__lte=period_end
     ).aggregate(total=Count("id"), rolled_back=Count("id", filter=Q(rolled_back_at__isnull=False)))
-    return ReportData(
+    data = ReportData(
         changes_made=made["total"],
         changes_rolled_back=made["rolled_back"],
         scope_label=customer.name if customer is not None else "whole fleet",
@@ -398,4 +495,9 @@ def report_data(
         waivers=waiver_rows,
         changes=changes,
         profile_versions=sorted(labels),
+        rule_titles=rule_titles([i.server for i in items]),
     )
+    data.trend = report_trend(
+        scope=scope, customer=customer, period_start=period_start, period_end=period_end, live=data.coverage, tz=tz
+    )
+    return data

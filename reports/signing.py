@@ -12,10 +12,12 @@ Format (`fleet-lockdown-report-signature/1`), a JSON *manifest*::
 
 The signature covers the canonical JSON (sorted keys, no spaces, ASCII) of the manifest
 without its `signature` member, so it binds the report's bytes, its evidence's bytes and the
-metadata together. It travels three ways: as a detached `<report>.sig` file; embedded as the
-last line of a CSV (`# fleet-lockdown-signature: <base64 manifest>`) and of a PDF (a PDF
-comment `%fleet-lockdown-signature: <base64 manifest>` after `%%EOF`, which readers ignore).
-A report's `sha256` is over its bytes *without* that last line. `verify_report` checks the
+metadata together. It travels as a detached `<report>.sig` file, and a PDF also carries it
+embedded (a PDF comment `%fleet-lockdown-signature: <base64 manifest>` after `%%EOF`, which
+readers ignore); a PDF's `sha256` is over its bytes *without* that last line. A CSV carries no
+signature line (a spreadsheet would read it as a row): its `sha256` is over all of its bytes,
+and its signature is only the `.sig`. (Older CSVs ended with `# fleet-lockdown-signature: ...`;
+`split_embedded` still reads that line.) `verify_report` checks the
 hash and the signature against the installation's key (not the key the manifest carries:
 anyone can sign with a key of their own).
 """
@@ -118,6 +120,9 @@ class Verification:
     message: str
     manifest: dict[str, Any] | None = None
     part: str = ""  # "report" or "evidence": which entry of the manifest the file matched
+    # "valid", "no_signature", "unknown_format", "modified" (the file's hash is not in the manifest),
+    # "bad_signature" (the manifest was altered) or "unknown_key" (signed, but not by the trusted key).
+    kind: str = "valid"
 
 
 def verify_bytes(data: bytes, manifest: dict[str, Any] | None, trusted_public_key: bytes) -> Verification:
@@ -126,9 +131,13 @@ def verify_bytes(data: bytes, manifest: dict[str, Any] | None, trusted_public_ke
     if manifest is None:
         manifest = embedded
     if manifest is None:
-        return Verification(False, "no signature: give --signature FILE (the .sig) or a file with an embedded one")
+        return Verification(
+            False, "no signature: give --signature FILE (the .sig) or a file with an embedded one", kind="no_signature"
+        )
     if manifest.get("format") != FORMAT or manifest.get("algorithm") != "Ed25519":
-        return Verification(False, f"unknown signature format {manifest.get('format')!r}", manifest)
+        return Verification(
+            False, f"unknown signature format {manifest.get('format')!r}", manifest, kind="unknown_format"
+        )
     digest = sha256_hex(body)
     part = next(
         (name for name in ("report", "evidence") if isinstance(manifest.get(name), dict)
@@ -136,15 +145,102 @@ def verify_bytes(data: bytes, manifest: dict[str, Any] | None, trusted_public_ke
         "",
     )  # fmt: skip
     if not part:
-        return Verification(False, f"MODIFIED: the file's SHA-256 {digest} matches neither the report nor its evidence")
+        return Verification(
+            False,
+            f"MODIFIED: the file's SHA-256 {digest} matches neither the report nor its evidence",
+            manifest,
+            kind="modified",
+        )
+    if not manifest_authentic(manifest, trusted_public_key):
+        key_note, kind = "", "bad_signature"
+        if manifest.get("public_key") != base64.b64encode(trusted_public_key).decode("ascii"):
+            key_note, kind = f" (signed by key {manifest.get('key_id')!r}, not this installation's key)", "unknown_key"
+        return Verification(
+            False, f"BAD SIGNATURE: the manifest was altered or not signed by us{key_note}", manifest, kind=kind
+        )
+    return Verification(True, f"OK: {part} {manifest[part].get('filename')} is intact and signed", manifest, part)
+
+
+def manifest_authentic(manifest: dict[str, Any], trusted_public_key: bytes) -> bool:
+    """Whether the manifest's Ed25519 signature is valid under the trusted key (the file is not looked at)."""
     try:
         signature = base64.b64decode(str(manifest.get("signature", "")), validate=True)
         Ed25519PublicKey.from_public_bytes(trusted_public_key).verify(
             signature, canonical({k: v for k, v in manifest.items() if k != "signature"})
         )
     except (ValueError, InvalidSignature):
-        key_note = ""
-        if manifest.get("public_key") != base64.b64encode(trusted_public_key).decode("ascii"):
-            key_note = f" (signed by key {manifest.get('key_id')!r}, not this installation's key)"
-        return Verification(False, f"BAD SIGNATURE: the manifest was altered or not signed by us{key_note}", manifest)
-    return Verification(True, f"OK: {part} {manifest[part].get('filename')} is intact and signed", manifest, part)
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the Verify a report page says: `kind` is valid / tampered / mismatch / unknown_key / unreadable."""
+
+    kind: str
+    title: str
+    detail: str
+    verification: Verification
+
+
+def verdict_for(data: bytes, filename: str, manifest: dict[str, Any] | None, trusted_public_key: bytes) -> Verdict:
+    """`verify_bytes` (as `manage.py verify_report` runs it), told apart for a person: a file whose hash
+    is not in an authentic manifest was edited, unless the manifest is visibly another file's."""
+    result = verify_bytes(data, manifest, trusted_public_key)
+    signed = result.manifest or {}
+    if result.ok:
+        report = signed.get("report", {})
+        return Verdict(
+            "valid",
+            "Valid: the file is intact and was signed by this installation",
+            f"{result.message}; report #{report.get('id')} for {report.get('customer') or 'the whole fleet'}, "
+            f"{report.get('period_start')} to {report.get('period_end')}, signed {signed.get('signed_at')} "
+            f"with key {signed.get('key_id')}.",
+            result,
+        )
+    if result.kind == "modified" and manifest_authentic(signed, trusted_public_key):
+        tampered = Verdict(
+            "tampered",
+            "Tampered: the file was changed after it was signed",
+            f"{result.message}. The signature is genuine; the file is not what was signed.",
+            result,
+        )
+        if manifest is None:
+            return tampered  # the file's own embedded signature: it was this file, and it changed
+        names = sorted({str(signed.get(part, {}).get("filename")) for part in ("report", "evidence")})
+        body, embedded = split_embedded(data)
+        if embedded is not None and manifest_authentic(embedded, trusted_public_key):
+            intact = embedded.get("report", {}).get("sha256") == sha256_hex(body)
+            if intact:  # the file is intact by its own signature: the .sig is another report's
+                return Verdict(
+                    "mismatch",
+                    "The signature file does not belong to this report",
+                    f"The signature is genuine, but it is for {' and '.join(names)}; this file is intact by its "
+                    "own embedded signature. Upload the .sig that was downloaded with this report.",
+                    result,
+                )
+            return tampered
+        if filename and filename not in names:
+            return Verdict(
+                "mismatch",
+                "The signature file does not belong to this report",
+                f"The signature is genuine, but it is for {' and '.join(names)}, and this file ({filename}) is "
+                "not in it. Upload the .sig that was downloaded with this file; if this is that file renamed, "
+                "it was changed after it was signed.",
+                result,
+            )
+        return tampered
+    if result.kind == "modified":
+        return Verdict(
+            "tampered", "Tampered: neither the file nor the signature is what was signed", result.message, result
+        )
+    if result.kind == "bad_signature":
+        return Verdict("tampered", "Tampered: the signature file was altered", result.message, result)
+    if result.kind == "unknown_key":
+        return Verdict(
+            "unknown_key",
+            "Signed by an unknown key",
+            f"{result.message}. Only reports signed with this installation's key (see Signing key) are ours.",
+            result,
+        )
+    return Verdict("unreadable", "No usable signature", result.message, result)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from reports import selectors, signing
-from reports.forms import ReportForm, TimeZoneForm
+from reports.forms import ReportForm, ReportScheduleForm, TimeZoneForm, VerifyReportForm
 from reports.middleware import SESSION_KEY
-from reports.models import Report, ReportFormat, UserPreference
-from reports.services import ReportRefused, report_create
+from reports.models import Report, ReportFormat, ReportSchedule, UserPreference
+from reports.services import ReportRefused, report_request
 from servers.audit import Actor
-from servers.tenancy import Scope, request_scope, scoped_get
+from servers.models import Customer
+from servers.tenancy import Action, Scope, request_scope, require, scoped_get
 
 
 def _report_form(scope: Scope, data: object = None, customer: str | None = None) -> ReportForm:
@@ -25,16 +27,22 @@ def _report_form(scope: Scope, data: object = None, customer: str | None = None)
     )
 
 
-def _list(request: HttpRequest, form: ReportForm, status: int = 200) -> HttpResponse:
+def _list(request: HttpRequest, form: ReportForm | None, status: int = 200) -> HttpResponse:
     scope = request_scope(request)
     page = Paginator(selectors.visible_reports(scope=scope).select_related("customer"), 50).get_page(
         request.GET.get("page")
     )
-    return render(request, "reports/report_list.html", {"form": form, "page": page}, status=status)
+    context = {"form": form, "page": page, "any_active": any(r.is_active for r in page)}
+    if request.headers.get("HX-Request") == "true":
+        # The list's poll while a report is being built: the table only; it stops polling when none is.
+        return render(request, "reports/_report_table_poll.html", context)
+    return render(request, "reports/report_list.html", context, status=status)
 
 
 @require_GET
 def report_list(request: HttpRequest) -> HttpResponse:
+    if request.headers.get("HX-Request") == "true":
+        return _list(request, None)
     return _list(request, _report_form(request_scope(request), customer=request.GET.get("customer")))
 
 
@@ -46,7 +54,7 @@ def report_create_view(request: HttpRequest) -> HttpResponse:
         return _list(request, form, status=400)
     start, end = form.period()
     try:
-        report = report_create(
+        report = report_request(
             scope=scope,
             actor=Actor.from_request(request),
             customer=form.chosen_customer(),
@@ -58,12 +66,27 @@ def report_create_view(request: HttpRequest) -> HttpResponse:
     except ReportRefused as refused:
         form.add_error(None, str(refused))
         return _list(request, form, status=400)
-    messages.success(request, f"Report {report.filename} is ready and signed.")
-    return redirect("report_list")
+    messages.success(request, f"Report {report.filename} is queued: it is built in the background.")
+    return redirect("report_detail", report_id=report.pk)
+
+
+@require_GET
+def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
+    """One report's status and progress (polled with htmx while it is built), its downloads when ready."""
+    report = scoped_get(
+        request_scope(request), Report.objects.defer("content", "evidence").select_related("signing_key"), pk=report_id
+    )
+    partial = request.headers.get("HX-Request") == "true"
+    template = "reports/_report_status.html" if partial else "reports/report_detail.html"
+    return render(request, template, {"report": report})
 
 
 def _report(request: HttpRequest, report_id: int) -> Report:
-    return scoped_get(request_scope(request), Report.objects.all(), pk=report_id)
+    """A report the user may see, and only once it is ready: its files are empty before."""
+    report = scoped_get(request_scope(request), Report.objects.all(), pk=report_id)
+    if not report.is_ready:
+        raise Http404("This report is not ready.")
+    return report
 
 
 def _attachment(data: bytes | memoryview, filename: str, content_type: str) -> HttpResponse:
@@ -92,6 +115,23 @@ def report_signature(request: HttpRequest, report_id: int) -> HttpResponse:
     return _attachment(report.signature.encode("ascii"), report.signature_filename, "application/json")
 
 
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def report_verify(request: HttpRequest) -> HttpResponse:
+    """Anyone, also without an account (an external auditor), uploads a report and its .sig and reads
+    a verdict: the same check as `manage.py verify_report` (signing.verify_bytes), against our key."""
+    form = VerifyReportForm(request.POST or None, request.FILES or None)
+    key = signing.installation_key()
+    verdict = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["report"]
+        data = b"".join(upload.chunks())
+        verdict = signing.verdict_for(data, upload.name or "", form.cleaned_data["signature"], key.public_key_bytes)
+    status = 400 if request.method == "POST" and not form.is_valid() else 200
+    context = {"form": form, "verdict": verdict, "key": key}
+    return render(request, "reports/report_verify.html", context, status=status)
+
+
 @require_GET
 def signing_key(request: HttpRequest) -> HttpResponse:
     key = signing.installation_key()
@@ -115,3 +155,34 @@ def preferences(request: HttpRequest) -> HttpResponse:
             return redirect("preferences")
         return render(request, "reports/preferences.html", {"form": form}, status=400)
     return render(request, "reports/preferences.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def customer_report_schedule(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """The customer's scheduled report: who may harden its servers sets it (as its alert recipients)."""
+    from reports.schedules import report_schedule_save
+
+    scope = request_scope(request)
+    customer = scoped_get(scope, Customer.objects.all(), customer_field="", pk=customer_id)
+    require(scope, Action.HARDEN, customer.pk)
+    current = ReportSchedule.objects.filter(customer=customer).select_related("last_report").first()
+    initial = (
+        {"frequency": current.frequency, "format": current.format, "recipients": "\n".join(current.recipients)}
+        if current
+        else {}
+    )
+    form = ReportScheduleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        report_schedule_save(
+            scope=scope,
+            actor=Actor.from_request(request),
+            customer=customer,
+            frequency=form.cleaned_data["frequency"],
+            fmt=form.cleaned_data["format"],
+            recipients=form.cleaned_data["recipients"],
+        )
+        messages.success(request, "Report schedule saved.")
+        return redirect("customer_report_schedule", customer_id=customer.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"customer": customer, "form": form, "schedule": current}
+    return render(request, "reports/customer_report_schedule.html", context, status=status)

@@ -119,3 +119,76 @@ def covers(have: int, want: int) -> bool:
 def format_mask(mask: int) -> str:
     """`0x001200A9`, the spelling used in reasons and reports."""
     return f"0x{mask:08X}"
+
+
+# --- Rights in words (reports, pages): the names Windows' Security tab uses -----------------
+FILE_MODIFY: Final = 0x001301BF  # Modify = ReadAndExecute | Write | Delete
+_FILE_NAMED: Final = (
+    (FILE_FULL, "Full control"),
+    (FILE_MODIFY, "Modify"),
+    (FILE_READ_WRITE | FILE_READ_EXECUTE, "Read, write & execute"),
+    (FILE_READ_WRITE, "Read & write"),
+    (FILE_READ_EXECUTE, "Read & execute"),
+    (FILE_DENY_READ_EXECUTE, "Read & execute"),
+    (FILE_READ, "Read"),
+    (FILE_WRITE, "Write"),
+)
+_KEY_NAMED: Final = (
+    (KEY_FULL, "Full control"),
+    (KEY_READ | KEY_WRITE, "Read & write"),
+    (KEY_READ, "Read"),
+    (KEY_WRITE, "Write"),
+)
+_COMMON_BITS: Final = (
+    (0x00010000, "Delete"),
+    (0x00020000, "Read permissions"),
+    (0x00040000, "Change permissions"),
+    (0x00080000, "Take ownership"),
+)
+_FILE_BITS: Final = (
+    (0x0001, "List folder / read data"),
+    (0x0002, "Create files / write data"),
+    (0x0004, "Create folders / append data"),
+    (0x0008, "Read extended attributes"),
+    (0x0010, "Write extended attributes"),
+    (0x0020, "Traverse folder / execute file"),
+    (0x0040, "Delete subfolders and files"),
+    (0x0080, "Read attributes"),
+    (0x0100, "Write attributes"),
+    *_COMMON_BITS,
+)
+_KEY_BITS: Final = (
+    (0x0001, "Query value"),
+    (0x0002, "Set value"),
+    (0x0004, "Create subkey"),
+    (0x0008, "Enumerate subkeys"),
+    (0x0010, "Notify"),
+    (0x0020, "Create link"),
+    *_COMMON_BITS,
+)
+
+
+def rights_in_words(mask: int, *, registry: bool) -> str:
+    """`0x001200A9` -> "Read & execute"; `0x001200AB` -> "Read & execute, plus Create files / write data".
+
+    Generic bits are mapped first; Synchronize is never named on its own (every Allow carries it).
+    Bits no name covers stay as a number, so nothing is hidden."""
+    mask = map_generic(mask, registry=registry)
+    if mask & ~SYNCHRONIZE == 0:
+        return "No access" if mask == 0 else "Synchronize only"
+    named, bits = (_KEY_NAMED, _KEY_BITS) if registry else (_FILE_NAMED, _FILE_BITS)
+    words: list[str] = []
+    rest = mask & ~SYNCHRONIZE
+    for value, name in named:
+        if covers(mask, value & ~SYNCHRONIZE):
+            words.append(name)
+            rest &= ~value
+            break
+    extra = [name for value, name in bits if rest & value]
+    for value, _name in bits:
+        rest &= ~value
+    if rest:
+        extra.append(f"other rights {format_mask(rest)}")
+    if not words:
+        return ", ".join(extra)
+    return words[0] + (", plus " + ", ".join(extra) if extra else "")

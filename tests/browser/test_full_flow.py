@@ -43,9 +43,13 @@ def lab_inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def inline_jobs() -> Iterator[None]:
+    from reports import services as report_services
+
     services.set_enqueue(runner.run_host)
+    report_services.set_enqueue(report_services.report_build)  # reports build in the request's thread
     yield
     services.set_enqueue(None)
+    report_services.set_enqueue(None)
 
 
 def _wait_for_job(page) -> str:
@@ -114,10 +118,11 @@ def test_operator_verifies_hardens_reports_and_viewer_sees_only_own_customer(
     page.locator("#id_customer").select_option(label="Acme Mail")
     page.locator("#id_format").select_option("pdf")
     page.get_by_role("button", name="Make the report").click()
-    expect(page.locator(".messages")).to_contain_text("is ready and signed")
+    expect(page.locator(".messages")).to_contain_text("is queued")
+    expect(page.locator("#report-state")).to_have_text("Ready", timeout=60_000)
     screenshot("08-reports")
     with page.expect_download() as download_info:
-        page.locator("td.downloads a").first.click()
+        page.locator("#report-downloads a").first.click()
     pdf_path = tmp_path / download_info.value.suggested_filename
     download_info.value.save_as(pdf_path)
     text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf_path.read_bytes())).pages).split())
@@ -132,6 +137,7 @@ def test_operator_verifies_hardens_reports_and_viewer_sees_only_own_customer(
     with pytest.raises(Exception, match="MODIFIED"):
         call_command("verify_report", str(tampered))
 
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
     page.get_by_role("link", name="Signing key").click()
     expect(page.locator("#public-key")).not_to_be_empty()
     screenshot("09-signing-key")

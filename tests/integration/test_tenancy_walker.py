@@ -19,6 +19,9 @@ from tests.factories import URL_PARAMETER_FACTORIES
 
 # Pages reachable without logging in, or part of logging in: tested in test_auth.py.
 AUTH_URL_NAMES = {"login", "logout", "health", "two_factor_setup", "two_factor_verify", "password_change"}
+# Public on purpose: an external auditor without an account checks a report there (bounded upload);
+# tests/integration/reports/test_verify_page.py covers it, anonymous and signed in.
+PUBLIC_URL_NAMES = {"report_verify"}
 
 # The action each page needs; object pages check it against the object's customer.
 URL_ACTIONS: dict[str, Action] = {
@@ -37,6 +40,7 @@ URL_ACTIONS: dict[str, Action] = {
     "server_rotate_password": Action.HARDEN,
     "customer_schedule": Action.EDIT_SERVERS,
     "customer_alert_settings": Action.HARDEN,
+    "customer_report_schedule": Action.HARDEN,
     "alert_list": Action.VIEW,
     "alert_acknowledge": Action.EDIT_SERVERS,
     "dashboard": Action.VIEW,
@@ -84,6 +88,7 @@ URL_ACTIONS: dict[str, Action] = {
     # reports app: anyone who may see a customer may make and download its reports.
     "report_list": Action.VIEW,
     "report_create": Action.VIEW,
+    "report_detail": Action.VIEW,
     "report_download": Action.VIEW,
     "report_evidence": Action.VIEW,
     "report_signature": Action.VIEW,
@@ -142,6 +147,7 @@ GET_ONLY = {
     "rule_list",
     "rule_detail",
     "report_list",
+    "report_detail",
     "report_download",
     "report_evidence",
     "report_signature",
@@ -172,7 +178,7 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> list[Ro
     return routes
 
 
-ROUTES = [route for route in _walk(get_resolver().url_patterns) if route.name not in AUTH_URL_NAMES]
+ROUTES = [route for route in _walk(get_resolver().url_patterns) if route.name not in AUTH_URL_NAMES | PUBLIC_URL_NAMES]
 
 
 def test_every_route_has_an_expected_action_and_factories_for_its_parameters() -> None:

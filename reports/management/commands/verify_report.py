@@ -2,9 +2,11 @@
 
 FILE is a report (PDF or CSV) or its evidence JSON. The signature comes from `--signature`
 (the detached `.sig`), else from `FILE.sig` beside it, else from the line embedded at the end
-of a PDF or CSV. It is checked against this installation's public key, or against
-`--public-key` (base64 raw key or a PEM file) to check offline. Exit status 0 only when the
-file's SHA-256 is in the manifest and the Ed25519 signature over the manifest is valid.
+of a PDF (a CSV has none: give its `.sig`). The Verify a report page runs the same check
+(`signing.verify_bytes`, through `signing.verdict_for`). It is checked against this
+installation's public key, or against `--public-key` (base64 raw key or a PEM file) to check
+offline. Exit status 0 only when the file's SHA-256 is in the manifest and the Ed25519
+signature over the manifest is valid.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ real winlab host over WinRM, the five numbers are the same.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -67,8 +68,8 @@ def test_preview_dry_run_harden_rollback_and_report_count_the_same_changes(tmp_p
             period_start=started,
             period_end=clock.now(),
         )
-        text = bytes(report.content).decode("utf-8")
-        assert f"Changes made on the hosts during the period: {preview} ({preview} rolled back since)" in text
+        summary = json.loads(bytes(report.evidence))["summary"]
+        assert (summary["changes_made"], summary["changes_rolled_back"]) == (preview, preview)
     finally:
         services.set_enqueue(None)
         lab.stop()

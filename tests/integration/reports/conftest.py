@@ -93,3 +93,21 @@ def verified_fleet(customer, count: int, outcomes_per_server: int = 10) -> list[
 @pytest.fixture
 def fleet_of():
     return verified_fleet
+
+
+@pytest.fixture
+def inline_reports():
+    """Reports asked for in a request are built inline once the request commits (as a worker would);
+    `run(callable)` runs it and the commit callbacks, like servers' import_csv."""
+    from django.test import TestCase
+
+    from reports import services
+
+    services.set_enqueue(services.report_build)
+
+    def run(action):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return action()
+
+    yield run
+    services.set_enqueue(None)

@@ -89,13 +89,16 @@ def test_an_edited_report_or_signature_is_detected(tmp_path, tenant_a, fleet_of,
     report = _make(tenant_a.customer, fmt)
     data = bytes(report.content)
     body, manifest = signing.split_embedded(data)
-    assert manifest is not None
+    # A PDF embeds its signature after %%EOF; a CSV is spreadsheet-clean: its signature is only the .sig.
+    assert (manifest is not None) == (fmt == ReportFormat.PDF)
     assert signing.sha256_hex(body) == report.sha256
+    sig = _write(tmp_path, "report.sig", report.signature.encode())
+    call_command("verify_report", str(_write(tmp_path, f"intact.{fmt}", data)), "--signature", str(sig))
     needle = b"file_acl.rule_003" if fmt == ReportFormat.CSV else b"/Title"
     edited = data.replace(needle, needle[:-1] + b"X", 1)
     assert edited != data
     with pytest.raises(CommandError, match="MODIFIED"):
-        call_command("verify_report", str(_write(tmp_path, f"edited.{fmt}", edited)))
+        call_command("verify_report", str(_write(tmp_path, f"edited.{fmt}", edited)), "--signature", str(sig))
     # A forged manifest (hash of the edited file) fails the signature check.
     forged = dict(json.loads(report.signature))
     forged["report"] = {**forged["report"], "sha256": signing.sha256_hex(signing.split_embedded(edited)[0])}
@@ -107,6 +110,22 @@ def test_an_edited_report_or_signature_is_detected(tmp_path, tenant_a, fleet_of,
         call_command("verify_report", str(_write(tmp_path, f"bare.{fmt}", body)))
 
 
+def test_the_csv_is_one_header_row_and_rows_of_equal_width_whose_signature_is_the_sig(tmp_path, tenant_a, fleet_of):
+    fleet_of(tenant_a.customer, 2)
+    report = _make(tenant_a.customer, ReportFormat.CSV)
+    text = bytes(report.content).decode("utf-8")
+    assert "#" not in text  # no comment or signature line a spreadsheet would read as a row
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][0] == "customer"
+    assert {len(row) for row in rows} == {len(rows[0])}
+    assert len(rows) == 1 + 10 + 10 + 1  # two servers of ten outcomes, the tenant's server without any
+    # The signed SHA-256 is of exactly the bytes downloaded.
+    assert json.loads(report.signature)["report"]["sha256"] == signing.sha256_hex(bytes(report.content))
+    path = _write(tmp_path, report.filename, bytes(report.content))
+    _write(tmp_path, report.signature_filename, report.signature.encode())
+    call_command("verify_report", str(path))  # finds REPORT.csv.sig beside it
+
+
 def test_a_report_signed_by_another_key_is_refused(tmp_path, tenant_a, fleet_of):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -114,6 +133,7 @@ def test_a_report_signed_by_another_key_is_refused(tmp_path, tenant_a, fleet_of)
     fleet_of(tenant_a.customer, 1)
     report = _make(tenant_a.customer, ReportFormat.CSV)
     path = _write(tmp_path, "r.csv", bytes(report.content))
+    _write(tmp_path, "r.csv.sig", report.signature.encode())
     other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     with pytest.raises(CommandError, match="BAD SIGNATURE"):
         call_command("verify_report", str(path), "--public-key", base64.b64encode(other).decode())
@@ -131,8 +151,7 @@ def test_host_text_is_neutralised_in_csv_and_sanitised_in_pdf(tenant_a, fleet_of
     outcomes[2]["observed_text"] = "-2+3"
     ServerCompliance.objects.filter(pk=compliance.pk).update(outcomes=outcomes)
     csv_report = _make(tenant_a.customer, ReportFormat.CSV)
-    body, _ = signing.split_embedded(bytes(csv_report.content))
-    rows = list(csv.reader(io.StringIO(body.decode())))
+    rows = list(csv.reader(io.StringIO(bytes(csv_report.content).decode())))
     cells = [cell for row in rows for cell in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert "'@SUM(1+1)" in cells
@@ -165,7 +184,7 @@ def test_fleet_report_is_for_msp_users_only(tenant_a, cora):
         _make(None, ReportFormat.CSV, scope=scope)
     report = _make(None, ReportFormat.CSV)
     assert report.customer is None
-    assert "whole fleet" in bytes(report.content).decode()
+    assert json.loads(bytes(report.evidence))["scope"] == "whole fleet"
     assert AuditEvent.objects.filter(action="report.create").count() == 1
 
 
@@ -194,16 +213,16 @@ def test_customer_viewer_downloads_only_its_own_reports(client, tenant_a, tenant
     assert Report.objects.filter(customer=tenant_b.customer).count() == 1
 
 
-def test_report_form_makes_a_signed_report(client, tenant_a, alice, fleet_of):
+def test_report_form_makes_a_signed_report(client, tenant_a, alice, fleet_of, inline_reports):
     fleet_of(tenant_a.customer, 2)
     client.force_login(alice)
     today = clock.now().date()
-    response = client.post(
-        reverse("report_create"),
-        {"customer": tenant_a.customer.pk, "format": "pdf", "start": str(today - timedelta(days=3)), "end": str(today)},
-    )
+    form = {"customer": tenant_a.customer.pk, "format": "pdf", "start": str(today - timedelta(days=3))}
+    response = inline_reports(lambda: client.post(reverse("report_create"), {**form, "end": str(today)}))
     assert response.status_code == 302
     report = Report.objects.get()
+    assert response["Location"] == reverse("report_detail", kwargs={"report_id": report.pk})
+    assert report.status == "ready"
     assert report.server_count == 3  # with the tenant's own server
     assert report.created_by_name == "alice"
     download = client.get(reverse("report_download", kwargs={"report_id": report.pk}))
