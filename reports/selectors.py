@@ -153,16 +153,9 @@ class TrendPoint:
     live: bool = False
 
 
-def compliance_trend(
-    *, scope: Scope, summary: FleetSummary, customer_id: int | None = None, days: int = 30, tz: tzinfo | None = None
-) -> list[TrendPoint]:
-    """Daily points from `ComplianceSnapshot` (one query), ending with today's live figure."""
-    today = timezone.localdate(clock.now(), tz)
-    first_day = today - timedelta(days=days - 1)
-    snapshots = scope.filter(ComplianceSnapshot.objects.filter(day__gte=first_day, day__lt=today))
-    if customer_id is not None:
-        snapshots = snapshots.filter(customer_id=customer_id)
-    points = [
+def _daily_points(snapshots: QuerySet[ComplianceSnapshot]) -> list[TrendPoint]:
+    """One point per day, summed over the customers' snapshots (one query)."""
+    return [
         TrendPoint(
             day=row["day"],
             average_pct=(row["pct_sum"] / row["verified"]) if row["verified"] else None,
@@ -175,6 +168,18 @@ def compliance_trend(
             pct_sum=Sum("pct_sum"), verified=Sum("verified"), servers=Sum("servers_total"), compliant=Sum("compliant")
         )
     ]
+
+
+def compliance_trend(
+    *, scope: Scope, summary: FleetSummary, customer_id: int | None = None, days: int = 30, tz: tzinfo | None = None
+) -> list[TrendPoint]:
+    """Daily points from `ComplianceSnapshot` (one query), ending with today's live figure."""
+    today = timezone.localdate(clock.now(), tz)
+    first_day = today - timedelta(days=days - 1)
+    snapshots = scope.filter(ComplianceSnapshot.objects.filter(day__gte=first_day, day__lt=today))
+    if customer_id is not None:
+        snapshots = snapshots.filter(customer_id=customer_id)
+    points = _daily_points(snapshots)
     points.append(
         TrendPoint(
             day=today,
@@ -376,19 +381,7 @@ def report_trend(
     snapshots = scope.filter(ComplianceSnapshot.objects.filter(day__gte=first, day__lte=last, day__lt=today))
     if customer is not None:
         snapshots = snapshots.filter(customer=customer)
-    points = [
-        TrendPoint(
-            day=row["day"],
-            average_pct=(row["pct_sum"] / row["verified"]) if row["verified"] else None,
-            servers=row["servers"],
-            compliant=row["compliant"],
-        )
-        for row in snapshots.order_by("day")
-        .values("day")
-        .annotate(
-            pct_sum=Sum("pct_sum"), verified=Sum("verified"), servers=Sum("servers_total"), compliant=Sum("compliant")
-        )
-    ]
+    points = _daily_points(snapshots)
     if last >= today:
         points.append(TrendPoint(day=today, average_pct=live.average_pct, servers=live.total, compliant=0, live=True))
     return points

@@ -113,12 +113,12 @@ def test_rules_page_rule_page_waive_and_a_readable_audit_log(
     screenshot("05-audit-log-certificate-open")
 
     # From a drifted server's page, a drifted rule links to the fleet view of that rule.
-    server = Server.objects.filter(status="drifted").order_by("name").first()
-    assert server is not None
-    page.goto(f"{live_server.url}/servers/{server.pk}/")
+    drifted_server = Server.objects.filter(status="drifted").order_by("name").first()
+    assert drifted_server is not None
+    page.goto(f"{live_server.url}/servers/{drifted_server.pk}/")
     links = page.locator("a[href^='/rules/']", has_text="Which other servers fail this rule")
     assert links.count() > 0
     href = links.first.get_attribute("href")
     page.goto(f"{live_server.url}{href}")
     expect(page.get_by_role("heading", name="Servers failing")).to_be_visible()
-    expect(page.locator("table.failing-servers")).to_contain_text(server.name)
+    expect(page.locator("table.failing-servers")).to_contain_text(drifted_server.name)
