@@ -154,3 +154,23 @@ def test_the_committed_schema_is_the_generated_one() -> None:
     assert generated.getvalue() == out.read_text(encoding="utf-8"), (
         "regenerate: .venv/bin/python manage.py spectacular --file api/openapi.yaml"
     )
+
+
+@pytest.mark.parametrize("url", ["/api/v1/servers/", "/api/v1/jobs/", "/api/v1/customers/"])
+def test_a_list_costs_the_same_queries_for_3_and_30_servers(alice, tenant_a, url: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ServerFactory, tenant_job
+
+    api = _api(_issue(alice, read_only=True))
+    api.get(url)  # the token's last use is written on the first request
+    counts = []
+    for total in (3, 30):
+        while tenant_a.customer.servers.count() < total:
+            ServerFactory(customer=tenant_a.customer)
+        tenant_job(tenant_a)
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(url).status_code == 200
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1], counts
