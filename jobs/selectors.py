@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,8 @@ from django.http import Http404
 
 from jobs.choices import FINISHED_RUN_STATES, HostRunState, JobState
 from jobs.models import Alert, HostRun, HostRunEvent, Job, ServerCompliance
+from jobs.templatetags.job_tags import status_label
+from lockdown.rules.wording import in_words, is_registry_rule
 from servers.models import Server
 from servers.tenancy import Scope
 
@@ -174,35 +178,131 @@ def fleet_preview(servers: list[Server]) -> FleetPreview:
 
 @dataclass
 class RuleRow:
-    """One (rule, target) of the server page: latest outcome, evidence and history."""
+    """One (rule, target) of the server page: latest outcome in words, evidence and history."""
 
     outcome: dict[str, Any]
     changes: list[Any] = field(default_factory=list)  # the newest CHANGES_PER_ROW; the download has them all
     history: list[Any] = field(default_factory=list)
     changes_total: int = 0
+    expected: str = ""  # the sentences with masks and SIDs named; the raw ones stay in the evidence
+    observed: str = ""
+    reason: str = ""
+
+
+@dataclass
+class CauseGroup:
+    """Rows of one section that share a status and a reason: one root cause, shown once."""
+
+    key: str
+    status: str
+    reason: str
+    rows: list[RuleRow]  # the rows shown (a sample unless the filter asks for them all)
+    total: int  # rows of the section with this cause that pass the filter
 
 
 @dataclass
 class SectionRows:
     name: str
-    rows: list[RuleRow]
-    counts: dict[str, int]
+    counts: dict[str, int]  # every row of the section, whatever the filter
+    groups: list[CauseGroup]
+    shown: int  # rows that pass the filter
+    open: bool
+
+
+@dataclass
+class RootCause:
+    """A reason shared by problems across the page ("IME_SYSTEM does not exist", 123 rules in 4 sections)."""
+
+    key: str
+    status: str
+    reason: str
+    count: int
+    sections: list[str]
+
+
+@dataclass(frozen=True)
+class ComplianceFilter:
+    """The server page's filter: problems only or everything, a search, one root cause."""
+
+    show: str = "all"  # "all" | "problems"
+    q: str = ""
+    cause: str = ""
+
+    SHOWS = ("all", "problems")
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ComplianceFilter:
+        show = query.get("show", "all")
+        cause = query.get("cause", "")
+        return cls(
+            show=show if show in cls.SHOWS else "all",
+            q=" ".join(query.get("q", "").split())[:200],
+            cause=cause if _CAUSE_KEY.fullmatch(cause) else "",
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.show != "all" or bool(self.q) or bool(self.cause)
+
+    def admits(self, row: RuleRow, key: str) -> bool:
+        status = row.outcome["status"]
+        if self.show == "problems" and status not in PROBLEM_STATUSES:
+            return False
+        if self.cause and key != self.cause:
+            return False
+        if self.q:
+            needle = self.q.casefold()
+            haystack = (
+                row.outcome["rule_id"],
+                row.outcome["target"],
+                row.outcome["section"],
+                row.expected,
+                row.observed,
+                row.reason,
+                status_label(status),
+            )
+            return any(needle in str(text).casefold() for text in haystack)
+        return True
+
+
+@dataclass
+class CompliancePage:
+    compliance: ServerCompliance | None
+    sections: list[SectionRows]
+    causes: list[RootCause]  # problems only, most rows first
+    counts: dict[str, int]  # every outcome of the server by status
+    total: int
+    shown: int
+    filter: ComplianceFilter
 
 
 HISTORY_LIMIT = 3000
 CHANGES_PER_ROW = 5  # change records shown per rule on the server page (the CSV download has every one)
+PROBLEM_STATUSES = ("error", "drift", "needs_input")
+# Order of the groups in a section: what needs action first, then what is fine, then what does not apply.
+STATUS_ORDER = ("error", "drift", "needs_input", "waived", "compliant", "not_applicable")
+SAMPLE_ROWS = 3  # rows shown of a root cause before "show all N"
+OPEN_AT_MOST = 10  # unfiltered, the sections with problems are open when the server has this many or fewer
+_CAUSE_KEY = re.compile(r"[0-9a-f]{12}")
 
 
-def server_compliance_sections(server: Server) -> tuple[ServerCompliance | None, list[SectionRows]]:
-    """The latest outcomes grouped by the guide's sections, with evidence and history.
+def cause_key(status: str, reason: str) -> str:
+    """A short stable id of (status, reason) for the page's `?cause=` link."""
+    return hashlib.sha256(f"{status}\0{reason}".encode()).hexdigest()[:12]
+
+
+def server_compliance_page(server: Server, page_filter: ComplianceFilter | None = None) -> CompliancePage:
+    """The latest outcomes grouped by the guide's sections and, inside each, by root cause; in words, with
+    evidence and history, filtered by `page_filter`.
 
     Three queries whatever the number of rules: compliance, change records, history rows.
     """
     from jobs.models import ChangeRecord, RuleResult
 
+    page_filter = page_filter or ComplianceFilter()
     compliance = ServerCompliance.objects.filter(server=server).select_related("host_run").first()
     if compliance is None:
-        return None, []
+        return CompliancePage(None, [], [], {}, 0, 0, page_filter)
     changes: dict[tuple[str, str], list[Any]] = {}
     for change in (
         ChangeRecord.objects.filter(server=server)
@@ -215,21 +315,69 @@ def server_compliance_sections(server: Server) -> tuple[ServerCompliance | None,
         "rule_id", "target", "status", "created_at", "host_run_id", "snapshot", "observed_text"
     )[:HISTORY_LIMIT]:
         history.setdefault((result.rule_id, result.target), []).append(result)
-    sections: dict[str, SectionRows] = {}
+
+    counts: dict[str, int] = {}
+    by_section: dict[str, dict[str, list[RuleRow]]] = {}
+    section_counts: dict[str, dict[str, int]] = {}
+    causes: dict[str, RootCause] = {}
+    shown = 0
     for outcome in compliance.outcomes:
         key = (outcome["rule_id"], outcome["target"])
-        section = sections.setdefault(outcome["section"], SectionRows(outcome["section"], [], {}))
+        status = str(outcome["status"])
+        registry = is_registry_rule(str(outcome["rule_id"]))
         row_changes = changes.get(key, [])
-        section.rows.append(
-            RuleRow(
-                outcome=outcome,
-                changes=row_changes[:CHANGES_PER_ROW],
-                history=history.get(key, [])[:20],
-                changes_total=len(row_changes),
-            )
+        row = RuleRow(
+            outcome=outcome,
+            changes=row_changes[:CHANGES_PER_ROW],
+            history=history.get(key, [])[:20],
+            changes_total=len(row_changes),
+            expected=in_words(outcome.get("expected_text"), registry=registry),
+            observed=in_words(outcome.get("observed_text"), registry=registry),
+            reason=in_words(outcome.get("reason"), registry=registry),
         )
-        section.counts[outcome["status"]] = section.counts.get(outcome["status"], 0) + 1
-    return compliance, list(sections.values())
+        section = str(outcome["section"])
+        counts[status] = counts.get(status, 0) + 1
+        per_section = section_counts.setdefault(section, {})
+        per_section[status] = per_section.get(status, 0) + 1
+        groups = by_section.setdefault(section, {})
+        group_key = cause_key(status, row.reason)
+        if status in PROBLEM_STATUSES:
+            cause = causes.setdefault(group_key, RootCause(group_key, status, row.reason, 0, []))
+            cause.count += 1
+            if section not in cause.sections:
+                cause.sections.append(section)
+        if page_filter.admits(row, group_key):
+            groups.setdefault(group_key, []).append(row)
+            shown += 1
+    problems = sum(n for status, n in counts.items() if status in PROBLEM_STATUSES)
+    all_rows = bool(page_filter.q or page_filter.cause)
+    sections: list[SectionRows] = []
+    for name, per_section in section_counts.items():
+        grouped = by_section.get(name, {})
+        ordered = sorted(grouped.items(), key=lambda item: STATUS_ORDER.index(str(item[1][0].outcome["status"])))
+        cause_groups = [
+            CauseGroup(
+                key=group_key,
+                status=str(rows[0].outcome["status"]),
+                reason=rows[0].reason,
+                rows=rows if all_rows else rows[:SAMPLE_ROWS],
+                total=len(rows),
+            )
+            for group_key, rows in ordered
+        ]
+        section_shown = sum(group.total for group in cause_groups)
+        has_problems = any(per_section.get(status) for status in PROBLEM_STATUSES)
+        is_open = section_shown > 0 and (page_filter.active or (has_problems and problems <= OPEN_AT_MOST))
+        sections.append(SectionRows(name, per_section, cause_groups, section_shown, is_open))
+    return CompliancePage(
+        compliance=compliance,
+        sections=sections,
+        causes=sorted(causes.values(), key=lambda cause: (-cause.count, STATUS_ORDER.index(cause.status))),
+        counts=counts,
+        total=len(compliance.outcomes),
+        shown=shown,
+        filter=page_filter,
+    )
 
 
 def server_recent_runs(server: Server, limit: int = 10) -> list[HostRun]:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 
 from jobs.models import RuleResult
 from lockdown import fleet_rules
-from lockdown.rules.wording import in_words
+from lockdown.rules.wording import in_words, is_registry_rule
 from servers.models import Customer
 from servers.selectors import visible_customers
 from servers.tenancy import Action, Scope, request_scope, scoped_get
@@ -75,7 +75,6 @@ class FailingRow:
     reason: str
     can_waive: bool
     first_of_server: bool  # the server's name, customer, last verify and Waive… are shown once per server
-    target_parts: list[str]  # split at "\\" so a path breaks between folders, never mid-word
 
 
 @require_GET
@@ -93,15 +92,15 @@ def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
     rows = []
     previous: int | None = None
     for result in page:
+        registry = is_registry_rule(result.rule_id)
         rows.append(
             FailingRow(
                 result=result,
-                expected=in_words(result.expected_text),
-                observed=in_words(result.observed_text),
-                reason=in_words(result.reason),
+                expected=in_words(result.expected_text, registry=registry),
+                observed=in_words(result.observed_text, registry=registry),
+                reason=in_words(result.reason, registry=registry),
                 can_waive=result.server is not None and scope.can(Action.PROPOSE_WAIVER, result.server.customer_id),
                 first_of_server=result.server_id != previous,
-                target_parts=result.target.split("\\"),
             )
         )
         previous = result.server_id

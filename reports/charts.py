@@ -22,23 +22,32 @@ def _pct(value: float | None) -> str:
     return "no data" if value is None else f"{value:.1f} %"
 
 
-def trend_description(points: Sequence[TrendPoint]) -> str:
+def trend_description(points: Sequence[TrendPoint], *, one_server: bool = False) -> str:
     known = [p for p in points if p.average_pct is not None]
     if not known:
+        if one_server:
+            return "No run of this server recorded a compliance figure in this period."
         return "No server has been verified yet, so there is no compliance to show."
     first, last = known[0], known[-1]
+    subject = "Compliance" if one_server else "Average compliance"
     if first is last:
-        return f"Average compliance today: {_pct(last.average_pct)} over {last.servers} servers."
+        over = "" if one_server else f" over {last.servers} servers"
+        when = "today" if last.live else f"on {last.day:%Y-%m-%d}"
+        return f"{subject} {when}: {_pct(last.average_pct)}{over}."
     return (
-        f"Average compliance went from {_pct(first.average_pct)} on {first.day:%Y-%m-%d} "
+        f"{subject} went from {_pct(first.average_pct)} on {first.day:%Y-%m-%d} "
         f"to {_pct(last.average_pct)} on {last.day:%Y-%m-%d}, {len(known)} days with data."
     )
 
 
 def trend_svg(
-    points: Sequence[TrendPoint], *, chart_id: str = "trend", title: str = "Compliance over time"
+    points: Sequence[TrendPoint],
+    *,
+    chart_id: str = "trend",
+    title: str = "Compliance over time",
+    one_server: bool = False,
 ) -> SafeString:
-    """An accessible line chart of average compliance per day (0–100 %)."""
+    """An accessible line chart of average compliance per day (0–100 %); `one_server`: of one server."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     span = max(1, (points[-1].day - points[0].day).days) if points else 1
 
@@ -54,7 +63,7 @@ def trend_svg(
         f'<svg class="chart" id={quoteattr(chart_id)} viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" xmlns="http://www.w3.org/2000/svg">',
         f'<title id="{chart_id}-title">{escape(title)}</title>',
-        f'<desc id="{chart_id}-desc">{escape(trend_description(points))}</desc>',
+        f'<desc id="{chart_id}-desc">{escape(trend_description(points, one_server=one_server))}</desc>',
     ]
     for pct in (0, 25, 50, 75, 100):
         parts.append(f'<line class="chart-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(pct):.1f}" y2="{y(pct):.1f}"/>')
@@ -86,8 +95,8 @@ def trend_svg(
     for index, point in enumerate(points):
         if point.average_pct is None:
             continue
-        label = f"{point.day:%Y-%m-%d}{' (now)' if point.live else ''}: {_pct(point.average_pct)}, " + (
-            f"{point.compliant} of {point.servers} servers compliant"
+        label = f"{point.day:%Y-%m-%d}{' (now)' if point.live else ''}: {_pct(point.average_pct)}" + (
+            "" if one_server else f", {point.compliant} of {point.servers} servers compliant"
         )
         parts.append(
             f'<circle class="chart-point" cx="{x(index):.1f}" cy="{y(point.average_pct):.1f}" r="4">'

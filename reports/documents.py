@@ -20,7 +20,7 @@ from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from lockdown.rules import masks
+from lockdown.rules.wording import in_words, is_registry_rule
 from reports.charts import trend_description
 from reports.selectors import ReportData, ReportServer
 from servers.assessment import Coverage
@@ -309,22 +309,6 @@ def facts_text(item: ReportServer) -> str:
     return "No facts discovered yet."
 
 
-_NAMED_MASK = re.compile(
-    r"(?:(?:ReadAndExecute without Synchronize|ReadAndExecute|FullControl|ReadKey|Read\|Write|Modify|Read|Write) )?"
-    r"\((0x[0-9A-Fa-f]{1,8})\)|\b(0x[0-9A-Fa-f]{1,8})\b"
-)
-
-
-def rights_text(text: object, *, registry: bool) -> str:
-    """Access masks in a sentence, in words: "effective 0x001200A9" -> "effective Read & execute";
-    "ReadKey (0x20019)" -> "Read". The numbers stay in the evidence JSON."""
-
-    def words(match: re.Match[str]) -> str:
-        return masks.rights_in_words(int(match.group(1) or match.group(2), 16), registry=registry)
-
-    return _NAMED_MASK.sub(words, "" if text is None else str(text))
-
-
 def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
     pdf.add_page()
     _heading(pdf, f"{item.server.name} ({item.server.customer.name})")
@@ -346,7 +330,7 @@ def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
         return
     rows = []
     for o in item.outcomes:
-        registry = str(o.get("rule_id", "")).startswith("registry_acl")
+        registry = is_registry_rule(str(o.get("rule_id", "")))
         status = STATUS_WORDS.get(str(o.get("status")), str(o.get("status")))
         if o.get("waiver_justification"):
             status += f" ({o.get('waiver_justification')})"
@@ -355,8 +339,8 @@ def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
                 o.get("rule_id"),
                 o.get("target"),
                 status,
-                rights_text(o.get("expected_text"), registry=registry),
-                rights_text(o.get("observed_text"), registry=registry),
+                in_words(o.get("expected_text"), registry=registry),
+                in_words(o.get("observed_text"), registry=registry),
             ]
         )
     _table(pdf, ["Rule", "Target", "Status", "Expected", "Observed"], rows, (62, 62, 30, 60, 0))

@@ -192,6 +192,28 @@ def compliance_trend(
     return points
 
 
+def server_trend(*, server: Server, days: int = 30, tz: tzinfo | None = None) -> list[TrendPoint]:
+    """One point per day with a reading: the server's compliance as its last run of that day recorded it
+    (verify, harden or rollback; one query). `servers`/`compliant` describe that one server."""
+    from jobs.models import HostRun
+
+    today = timezone.localdate(clock.now(), tz)
+    since = timezone.make_aware(datetime.combine(today - timedelta(days=days - 1), datetime.min.time()), tz)
+    last_of_day: dict[date, float] = {}
+    for finished_at, pct in (
+        HostRun.objects.filter(server=server, compliance_pct__isnull=False, finished_at__isnull=False)
+        .filter(finished_at__gte=since)
+        .order_by("finished_at", "id")
+        .values_list("finished_at", "compliance_pct")
+    ):
+        if pct is not None:
+            last_of_day[timezone.localdate(finished_at, tz)] = pct
+    return [
+        TrendPoint(day=day, average_pct=pct, servers=1, compliant=int(pct >= 100.0))
+        for day, pct in sorted(last_of_day.items())
+    ]
+
+
 def worst_servers(*, scope: Scope, customer_id: int | None = None, limit: int = 10) -> list[Server]:
     """Servers that could not be assessed first, then failing and drifted ones, lowest compliance first
     (one query); a stale server is listed too (its figure is not known now)."""

@@ -181,9 +181,12 @@ def server_import_template(request: HttpRequest) -> HttpResponse:
 def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     scope = request_scope(request)
     server = scoped_get(scope, Server.objects.select_related("customer", "credential"), pk=server_id)
-    from jobs.selectors import server_compliance_sections, server_recent_runs
+    from jobs.selectors import ComplianceFilter, server_compliance_page, server_recent_runs
+    from reports import selectors as report_selectors
+    from reports.charts import trend_svg
 
-    compliance, sections = server_compliance_sections(server)
+    page = server_compliance_page(server, ComplianceFilter.from_query(request.GET))
+    trend = report_selectors.server_trend(server=server, tz=timezone.get_current_timezone())
     return render(
         request,
         "servers/server_detail.html",
@@ -193,10 +196,15 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
             "can_edit": scope.can(Action.EDIT_SERVERS, server.customer_id),
             "can_harden": scope.can(Action.HARDEN, server.customer_id),
             "can_selftest": scope.can(Action.SELFTEST, server.customer_id),
+            "can_waive": scope.can(Action.PROPOSE_WAIVER, server.customer_id),
             "status_colour": SERVER_STATUS_COLOURS[ServerStatus(server.status)],
             "assessment": assessment_of(server, msp=scope.is_msp),
-            "compliance": compliance,
-            "sections": sections,
+            "compliance": page.compliance,
+            "page": page,
+            "trend": trend,
+            "chart": trend_svg(
+                trend, chart_id="server-trend", title=f"Compliance of {server.name}, last 30 days", one_server=True
+            ),
             "recent_runs": server_recent_runs(server),
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import template
@@ -39,3 +40,9 @@ def job_title(job: Any) -> str:
         return str(job.description or job.get_kind_display())
     mine = int(getattr(job, "host_total", 0) or 0)
     return f"{job.get_kind_display()} across the MSP's fleet: {mine} of your server{'' if mine == 1 else 's'}"
+
+
+@register.filter
+def json_text(value: Any) -> str:
+    """Structured evidence as compact JSON (keys sorted), for the raw values beside the words."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)

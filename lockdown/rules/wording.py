@@ -1,8 +1,8 @@
 """Expected and observed state in words: access masks and well-known SIDs as people name them.
 
 The engine compares numbers and SIDs (DESIGN.md) and writes them into its sentences
-("effective 0x001200A9"); pages that list many servers at once show the same sentence with
-the numbers named ("effective read & execute"). The evidence keeps the raw values.
+("effective 0x001200A9"); pages and reports show the same sentence with the numbers named
+("effective Read & execute"). The evidence keeps the raw values.
 """
 
 from __future__ import annotations
@@ -12,42 +12,6 @@ from typing import Final
 
 from lockdown.rules import masks, principals
 
-# Exact masks the profile grants or denies, by the name Windows' security dialog gives them.
-MASK_NAMES: Final[dict[int, str]] = {
-    0: "no access",
-    masks.FILE_READ: "read",
-    masks.FILE_READ_EXECUTE: "read & execute",
-    masks.FILE_DENY_READ_EXECUTE: "read & execute",
-    masks.FILE_READ_WRITE: "read & write",
-    masks.FILE_WRITE: "write",
-    masks.FILE_FULL: "full control",
-    masks.KEY_READ: "read key",
-    masks.KEY_WRITE: "write key",
-    masks.KEY_FULL: "full control of the key",
-}
-# Single bits, for masks that are not one of the above (what a grant lacks, an odd read-back).
-# File-system meanings; the registry's low bits differ (query value, set value ...), so a
-# registry mask outside MASK_NAMES reads a little file-ish, which the evidence resolves.
-BIT_NAMES: Final[tuple[tuple[int, str], ...]] = (
-    (0x00000001, "read data"),
-    (0x00000002, "write data"),
-    (0x00000004, "append data"),
-    (0x00000008, "read extended attributes"),
-    (0x00000010, "write extended attributes"),
-    (0x00000020, "execute"),
-    (0x00000040, "delete child"),
-    (0x00000080, "read attributes"),
-    (0x00000100, "write attributes"),
-    (0x00010000, "delete"),
-    (0x00020000, "read permissions"),
-    (0x00040000, "change permissions"),
-    (0x00080000, "take ownership"),
-    (masks.SYNCHRONIZE, "synchronize"),
-    (masks.GENERIC_ALL, "generic all"),
-    (masks.GENERIC_EXECUTE, "generic execute"),
-    (masks.GENERIC_WRITE, "generic write"),
-    (masks.GENERIC_READ, "generic read"),
-)
 SID_NAMES: Final[dict[str, str]] = {
     principals.EVERYONE: "Everyone",
     principals.AUTHENTICATED_USERS: "Authenticated Users",
@@ -63,21 +27,14 @@ SID_NAMES: Final[dict[str, str]] = {
     "S-1-5-32-551": "Backup Operators",
 }
 
-_MASK_RE: Final = re.compile(r"\b0x[0-9A-Fa-f]{1,8}\b")
-# "ReadKey (0x20019)": the right is already named (as .NET names it), so its number just goes.
-_NAMED_MASK_RE: Final = re.compile(r"\b([A-Z][A-Za-z]+) \(0x[0-9A-Fa-f]{1,8}\)")
+# A right already named as .NET names it ("ReadKey (0x20019)") or a bare mask ("effective 0x001200A9"):
+# either way the words Windows' Security tab uses replace it (`masks.rights_in_words`).
+_NAMED_MASK_RE: Final = re.compile(
+    r"(?:(?:ReadAndExecute without Synchronize|ReadAndExecute|FullControl|ReadKey|Read\|Write|Modify|Read|Write) )?"
+    r"\((0x[0-9A-Fa-f]{1,8})\)|\b(0x[0-9A-Fa-f]{1,8})\b"
+)
 _SID_RE: Final = re.compile(r"\bS-1-\d{1,13}(?:-\d{1,10}){1,15}\b")
-
-
-def mask_words(mask: int) -> str:
-    """ "read & execute" for 0x001200A9; unknown masks as the rights they hold, in bit order."""
-    if mask in MASK_NAMES:
-        return MASK_NAMES[mask]
-    names = [name for bit, name in BIT_NAMES if mask & bit]
-    leftover = mask & ~sum(bit for bit, _ in BIT_NAMES)
-    if leftover:
-        names.append(f"other rights ({masks.format_mask(leftover)})")
-    return ", ".join(names)
+_BREAK_AFTER_RE: Final = re.compile(r"(?<=[\\/._])")
 
 
 def sid_words(sid: str) -> str:
@@ -87,8 +44,23 @@ def sid_words(sid: str) -> str:
     return f"account with RID {sid.rsplit('-', 1)[-1]}"
 
 
-def in_words(text: str) -> str:
-    """`text` with every hex access mask and SID replaced by its name."""
-    text = _NAMED_MASK_RE.sub(r"\1", text)
-    text = _MASK_RE.sub(lambda m: mask_words(int(m.group(0), 16)), text)
-    return _SID_RE.sub(lambda m: sid_words(m.group(0)), text)
+def in_words(text: object, *, registry: bool) -> str:
+    """`text` with every access mask and SID replaced by its name ("effective 0x001200A9 for S-1-5-32-545"
+    -> "effective Read & execute for Users"). `registry`: the masks are a key's (their low bits differ)."""
+
+    def rights(match: re.Match[str]) -> str:
+        return masks.rights_in_words(int(match.group(1) or match.group(2), 16), registry=registry)
+
+    words = _NAMED_MASK_RE.sub(rights, "" if text is None else str(text))
+    return _SID_RE.sub(lambda m: sid_words(m.group(0)), words)
+
+
+def is_registry_rule(rule_id: str) -> bool:
+    """Whether a rule's masks are registry rights (its targets are keys)."""
+    return rule_id.startswith("registry_acl")
+
+
+def break_points(text: str) -> list[str]:
+    """`text` cut after each path separator, dot and underscore, so a page can offer a line break there
+    (`<wbr>`) instead of breaking a name mid-word. Joining the parts gives `text` back."""
+    return [part for part in _BREAK_AFTER_RE.split(text) if part]

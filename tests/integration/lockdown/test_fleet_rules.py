@@ -144,7 +144,7 @@ def test_rule_page_lists_each_drifted_target_in_words_with_waive_for_those_who_m
     assert a1.name in rows
     assert a2.name in rows
     assert a3.name not in rows
-    assert "effective read &amp; execute" in rows
+    assert "effective Read &amp; execute" in rows
     assert "0x001200A9" not in rows
     assert "S-1-5-21" not in rows
     assert "account with RID 1001" in rows

@@ -1,23 +1,10 @@
-"""Masks and SIDs in words, for pages that list many servers at once (the evidence keeps the numbers)."""
+"""Masks and SIDs in words, for pages and reports (the evidence keeps the numbers); names that break
+only between their parts."""
 
 from __future__ import annotations
 
-from lockdown.rules import masks
-from lockdown.rules.wording import in_words, mask_words, sid_words
-
-
-def test_the_profiles_masks_have_their_windows_names() -> None:
-    assert mask_words(masks.FILE_READ_EXECUTE) == "read & execute"
-    assert mask_words(masks.FILE_DENY_READ_EXECUTE) == "read & execute"
-    assert mask_words(masks.FILE_FULL) == "full control"
-    assert mask_words(masks.KEY_READ) == "read key"
-    assert mask_words(0) == "no access"
-
-
-def test_other_masks_read_as_the_rights_they_hold() -> None:
-    assert mask_words(0x00000021) == "read data, execute"
-    assert mask_words(masks.GENERIC_READ | 0x20) == "execute, generic read"
-    assert mask_words(0x01000000) == "other rights (0x01000000)"
+from lockdown.rules.wording import break_points, in_words, is_registry_rule, sid_words
+from lockdown.templatetags.lockdown_tags import breakable
 
 
 def test_well_known_sids_by_name_and_others_by_rid() -> None:
@@ -27,12 +14,34 @@ def test_well_known_sids_by_name_and_others_by_rid() -> None:
 
 
 def test_a_sentence_keeps_its_words_and_loses_its_numbers() -> None:
-    text = in_words("effective 0x001200A9 for S-1-5-32-545; lacks 0x00000020 (ReadKey (0x20019))")
-    assert text == "effective read & execute for Users; lacks execute (ReadKey)"
+    text = in_words("effective 0x001200A9 for S-1-5-32-545; lacks 0x00000020", registry=False)
+    assert text == "effective Read & execute for Users; lacks Traverse folder / execute file"
     assert (
-        in_words("IME_SYSTEM has effective ReadKey (0x20019) on the key")
-        == "IME_SYSTEM has effective ReadKey on the key"
+        in_words("IME_SYSTEM has effective ReadKey (0x20019) on the key", registry=True)
+        == "IME_SYSTEM has effective Read on the key"
+    )
+    assert in_words("covering FullControl (0xF003F) with container inherit", registry=True) == (
+        "covering Full control with container inherit"
     )
     assert (
-        in_words("no explicit Deny ACE for the account's own SID") == "no explicit Deny ACE for the account's own SID"
+        in_words("no explicit Deny ACE for the account's own SID", registry=False)
+        == "no explicit Deny ACE for the account's own SID"
     )
+    assert in_words(None, registry=False) == ""
+
+
+def test_a_registry_mask_reads_as_key_rights() -> None:
+    # 0x0002 is "Set value" on a key and "Create files / write data" on a file.
+    assert in_words("lacks 0x00020019 plus 0x00000002", registry=True) == "lacks Read plus Set value"
+    assert in_words("lacks 0x00000002", registry=False) == "lacks Create files / write data"
+    assert is_registry_rule("registry_acl.mail_enable")
+    assert not is_registry_rule("file_acl.system32.activeds_dll")
+
+
+def test_names_break_after_their_separators_only() -> None:
+    path = r"C:\Program Files (x86)\Mail Enable\Bin64"
+    assert break_points(path) == ["C:\\", "Program Files (x86)\\", "Mail Enable\\", "Bin64"]
+    assert "".join(break_points(path)) == path
+    assert break_points("file_acl.system32.activeds_dll") == ["file_", "acl.", "system32.", "activeds_", "dll"]
+    assert break_points("") == []
+    assert str(breakable("a\\<b>.c")) == "a\\<wbr>&lt;b&gt;.<wbr>c"
