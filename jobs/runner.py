@@ -372,13 +372,22 @@ def _execute(run: HostRun) -> str:
     )
     if kind == JobKind.VERIFY or (kind == JobKind.HARDEN and run.job.dry_run):
         result = _call_agent(run, conn, _request(run, AgentMode.VERIFY, plan=plan))
+        if _refresh_facts(run, server, facts, result.facts):
+            assert result.facts is not None
+            fresh_plan, fresh_label = _plan(server, result.facts)
+            if fresh_plan.model_dump() != plan.model_dump():
+                # What was read was chosen from the old facts (paths, services, accounts): read again.
+                event_append(run.pk, "The plan compiled from the new facts differs: verifying again against it.")
+                plan, profile_label = fresh_plan, fresh_label
+                result = _call_agent(run, conn, _request(run, AgentMode.VERIFY, plan=plan))
+                _refresh_facts(run, server, result.facts or facts, result.facts)
         outcomes = _store_outcomes(run, server, plan, result, profile_label)
         if kind == JobKind.HARDEN:
             would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
             event_append(run.pk, f"Dry run: {would_change} checks would change; nothing was changed.")
         return _end(run, HostRunState.SUCCEEDED)
     if kind == JobKind.HARDEN:
-        return _harden(run, server, conn, plan, profile_label)
+        return _harden(run, server, conn, plan, profile_label, facts)
     if kind == JobKind.ROLLBACK:
         return _rollback(run, server, conn)
     raise RunFailed("unsupported", f"Unknown job kind {kind}.")
@@ -396,6 +405,22 @@ def _discover(run: HostRun, server: Server, conn: HostConnection) -> Facts:
         f"MailEnable {facts.mailenable_edition or '?'} {facts.mailenable_version or 'not found'}.",
     )
     return facts
+
+
+def _refresh_facts(run: HostRun, server: Server, before: Facts, fresh: Facts | None) -> bool:
+    """Store the facts a verify or an apply read again in its own program; True when they changed.
+
+    None (a read of them failed) keeps the stored facts; the log says which facts changed."""
+    if fresh is None:
+        event_append(run.pk, "The host's facts could not all be read again; the stored ones are kept.", level="warning")
+        return False
+    data = fresh.model_dump(mode="json")
+    old = before.model_dump(mode="json")
+    Server.objects.filter(pk=server.pk).update(facts=data, facts_updated_at=clock.now())
+    changed = [name for name in data if data[name] != old.get(name)]
+    if changed:
+        event_append(run.pk, f"Facts read again; changed since last read: {', '.join(changed)}.")
+    return bool(changed)
 
 
 def _facts(run: HostRun, server: Server, conn: HostConnection) -> Facts:
@@ -581,7 +606,7 @@ def _service_password(server: Server) -> str:
     return decrypt_secret(secret.password_encrypted)
 
 
-def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, profile_label: str) -> str:
+def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, profile_label: str, facts: Facts) -> str:
     password = _service_password(server)
     _check_cancel(run)
     event_append(
@@ -618,6 +643,7 @@ def _harden(run: HostRun, server: Server, conn: HostConnection, plan: Plan, prof
             )
         raise
     now = clock.now()
+    _refresh_facts(run, server, facts, result.facts)
     if result.rotation is not None and result.rotation.password_set:
         _record_adopted_reset(run, server, result.rotation.services, now)
     changes = [

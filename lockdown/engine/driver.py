@@ -133,23 +133,42 @@ def run(request: AgentRequest, invoke: Invoke) -> AgentResult:
 
 
 # --- discover ---------------------------------------------------------------------------------------
-def discover_steps(service_account: str) -> list[Step]:
-    """What discover reads: the host, MailEnable's registry key, its services, accounts and Defender."""
+# Verify and apply read the facts again in their own programs (no extra invocation): before the changes,
+# and after them in an apply's second program.
+FACTS_BEFORE: Final = "d."
+FACTS_AFTER: Final = "e."
+
+
+def discover_steps(service_account: str, prefix: str = "") -> list[Step]:
+    """What discover reads: the host, MailEnable's registry key, its services, accounts and Defender.
+
+    `prefix` names the steps (and the one variable) apart when verify and apply read the facts again in
+    their own programs, so the facts stay current at no extra invocation."""
+    program_dir = f"{prefix.upper().replace('.', '_')}ME_PROGRAM_DIR"
     return [
-        _host_step(),
+        Step(id=f"{prefix}host", op="host_info"),
         Step(
-            id="me",
+            id=f"{prefix}me",
             op="registry_read",
             args={"path": ME_KEY, "view": 32, "names": list(ME_VALUES)},
-            bind={"ME_PROGRAM_DIR": "values.Program Directory"},
+            bind={program_dir: "values.Program Directory"},
         ),
-        Step(id="bin64", op="sd_read", args={"kind": "path", "path": "{{ME_PROGRAM_DIR}}\\Bin64"}),
-        Step(id="services", op="service_get", args={"names": None}),
-        Step(id="ime", op="user_get", args={"name": service_account}),
-        Step(id="store", op="group_get", args={"name": STORE_GROUP_NAME}),
-        Step(id="legacy", op="group_get", args={"name": LEGACY_STORE_GROUP_NAME}),
-        Step(id="defender", op="defender_get"),
+        Step(id=f"{prefix}bin64", op="sd_read", args={"kind": "path", "path": f"{{{{{program_dir}}}}}\\Bin64"}),
+        Step(id=f"{prefix}services", op="service_get", args={"names": None}),
+        Step(id=f"{prefix}ime", op="user_get", args={"name": service_account}),
+        Step(id=f"{prefix}store", op="group_get", args={"name": STORE_GROUP_NAME}),
+        Step(id=f"{prefix}legacy", op="group_get", args={"name": LEGACY_STORE_GROUP_NAME}),
+        Step(id=f"{prefix}defender", op="defender_get"),
     ]
+
+
+def _refreshed_facts(results: Mapping[str, StepResult], prefix: str) -> Facts | None:
+    """The facts read again by a verify or an apply, or None unless every one of those reads succeeded
+    (a half-read would replace good stored facts with defaults)."""
+    ids = [step.id for step in discover_steps("IME_SYSTEM", prefix)]
+    if not all(results.get(step_id) is not None and results[step_id].status == "ok" for step_id in ids):
+        return None
+    return facts_from(results, prefix)
 
 
 def _discover(request: AgentRequest, invoke: Invoke) -> AgentResult:
@@ -175,9 +194,9 @@ def _service_name_ok(name: object) -> bool:
     return True
 
 
-def facts_from(results: Mapping[str, StepResult]) -> Facts:
-    host = _ok(results, "host")
-    me = _ok(results, "me")
+def facts_from(results: Mapping[str, StepResult], prefix: str = "") -> Facts:
+    host = _ok(results, f"{prefix}host")
+    me = _ok(results, f"{prefix}me")
     raw_values = me.get("values")
     values: dict[str, Any] = raw_values if isinstance(raw_values, dict) else {}
     edition = version = None
@@ -190,14 +209,15 @@ def facts_from(results: Mapping[str, StepResult]) -> Facts:
                 break
     services = [
         str(s.get("name"))
-        for s in _ok(results, "services").get("services") or []
+        for s in _ok(results, f"{prefix}services").get("services") or []
         if isinstance(s, dict) and s.get("exists") and _service_name_ok(s.get("name"))
     ]
-    ime = _ok(results, "ime")
-    group = _ok(results, "store") if _ok(results, "store").get("exists") else _ok(results, "legacy")
+    ime = _ok(results, f"{prefix}ime")
+    store, legacy = _ok(results, f"{prefix}store"), _ok(results, f"{prefix}legacy")
+    group = store if store.get("exists") else legacy
     group_name = None
     if group.get("exists"):
-        group_name = STORE_GROUP_NAME if _ok(results, "store").get("exists") else LEGACY_STORE_GROUP_NAME
+        group_name = STORE_GROUP_NAME if store.get("exists") else LEGACY_STORE_GROUP_NAME
     role = host.get("domain_role")
     names = {s.casefold() for s in services}
     return Facts(
@@ -216,14 +236,14 @@ def facts_from(results: Mapping[str, StepResult]) -> Facts:
         application_dir=_text(values.get("Application Directory")),
         config_dir=_text(values.get("Configuration Directory")),
         mail_root=_text(values.get("Mail Root")),
-        bin64_exists=bool(_ok(results, "bin64").get("exists")),
+        bin64_exists=bool(_ok(results, f"{prefix}bin64").get("exists")),
         services=services,
         ime_system_sid=ime.get("sid") if ime.get("exists") else None,
         store_group_name=group_name,
         store_group_sid=group.get("sid") if group.get("exists") else None,
         windows_search_present="wsearch" in names,
         indexing_service_present="cisvc" in names,
-        defender_present=bool(_ok(results, "defender").get("installed")),
+        defender_present=bool(_ok(results, f"{prefix}defender").get("installed")),
     )
 
 
@@ -232,11 +252,16 @@ def _verify(request: AgentRequest, invoke: Invoke) -> AgentResult:
     plan = request.plan
     assert plan is not None  # the request validator demands it
     reads = read_steps(plan, "r")
-    _, results = _call(invoke, _program(request, [_host_step(), *reads.steps]))
+    refresh = discover_steps(request.service_account, FACTS_BEFORE)
+    _, results = _call(invoke, _program(request, [_host_step(), *reads.steps, *refresh]))
     mismatch = _host_mismatch(plan, results)
     if mismatch:
         return _result(request, error=AgentError(code="plan_mismatch", message=mismatch))
-    return _result(request, items=build_observations(plan, Observed(reads, results)))
+    return _result(
+        request,
+        items=build_observations(plan, Observed(reads, results)),
+        facts=_refreshed_facts(results, FACTS_BEFORE),
+    )
 
 
 # --- apply ------------------------------------------------------------------------------------------
@@ -293,6 +318,7 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
             )
         )
         steps.append(Step(id="o.account", op="user_get", args={"name": account}))
+    steps += discover_steps(account, FACTS_BEFORE)
     _, first = _call(invoke, _program(request, steps, secrets=secrets))
     mismatch = _host_mismatch(plan, first)
     if mismatch:
@@ -345,7 +371,12 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
     searching = [i for i in search_items(list(plan.items)) if i.status is None]
     if not builder.steps and not reset_steps:
         # nothing to change: the observation already holds each search item's presence and state
-        return _result(request, items=_with_problems(items, builder.problems), action=RuleAction.NONE)
+        return _result(
+            request,
+            items=_with_problems(items, builder.problems),
+            action=RuleAction.NONE,
+            facts=_refreshed_facts(first, FACTS_BEFORE),
+        )
     program_steps: list[Step] = []
     search_restore: list[Step] = []
     for n, name in enumerate(SEARCH_SERVICES):
@@ -367,6 +398,7 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
     program_steps += search_restore
     after = read_steps(plan, "a", services=SEARCH_SERVICES)
     program_steps += after.steps
+    program_steps += discover_steps(account, FACTS_AFTER)  # what the changes made of the host (a new account)
     # (an adopted account's reset has no undo: its old password is not known)
     on_failure = [*reversed(builder.undo)]
     on_failure += [s.model_copy(update={"id": "f." + s.id}) for s in _restart_steps("r.", touched)]
@@ -412,6 +444,9 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
             for i in final_items
         ]
     final_items = _search_during(final_items, searching, baseline, results, reads_used)
+    # Aborted, the program never reached its after-reads and the host was put back: the facts read
+    # before the changes describe it.
+    facts = _refreshed_facts(results, FACTS_AFTER)
     return _result(
         request,
         items=_with_problems(final_items, builder.problems),
@@ -420,6 +455,7 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
         rotation=rotation,
         health=health_list,
         error=error,
+        facts=facts or _refreshed_facts(first, FACTS_BEFORE),
     )
 
 

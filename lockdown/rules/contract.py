@@ -172,7 +172,8 @@ class AgentRequest(LockdownModel):
 class AgentResult(LockdownModel):
     """What the agent prints (one JSON document).
 
-    `facts` comes with discover; `items` carries one observation per plan item (with
+    `facts` comes with discover, and with verify and apply, which read them again in their own programs
+    (None when one of those reads failed); `items` carries one observation per plan item (with
     before/after SDDL in apply mode); `changes` lists what was changed, in order, for
     the ChangeRecords rollback uses; `rotation` reports a password change (rotate_password,
     or an adopted account's reset in apply). `recovered` (rollback) lists the journal entries of

@@ -41,7 +41,11 @@ class ScriptedAgent:
                     observed = self.observe(item)
                     if observed is not None:
                         items.append(observed)
-        return AgentResult(agent_version=AGENT_VERSION, mode=request.mode, job_id=request.job_id, items=items)
+        # verify and apply read the facts again in their own program, as the engine does
+        facts = facts_2022() if request.mode in ("verify", "apply") else None
+        return AgentResult(
+            agent_version=AGENT_VERSION, mode=request.mode, job_id=request.job_id, items=items, facts=facts
+        )
 
 
 @pytest.fixture

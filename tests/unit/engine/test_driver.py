@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lockdown.engine import sddl
+from lockdown.agent import AGENT_VERSION
+from lockdown.engine import driver, sddl
 from lockdown.engine.changes import PHASES
 from lockdown.engine.driver import journal_records
 from lockdown.engine.program import Program
+from lockdown.rules.contract import AgentRequest
 from lockdown.rules.vocabulary import AgentMode, RuleType
 from tests.unit.engine.harness import Harness, counts, harness, outcomes, steps_of
 from winlab.agent.primitives import journal_path
@@ -55,11 +57,15 @@ def test_verify_is_one_read_only_invocation() -> None:
             "lsa_enum",
             "service_get",
             "defender_get",
+            "registry_read",
             "sql",
         }
         for s in h.programs[0].steps
     )
     assert counts(plan, result.items)["drift"] > 100
+    # The same program read the facts again (no extra invocation): they are what discover finds.
+    assert result.facts is not None
+    assert result.facts == h.run(AgentMode.DISCOVER).facts
 
 
 def test_planted_06_registry_rules_are_read_and_written_in_the_64_bit_view() -> None:
@@ -83,6 +89,51 @@ def test_harden_is_two_invocations_reaches_100_and_a_second_changes_nothing() ->
     assert h.host.mutations == mutations
     assert again.changes == []
     assert len(h.programs) == 1
+
+
+def test_an_apply_reads_the_facts_again_after_its_changes_in_the_same_program() -> None:
+    h = harness()
+    before = h.facts()
+    assert before.ime_system_sid is None  # a fresh host
+    _plan, result = _hardened(h)
+    assert len(h.programs) == 2
+    # The account the apply created is in the facts it returns, as a discover now finds it.
+    assert result.facts is not None
+    assert result.facts.ime_system_sid == h.host.accounts.user("IME_SYSTEM").sid
+    assert result.facts == h.facts()
+    # A second apply changes nothing and still returns the facts, from its one invocation.
+    h.programs.clear()
+    again = h.run(AgentMode.APPLY, plan=_plan)
+    assert len(h.programs) == 1
+    assert again.facts == result.facts
+
+
+def test_an_undone_apply_returns_the_facts_read_before_its_changes() -> None:
+    h = harness()
+    plan = h.plan()
+    h.host.policy.link(GroupPolicyObject("revert", {"SeServiceLogonRight": ()}), refresh_in=1.0)
+    result = h.run(AgentMode.APPLY, plan=plan)
+    assert result.error is not None
+    assert result.facts is not None
+    assert result.facts.ime_system_sid is None  # the account it created was removed again
+
+
+def test_facts_that_could_not_all_be_read_again_are_not_returned() -> None:
+    h = harness()
+    plan = h.plan()
+
+    def failing(program: Program) -> Any:
+        result = h.invoke(program)
+        assert any(r.id == "d.services" for r in result.steps)
+        steps = [r.model_copy(update={"status": "error"}) if r.id == "d.services" else r for r in result.steps]
+        return result.model_copy(update={"steps": steps})
+
+    request_result = driver.run(
+        AgentRequest(agent_version=AGENT_VERSION, mode=AgentMode.VERIFY, job_id="job-2", plan=plan), failing
+    )
+    assert request_result.error is None
+    assert request_result.items
+    assert request_result.facts is None
 
 
 def test_order_of_work_accounts_first_services_last() -> None:

@@ -21,6 +21,9 @@ SERVICES = [
     {"name": "MESMTPCS", "exists": True, "start_name": "LocalSystem", "start_name_sid": "S-1-5-18", "state": "Running"},
 ]
 PROBES = ["b.smtp", "b.smtp.v6", "b.pop", "b.pop.v6", "b.imap", "b.imap.v6"]
+# Verify and apply read the facts again in their own programs: before the changes, and after them.
+FACTS_BEFORE = ["d.host", "d.me", "d.bin64", "d.services", "d.ime", "d.store", "d.legacy", "d.defender"]
+FACTS_AFTER = [step_id.replace("d.", "e.", 1) for step_id in FACTS_BEFORE]
 
 
 def _host(**answers: Any) -> ScriptedHost:
@@ -48,12 +51,14 @@ def test_the_observation_checks_the_stored_password_of_the_account() -> None:
     result = _apply(host, service_account="MEADMIN")
     assert len(host.programs) == 1  # nothing to change
     (observe,) = host.programs
-    assert _ids(observe.steps) == ["host", "b.services", *PROBES, "o.logon", "o.account"]
+    assert _ids(observe.steps) == ["host", "b.services", *PROBES, "o.logon", "o.account", *FACTS_BEFORE]
     assert observe.steps[1] == Step(id="b.services", op="service_get", args={"names": None})
-    assert observe.steps[-2] == Step(
+    steps = {s.id: s for s in observe.steps}
+    assert steps["o.logon"] == Step(
         id="o.logon", op="logon_check", args={"user": "S19ENG\\MEADMIN", "password": "{{SERVICE_PASSWORD}}"}
     )
-    assert observe.steps[-1] == Step(id="o.account", op="user_get", args={"name": "MEADMIN"})
+    assert steps["o.account"] == Step(id="o.account", op="user_get", args={"name": "MEADMIN"})
+    assert steps["d.ime"] == Step(id="d.ime", op="user_get", args={"name": "MEADMIN"})
     assert {k: v.get_secret_value() for k, v in observe.secrets.items()} == {"SERVICE_PASSWORD": PASSWORD}
     assert (observe.job_id, observe.mode) == ("h-1", "apply")
     assert result.action is RuleAction.NONE
@@ -65,7 +70,7 @@ def test_the_observation_checks_the_stored_password_of_the_account() -> None:
 def test_without_a_password_there_is_no_logon_check() -> None:
     host = _host()
     _apply(host, service_password=None)
-    assert _ids(host.programs[0].steps) == ["host", "b.services", *PROBES]
+    assert _ids(host.programs[0].steps) == ["host", "b.services", *PROBES, *FACTS_BEFORE]
     assert host.programs[0].secrets == {}
 
 
@@ -88,7 +93,7 @@ def test_the_host_name_is_compared_case_insensitively_and_a_missing_one_is_no_mi
     host = _host(host={"computer_name": name})
     result = host.run(mode=AgentMode.VERIFY, plan=EMPTY)
     assert result.error is None
-    assert host.programs[0].steps == [Step(id="host", op="host_info")]
+    assert _ids(host.programs[0].steps) == ["host", *FACTS_BEFORE]
 
 
 def test_a_host_step_without_a_result_is_no_mismatch() -> None:
@@ -112,6 +117,7 @@ def test_resetting_an_adopted_account_sets_its_password_and_every_service_runnin
         "h.settle",
         "h.services",
         "a1",
+        *FACTS_AFTER,
     ]
     steps = {s.id: s for s in program.steps}
     assert steps["s.during"] == Step(id="s.during", op="service_get", args={"names": ["WSearch", "cisvc"]})
@@ -229,7 +235,7 @@ def test_a_reset_of_an_account_whose_services_are_all_stopped_restarts_and_check
     host = _host(b_services={"services": [SERVICES[1], SERVICES[2]]})
     result = _apply(host, reset_adopted_password=True)
     program = host.programs[1]
-    assert _ids(program.steps) == ["s.during", "p.set", "p.svc0", "a1"]
+    assert _ids(program.steps) == ["s.during", "p.set", "p.svc0", "a1", *FACTS_AFTER]
     assert result.health == []
     assert result.rotation is not None
     assert result.rotation.services == ["MEPOPS"]
