@@ -174,3 +174,18 @@ def test_a_list_costs_the_same_queries_for_3_and_30_servers(alice, tenant_a, url
             assert api.get(url).status_code == 200
         counts.append(len(queries.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.parametrize("path", ["/api/v1/servers/0.12/", "/api/v1/servers/1.5/verify/", "/api/v1/nothing/"])
+def test_an_unknown_api_path_is_a_json_404_not_the_pages_html(alice, path: str) -> None:
+    # found by schemathesis: a non-integer id fell through to the pages' HTML 404
+    response = _api(_issue(alice)).get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_rejected_filter_names_the_parameter_as_the_schema_says(alice) -> None:
+    response = _api(_issue(alice)).get("/api/v1/servers/?customer=x")
+    assert response.status_code == 400
+    assert response.json() == {"customer": "a customer id"}  # a string per parameter (api.schema.VALIDATION_ERROR)
