@@ -339,4 +339,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": "/api/v1/",
     "COMPONENT_SPLIT_REQUEST": True,
+    # a rule's status and a server's are both `status`: each its own named enum (was StatusEnum: the server's)
+    "ENUM_NAME_OVERRIDES": {
+        "RuleStatusEnum": "api.serializers.RULE_STATUSES",
+        "ServerStatusEnum": "servers.choices.ServerStatus",
+    },
 }

@@ -37,12 +37,12 @@ from api.tokens import token_issue, token_scope
 from servers.audit import Actor
 from servers.tenancy import scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import TenantObjects, tenant_job
+from tests.factories import TenantObjects, tenant_compliance, tenant_job
 
 pytestmark = pytest.mark.django_db
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "api" / "openapi.yaml"
-FUZZ_EXAMPLES = 12
+FUZZ_EXAMPLES = 20
 # Written into each tenant's credential: no response may contain it, nor its ciphertext.
 SECRETS = {"A": "fuzz-secret-of-A-7bq2!", "B": "fuzz-secret-of-B-9kx4!"}
 
@@ -52,6 +52,14 @@ schema = schemathesis.openapi.from_path(
         {"seed": 15, "generation": {"deterministic": True, "database": "none", "max-examples": FUZZ_EXAMPLES}}
     ),
 )
+# path → the kind of object its {id} names: a generated id is sometimes replaced by a real one (A's or B's)
+ID_PATHS = {
+    "/api/v1/customers/{id}/": "customer",
+    "/api/v1/servers/{id}/": "server",
+    "/api/v1/servers/{id}/verify/": "server",
+    "/api/v1/servers/{id}/results/": "server",
+    "/api/v1/jobs/{id}/": "job",
+}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -96,7 +104,7 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
         tenant.credential.set_secret(SECRETS[label])
         tenant.credential.save(update_fields=["secret_encrypted"])
         forbidden += [SECRETS[label], tenant.credential.secret_encrypted]
-        tenant_job(tenant)
+        tenant_compliance(tenant)
     tokens: list[FuzzToken] = []
     for role in ROLE_USERS:
         user = make_role_user(role)
@@ -117,13 +125,18 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
             )
             tokens.append(FuzzToken(label=f"{role}/{kind}", secret=issued.secret, sees=sees))
             forbidden += [issued.secret, issued.token.digest]
-    ids = {
-        "/api/v1/customers/{id}/": [t.customer.pk for t in tenants.values()],
-        "/api/v1/servers/{id}/": [t.server.pk for t in tenants.values()],
-        "/api/v1/servers/{id}/verify/": [t.server.pk for t in tenants.values()],
-        "/api/v1/jobs/{id}/": [tenant_job(t) for t in tenants.values()],
+    real = {
+        "customer": [t.customer.pk for t in tenants.values()],
+        "server": [t.server.pk for t in tenants.values()],
+        "job": [tenant_job(t) for t in tenants.values()],
     }
+    ids = {path: real[kind] for path, kind in ID_PATHS.items()}
     return World(tokens=tokens, tenants=tenants, ids=ids, forbidden=forbidden)
+
+
+def test_every_operation_with_an_id_is_fuzzed_with_real_ids_too() -> None:
+    templated = {path for path in schema.raw_schema["paths"] if "{" in path}
+    assert templated == set(ID_PATHS), "add a new operation's path to ID_PATHS with the kind of object it names"
 
 
 @pytest.fixture
