@@ -8,9 +8,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job
+from lockdown.rules.vocabulary import Risk, RuleStatus
 from servers.assessment import assessment_of
 from servers.maintenance import WEEKDAYS, parse_days
 from servers.models import Customer, Server
+
+RULE_STATUSES = [status.value for status in RuleStatus]  # the schema's RuleStatusEnum (SPECTACULAR_SETTINGS)
 
 
 class MaintenanceWindowSerializer(serializers.Serializer[Customer]):
@@ -90,3 +93,23 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         from jobs.templatetags.job_tags import job_title
 
         return job_title(job)
+
+
+class RuleOutcomeSerializer(serializers.Serializer[dict[str, Any]]):
+    """One rule on one resolved target from the server's latest verify (a stored `RuleOutcome`)."""
+
+    rule_id = serializers.CharField(read_only=True)
+    target = serializers.CharField(read_only=True, help_text="The resolved target (a path, a right, a setting)")
+    section = serializers.CharField(read_only=True, help_text="The hardening guide's section")
+    status = serializers.ChoiceField(choices=RULE_STATUSES, read_only=True)
+    underlying_status = serializers.ChoiceField(
+        choices=RULE_STATUSES,
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="For a waived rule, what the check found; otherwise null",
+    )
+    expected_text = serializers.CharField(read_only=True)
+    observed_text = serializers.CharField(read_only=True, help_text="What the host showed (untrusted input)")
+    reason = serializers.CharField(read_only=True, default="")
+    risk = serializers.ChoiceField(choices=[risk.value for risk in Risk], read_only=True)

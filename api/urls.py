@@ -1,6 +1,8 @@
 """/api/v1/ and its OpenAPI schema."""
 
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
@@ -11,7 +13,20 @@ router.register("customers", views.CustomerViewSet, basename="api-customer")
 router.register("servers", views.ServerViewSet, basename="api-server")
 router.register("jobs", views.JobViewSet, basename="api-job")
 
-api_patterns = [*router.urls, path("schema/", SpectacularAPIView.as_view(), name="api-schema")]
+
+@csrf_exempt  # as DRF's views: a token, never the session, so there is no CSRF surface
+def api_not_found(request: HttpRequest, rest: str) -> JsonResponse:
+    """Any other /api/v1/ path (`servers/abc/`, a missing slash): a JSON 404 like the API's own, not the pages'
+    HTML one (a client parses every /api/v1/ answer as JSON; the schema says so)."""
+    hint = "" if request.path.endswith("/") else " (the API's URLs end with a slash)"
+    return JsonResponse({"detail": f"Not found.{hint}"}, status=404)
+
+
+api_patterns = [
+    *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    re_path(r"^(?P<rest>.*)$", api_not_found),  # last: only what nothing above matched
+]
 for pattern in api_patterns:
     # A token, not the session, authenticates these (api.authentication): the pages' login redirect is not for them.
     pattern.callback.login_required = False  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.models import ApiToken
-from api.serializers import CustomerSerializer, JobSerializer, ServerSerializer
+from api.serializers import RULE_STATUSES, CustomerSerializer, JobSerializer, RuleOutcomeSerializer, ServerSerializer
 from api.tokens import token_actor, token_scope
 from jobs import selectors as job_selectors
 from jobs.choices import JobKind
@@ -35,6 +35,14 @@ class Cursor(pagination.CursorPagination):
 
 class NewestFirst(Cursor):
     ordering = "-id"
+
+
+class Pages(pagination.PageNumberPagination):
+    """For lists that are not rows (a server's outcomes are one JSON document): numbered pages."""
+
+    page_size = 100
+    max_page_size = 500
+    page_size_query_param = "page_size"
 
 
 class ScopedViewSet(viewsets.GenericViewSet[Any]):
@@ -89,6 +97,8 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
 
     def get_queryset(self) -> QuerySet[Server]:
         servers = self.scope().filter(Server.objects.select_related("customer").prefetch_related("tags"))
+        if self.action != "list":  # the filters are the list's (`status` of results/ is a rule's)
+            return servers.order_by("id")
         customer = self.request.query_params.get("customer", "")
         if customer:
             if not customer.isdigit():
@@ -100,6 +110,20 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
                 raise exceptions.ValidationError({"status": f"one of {', '.join(ServerStatus.values)}"})
             servers = servers.filter(status=wanted)
         return servers.order_by("id")
+
+    @extend_schema(
+        summary="The server's latest rule results (from its last verify), in the guide's order",
+        parameters=[OpenApiParameter("status", str, enum=RULE_STATUSES, description="Only results in this state")],
+        responses=RuleOutcomeSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=Pages, serializer_class=RuleOutcomeSerializer)
+    def results(self, request: Request, pk: str | None = None) -> Response:
+        server = self.get_object()
+        wanted = request.query_params.get("status", "")
+        if wanted and wanted not in RULE_STATUSES:
+            raise exceptions.ValidationError({"status": f"one of {', '.join(RULE_STATUSES)}"})
+        page = self.paginate_queryset(job_selectors.server_rule_outcomes(server, status=wanted))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
         summary="Verify the server now (read-only on the host): starts a job",

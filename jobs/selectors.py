@@ -380,6 +380,16 @@ def server_compliance_page(server: Server, page_filter: ComplianceFilter | None 
     )
 
 
+def server_rule_outcomes(server: Server, *, status: str = "") -> list[dict[str, Any]]:
+    """The server's latest outcomes (`ServerCompliance.outcomes`, the guide's order), of one status if given.
+
+    One query whatever the number of rules: the outcomes are one JSON row. No compliance yet: none.
+    """
+    outcomes = ServerCompliance.objects.filter(server=server).values_list("outcomes", flat=True).first()
+    rows: list[dict[str, Any]] = list(outcomes or [])
+    return [row for row in rows if row.get("status") == status] if status else rows
+
+
 def server_recent_runs(server: Server, limit: int = 10) -> list[HostRun]:
     return list(HostRun.objects.filter(server=server).select_related("job").order_by("-id")[:limit])
 

@@ -310,6 +310,46 @@ def tenant_rule(tenant: TenantObjects) -> str:
     return rule_id
 
 
+OUTCOME_STATUSES = ("compliant", "drift", "waived", "error")
+
+
+def tenant_compliance(tenant: TenantObjects, rules: int = 4) -> Any:
+    """The tenant's server verified: `rules` stored outcomes cycling through OUTCOME_STATUSES, whose
+    observed text names the server (so a response that shows them to another customer shows the leak)."""
+    from jobs.models import HostRun, ServerCompliance
+
+    tenant_job(tenant)
+    outcomes: list[dict[str, Any]] = [
+        {
+            "rule_id": f"file_acl.rule_{index:03d}",
+            "target": f"C:\\Program Files (x86)\\Mail Enable\\Bin\\file{index}.exe",
+            "section": f"Section {index % 3}",
+            "status": OUTCOME_STATUSES[index % len(OUTCOME_STATUSES)],
+            "underlying_status": "drift" if OUTCOME_STATUSES[index % len(OUTCOME_STATUSES)] == "waived" else None,
+            "action": "none",
+            "expected_text": "IME_SYSTEM may read and execute.",
+            "expected": {},
+            "observed_text": f"IME_SYSTEM has no access on {tenant.server.name}.",
+            "observed": {},
+            "reason": "",
+            "risk": "low",
+            "risk_note": None,
+            "waiver_justification": None,
+        }
+        for index in range(rules)
+    ]
+    compliance, _ = ServerCompliance.objects.update_or_create(
+        server=tenant.server,
+        defaults={
+            "host_run": HostRun.objects.filter(server=tenant.server).order_by("pk")[0],
+            "verified_at": lockdown_clock.now(),
+            "profile_label": "builtin v1",
+            "outcomes": outcomes,
+        },
+    )
+    return compliance
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int | str]] = {
     "rule_id": tenant_rule,
     "token_id": tenant_token,

@@ -17,7 +17,7 @@ from jobs.models import Job
 from servers.audit import Actor
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import tenant_job
+from tests.factories import tenant_compliance, tenant_job
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +28,7 @@ OPERATIONS: dict[str, tuple[str, Action | None]] = {
     "api-server-list": ("GET", None),
     "api-server-detail": ("GET", Action.VIEW),
     "api-server-verify": ("POST", Action.EDIT_SERVERS),
+    "api-server-results": ("GET", Action.VIEW),
     "api-job-list": ("GET", None),
     "api-job-detail": ("GET", Action.VIEW),
     "api-schema": ("GET", None),
@@ -81,6 +82,7 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
     api = Client(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
     problems: list[str] = []
     for tenant in (tenant_a, tenant_b):
+        tenant_compliance(tenant)
         objects = {"customer": tenant.customer.pk, "server": tenant.server.pk, "job": tenant_job(tenant)}
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
         for name, (method, action) in OPERATIONS.items():
