@@ -407,7 +407,7 @@ def _discover(run: HostRun, server: Server, conn: HostConnection) -> Facts:
     return facts
 
 
-def _refresh_facts(run: HostRun, server: Server, before: Facts, fresh: Facts | None) -> bool:
+def _refresh_facts(run: HostRun, server: Server, before: Facts | None, fresh: Facts | None) -> bool:
     """Store the facts a verify or an apply read again in its own program; True when they changed.
 
     None (a read of them failed) keeps the stored facts; the log says which facts changed."""
@@ -415,12 +415,19 @@ def _refresh_facts(run: HostRun, server: Server, before: Facts, fresh: Facts | N
         event_append(run.pk, "The host's facts could not all be read again; the stored ones are kept.", level="warning")
         return False
     data = fresh.model_dump(mode="json")
-    old = before.model_dump(mode="json")
+    old = before.model_dump(mode="json") if before is not None else {}
     Server.objects.filter(pk=server.pk).update(facts=data, facts_updated_at=clock.now())
     changed = [name for name in data if data[name] != old.get(name)]
     if changed:
         event_append(run.pk, f"Facts read again; changed since last read: {', '.join(changed)}.")
     return bool(changed)
+
+
+def _stored_facts(server: Server) -> Facts | None:
+    try:
+        return Facts.model_validate(server.facts) if server.facts else None
+    except ValueError:
+        return None
 
 
 def _facts(run: HostRun, server: Server, conn: HostConnection) -> Facts:
@@ -867,6 +874,8 @@ def _rollback(run: HostRun, server: Server, conn: HostConnection) -> str:
         event_append(run.pk, f"{result.error.code}: {message}", level="error")
         return _end(run, HostRunState.FAILED, result.error.code, message)
     now = clock.now()
+    if result.facts is not None:  # read again at the end of the rollback's program (an account it removed)
+        _refresh_facts(run, server, _stored_facts(server), result.facts)
     ChangeRecord.objects.filter(pk__in=[record.pk for record in records]).update(rolled_back_at=now, rolled_back_by=run)
     if recover:
         HostRun.objects.filter(pk__in=[lost_run.pk for lost_run in lost]).update(journal_recovered=True)

@@ -653,6 +653,8 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
         for n, (job_id, ids) in enumerate(by_job.items())
         if job_id not in broken
     ]
+    if program_steps:
+        program_steps += discover_steps(request.service_account, FACTS_AFTER)  # a removed account, say
     _, results = _call(invoke, _program(request, program_steps)) if program_steps else (None, {})
     items: dict[tuple[str, str], ObservedItem] = {}
     changes: list[ChangeRecord] = []
@@ -695,6 +697,7 @@ def _rollback(request: AgentRequest, invoke: Invoke) -> AgentResult:
         action=action,
         health=health_list,
         error=error,
+        facts=_refreshed_facts(results, FACTS_AFTER),
     )
 
 

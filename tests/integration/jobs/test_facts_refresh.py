@@ -1,4 +1,4 @@
-"""Issue 12 item 3: the facts on the server page are refreshed by verify and harden, in the programs they
+"""Issue 12 item 3: the facts on the server page are refreshed by verify, harden and rollback, in the programs they
 already send (no extra invocation), against a real winlab host over WinRM. A verify whose fresh facts
 compile to another plan reads the host again against that plan."""
 
@@ -73,6 +73,14 @@ def test_verify_and_harden_refresh_the_facts_without_another_invocation(tmp_path
         assert counted == ["verify"]
         assert "changed since last read" not in _log(again)
         assert "verifying again" not in _log(first) + _log(again)
+        # A rollback removes the account the harden created: its own program reads the facts again too.
+        counted.clear()
+        rollback = _run(server, JobKind.ROLLBACK)
+        assert rollback.state == HostRunState.SUCCEEDED, _log(rollback)
+        assert counted == ["rollback"]
+        server.refresh_from_db()
+        assert server.facts["ime_system_sid"] is None
+        assert "changed since last read: ime_system_sid" in _log(rollback)
     finally:
         lab.stop()
 

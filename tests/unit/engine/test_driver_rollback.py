@@ -90,8 +90,15 @@ def _rollback(host: ScriptedHost, changes: list[ChangeRecord], **fields: Any) ->
     return host.run(mode=AgentMode.ROLLBACK, job_id="8.1", rollback=changes, **fields)
 
 
+FACTS_AFTER = ["e.host", "e.me", "e.bin64", "e.services", "e.ime", "e.store", "e.legacy", "e.defender"]
+
+
 def _ids(steps: list[Step]) -> list[str]:
-    return [s.id for s in steps]
+    """The rollback's own steps; the facts read again at the end of its program are checked on their own."""
+    ids = [s.id for s in steps]
+    if ids[-len(FACTS_AFTER) :] == FACTS_AFTER:
+        return ids[: -len(FACTS_AFTER)]
+    return ids
 
 
 def _full() -> tuple[ScriptedHost, list[ChangeRecord]]:
@@ -119,6 +126,8 @@ def test_rollback_reads_each_object_once_then_undoes_newest_first_in_one_program
     ]
     assert (observe.job_id, observe.mode, observe.secrets) == ("8.1", "rollback", {})
     assert _ids(program.steps) == ["u0", "u1.0", "u2.0", "u3", "r.stop0", "r.start0", "h.settle", "h.services", "d0"]
+    # Last, in the same program, the facts are read again (what the undo made of the host).
+    assert [s.id for s in program.steps][-len(FACTS_AFTER) :] == FACTS_AFTER
     steps = {s.id: s for s in program.steps}
     assert steps["u0"] == Step(
         id="u0",
@@ -267,7 +276,7 @@ def test_an_undo_the_host_refused_or_that_met_a_changed_object_fails_its_item() 
     assert result.changes == []
     assert result.action is RuleAction.FAILED
     # the host skips the journal delete: its when_ok names the failed undos
-    assert host.results[1].steps[-1].status == "skipped"
+    assert next(r for r in host.results[1].steps if r.id == "d0").status == "skipped"
 
 
 def test_the_errors_of_an_undo_of_several_steps_are_joined_and_cut_to_the_contract_length() -> None:
@@ -544,6 +553,10 @@ def test_a_change_without_a_job_does_not_hide_the_journal_of_the_others() -> Non
     host = _host(o1=_sd(), o2=_sd())
     _rollback(host, [_acl(target=CONFIG, seq=0, job="7.1"), _acl(target=BIN, seq=1, job=None)])
     steps = host.programs[1].steps
-    assert [(s.id, s.op) for s in steps] == [("u0", "dacl_write"), ("u1", "dacl_write"), ("d0", "journal_delete")]
+    assert [(s.id, s.op) for s in steps if s.id in _ids(steps)] == [
+        ("u0", "dacl_write"),
+        ("u1", "dacl_write"),
+        ("d0", "journal_delete"),
+    ]
     assert steps[2].args == {"job_id": "7.1"}
     assert steps[2].when_ok == ["u1"]
