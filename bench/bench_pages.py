@@ -197,6 +197,8 @@ def main() -> None:
         "server list, search": reverse("server_list") + "?q=mx0421",
         "server list, page 120": reverse("server_list") + "?page=120",
         "server page (180 outcomes)": reverse("server_detail", kwargs={"server_id": ids["server"]}),
+        "server page, problems only": reverse("server_detail", kwargs={"server_id": ids["server"]}) + "?show=problems",
+        "server page, search": reverse("server_detail", kwargs={"server_id": ids["server"]}) + "?q=system32",
         "customer page": reverse(
             "customer_detail", kwargs={"customer_id": Server.objects.get(pk=ids["server"]).customer_id}
         ),
