@@ -38,6 +38,7 @@ class ApiAutoSchema(AutoSchema):
             errors["404"] = OpenApiResponse(ErrorSerializer, description="The cursor is not valid")
         if self.method != "GET":
             errors["403"] = OpenApiResponse(ErrorSerializer, description="Your role or token may not do this")
+            errors["415"] = OpenApiResponse(ErrorSerializer, description="A body that is not application/json")
         if self.method != "GET" or any(
             isinstance(parameter, OpenApiParameter) and parameter.location == OpenApiParameter.QUERY
             for parameter in self.get_override_parameters()

@@ -113,3 +113,26 @@ class RuleOutcomeSerializer(serializers.Serializer[dict[str, Any]]):
     observed_text = serializers.CharField(read_only=True, help_text="What the host showed (untrusted input)")
     reason = serializers.CharField(read_only=True, default="")
     risk = serializers.ChoiceField(choices=[risk.value for risk in Risk], read_only=True)
+
+
+class HardenRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """The single-server harden's options, as on the server page's Harden… form."""
+
+    dry_run = serializers.BooleanField(default=False, help_text="Report what would change; change nothing")
+    in_window = serializers.BooleanField(
+        default=False,
+        help_text="Start in the customer's next maintenance window (hosts not started before it closes are "
+        "cancelled); refused when the customer has none. Ignored on a dry run.",
+    )
+    reset_adopted_password = serializers.BooleanField(
+        default=False,
+        help_text="Reset the password of an IME_SYSTEM that MEInstaller created (cannot be rolled back)",
+    )
+
+
+class RollbackRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """The single-server rollback's options."""
+
+    in_window = serializers.BooleanField(
+        default=False, help_text="Start in the customer's next maintenance window; refused when it has none"
+    )

@@ -4,23 +4,33 @@ may not act gets 403."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, pagination, status, viewsets
+from rest_framework import exceptions, mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.models import ApiToken
-from api.serializers import RULE_STATUSES, CustomerSerializer, JobSerializer, RuleOutcomeSerializer, ServerSerializer
+from api.serializers import (
+    RULE_STATUSES,
+    CustomerSerializer,
+    HardenRequestSerializer,
+    JobSerializer,
+    RollbackRequestSerializer,
+    RuleOutcomeSerializer,
+    ServerSerializer,
+)
 from api.tokens import token_actor, token_scope
 from jobs import selectors as job_selectors
 from jobs.choices import JobKind
 from jobs.models import Job
-from jobs.services import JobRefused, job_create
+from jobs.services import JobOptions, JobRefused, job_create, maintenance_window_for
+from lockdown import clock
 from servers.choices import ServerStatus
 from servers.models import Customer, Server
 from servers.tenancy import Action, Scope, require
@@ -125,23 +135,33 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         page = self.paginate_queryset(job_selectors.server_rule_outcomes(server, status=wanted))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(
-        summary="Verify the server now (read-only on the host): starts a job",
-        request=None,
-        responses={202: JobSerializer},
-    )
-    @action(detail=True, methods=["post"])
-    def verify(self, request: Request, pk: str | None = None) -> Response:
-        server = self.get_object()
+    def _server_for(self, action_needed: Action) -> Server:
+        """The server of the URL if the token may act on it: 404 before 403, both before the body is read."""
+        server: Server = self.get_object()
+        require(self.scope(), action_needed, server.customer_id)
+        return server
+
+    @staticmethod
+    def _options(request: Request, serializer: type[serializers.Serializer[Any]]) -> dict[str, Any]:
+        """The JSON body's options, checked; no body at all means the defaults (`curl -X POST` with nothing)."""
+        body = serializer(data=request.data)  # DRF reads no body (and no content type) as {}
+        body.is_valid(raise_exception=True)
+        return dict(body.validated_data)
+
+    def _start(self, request: Request, server: Server, kind: JobKind, options: JobOptions, in_window: bool) -> Response:
+        """A one-server job through the pages' `job_create`: the same refusals (lock, window, role)."""
         scope = self.scope()
-        require(scope, Action.EDIT_SERVERS, server.customer_id)
         try:
+            if in_window:
+                not_before, not_after = maintenance_window_for([server], clock.now())
+                options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
             job = job_create(
                 scope=scope,
                 actor=token_actor(request.auth, request),  # type: ignore[arg-type]
-                kind=JobKind.VERIFY,
+                kind=kind,
                 servers=[server],
-                description=f"Verify {server.name} (API)",
+                options=options,
+                description=f"{JobKind(kind).label} {server.name} (API)",
             )
         except JobRefused as refused:
             raise exceptions.ValidationError({"detail": str(refused)}) from None
@@ -149,6 +169,44 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         return Response(
             JobSerializer(shown, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED
         )
+
+    @extend_schema(
+        summary="Verify the server now (read-only on the host): starts a job",
+        request=None,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def verify(self, request: Request, pk: str | None = None) -> Response:
+        server = self._server_for(Action.EDIT_SERVERS)
+        return self._start(request, server, JobKind.VERIFY, JobOptions(), in_window=False)
+
+    @extend_schema(
+        summary="Harden the server (now, or in its customer's next maintenance window): starts a job",
+        description="Mail is interrupted briefly while the MailEnable services restart; the host checks "
+        "SMTP, POP and IMAP afterwards and undoes the run itself if they do not answer. A host locked by "
+        "another harden or rollback is refused (400).",
+        request=HardenRequestSerializer,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def harden(self, request: Request, pk: str | None = None) -> Response:
+        server = self._server_for(Action.HARDEN)
+        data = self._options(request, HardenRequestSerializer)
+        options = JobOptions(dry_run=data["dry_run"], reset_adopted_password=data["reset_adopted_password"])
+        return self._start(
+            request, server, JobKind.HARDEN, options, in_window=data["in_window"] and not data["dry_run"]
+        )
+
+    @extend_schema(
+        summary="Roll back every change recorded on the server that is not rolled back yet: starts a job",
+        request=RollbackRequestSerializer,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk: str | None = None) -> Response:
+        server = self._server_for(Action.HARDEN)
+        data = self._options(request, RollbackRequestSerializer)
+        return self._start(request, server, JobKind.ROLLBACK, JobOptions(), in_window=data["in_window"])
 
 
 @extend_schema_view(

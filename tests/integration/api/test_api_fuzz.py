@@ -58,6 +58,8 @@ ID_PATHS = {
     "/api/v1/servers/{id}/": "server",
     "/api/v1/servers/{id}/verify/": "server",
     "/api/v1/servers/{id}/results/": "server",
+    "/api/v1/servers/{id}/harden/": "server",
+    "/api/v1/servers/{id}/rollback/": "server",
     "/api/v1/jobs/{id}/": "job",
 }
 CHECKS = [

@@ -28,6 +28,8 @@ OPERATIONS: dict[str, tuple[str, Action | None]] = {
     "api-server-list": ("GET", None),
     "api-server-detail": ("GET", Action.VIEW),
     "api-server-verify": ("POST", Action.EDIT_SERVERS),
+    "api-server-harden": ("POST", Action.HARDEN),
+    "api-server-rollback": ("POST", Action.HARDEN),
     "api-server-results": ("GET", Action.VIEW),
     "api-job-list": ("GET", None),
     "api-job-detail": ("GET", Action.VIEW),
@@ -97,11 +99,14 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             else:
                 expected = {202} if method == "POST" else {200}
             jobs_before = Job.objects.count()
-            response = api.post(url) if method == "POST" else api.get(url)
+            last_job = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            response = api.post(url, data="{}", content_type="application/json") if method == "POST" else api.get(url)
             if response.status_code not in expected:
                 problems.append(f"{method} {url}: {response.status_code}, expected {sorted(expected)}")
             if method == "POST" and response.status_code != 202 and Job.objects.count() != jobs_before:
                 problems.append(f"{method} {url}: refused but a job was created")
+            # A started harden locks the host: the next operation must not meet this one's lock.
+            Job.objects.filter(pk__gt=last_job).delete()
             b_visible = scope.sees_everything() or tenant_b.customer.pk in scope.customer_ids
             leaked = [
                 text for text in (tenant_b.customer.name, tenant_b.server.name) if text in response.content.decode()
