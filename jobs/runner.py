@@ -372,15 +372,15 @@ def _execute(run: HostRun) -> str:
     )
     if kind == JobKind.VERIFY or (kind == JobKind.HARDEN and run.job.dry_run):
         result = _call_agent(run, conn, _request(run, AgentMode.VERIFY, plan=plan))
-        if _refresh_facts(run, server, facts, result.facts):
-            assert result.facts is not None
-            fresh_plan, fresh_label = _plan(server, result.facts)
+        fresh = result.facts
+        if _refresh_facts(run, server, facts, fresh) and fresh is not None:
+            fresh_plan, fresh_label = _plan(server, fresh)
             if fresh_plan.model_dump() != plan.model_dump():
                 # What was read was chosen from the old facts (paths, services, accounts): read again.
                 event_append(run.pk, "The plan compiled from the new facts differs: verifying again against it.")
                 plan, profile_label = fresh_plan, fresh_label
                 result = _call_agent(run, conn, _request(run, AgentMode.VERIFY, plan=plan))
-                _refresh_facts(run, server, result.facts or facts, result.facts)
+                _refresh_facts(run, server, fresh, result.facts)
         outcomes = _store_outcomes(run, server, plan, result, profile_label)
         if kind == JobKind.HARDEN:
             would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
