@@ -63,6 +63,9 @@ def job_host_runs(*, scope: Scope, job: Job) -> QuerySet[HostRun]:
     return scope.filter(HostRun.objects.filter(job=job)).order_by("wave", "customer_name", "server_name")
 
 
+LOG_PAGE = 500  # log lines per answer: the live log page's poll and the API's GET /jobs/{id}/log/
+
+
 def job_events_after(*, scope: Scope, job: Job, after: int, limit: int = 500) -> list[HostRunEvent]:
     runs = job_host_runs(scope=scope, job=job).values("pk")
     events = HostRunEvent.objects.filter(host_run_id__in=runs, pk__gt=after)

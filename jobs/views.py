@@ -18,8 +18,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jobs import selectors
 from jobs.choices import (
-    CONNECT_ERROR_KINDS,
-    CONNECT_FAILED,
     JOB_STATE_COLOURS,
     MUTATING_KINDS,
     RUN_STATE_COLOURS,
@@ -40,14 +38,13 @@ from jobs.services import (
     maintenance_window_for,
     typed_confirmation_needed,
 )
+from jobs.templatetags.job_tags import job_stop_reason
 from lockdown import clock
 from servers import selectors as server_selectors
 from servers.audit import Actor
 from servers.choices import ServerStatus
 from servers.models import Server
 from servers.tenancy import Action, request_scope, require, scoped_get
-
-LOG_PAGE = 500
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -354,7 +351,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 RUNS_PER_PAGE = 100
-SCOPED_STOP_REASON = "The job stopped: too many hosts of a wave failed, so the remaining hosts were not started."
 
 
 def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
@@ -398,11 +394,9 @@ def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         "job_colour": JOB_STATE_COLOURS.get(JobState(job.state), "grey"),
         "can_cancel": job.is_open and may_act,
         # a customer's users read no fleet-wide counts (the stop reason counts every host of the wave)
-        "stop_reason": job.stop_reason if scope.is_msp or not job.stop_reason else SCOPED_STOP_REASON,
+        "stop_reason": job_stop_reason(job, msp=scope.is_msp),
         # customer-scoped users read one sentence for any failed connection (no port scanner)
-        "hide_connect_detail": not scope.is_msp,
-        "connect_kinds": CONNECT_ERROR_KINDS,
-        "connect_failed": CONNECT_FAILED,
+        "msp": scope.is_msp,
     }
 
 
@@ -425,9 +419,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     scope = request_scope(request)
     job = selectors.job_get(scope=scope, job_id=job_id)
     context = _job_context(request, job)
-    events = selectors.job_events_after(scope=scope, job=job, after=0, limit=LOG_PAGE)
+    events = selectors.job_events_after(scope=scope, job=job, after=0, limit=selectors.LOG_PAGE)
     context.update(events=events, cursor=events[-1].pk if events else 0)
-    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
+    context["keep_polling"] = job.is_open or len(events) == selectors.LOG_PAGE
     return render(request, "jobs/job_detail.html", context)
 
 
@@ -437,12 +431,12 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
     scope = request_scope(request)
     job = selectors.job_get(scope=scope, job_id=job_id)
     after = _int_or_none(request.GET.get("after")) or 0
-    events = selectors.job_events_after(scope=scope, job=job, after=after, limit=LOG_PAGE)
+    events = selectors.job_events_after(scope=scope, job=job, after=after, limit=selectors.LOG_PAGE)
     context = _job_context(request, job)
     context.update(events=events, cursor=events[-1].pk if events else after)
     # Keep polling while the job runs or waits for approval (another operator may continue it), or while a
     # full page says more lines are waiting.
-    context["keep_polling"] = job.is_open or len(events) == LOG_PAGE
+    context["keep_polling"] = job.is_open or len(events) == selectors.LOG_PAGE
     return render(request, "jobs/_job_update.html", context)
 
 

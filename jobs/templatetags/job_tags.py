@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from jobs.choices import RULE_STATUS_COLOURS
+from jobs.choices import CONNECT_ERROR_KINDS, CONNECT_FAILED, RULE_STATUS_COLOURS
 
 register = template.Library()
 
@@ -40,6 +40,29 @@ def job_title(job: Any) -> str:
         return str(job.description or job.get_kind_display())
     mine = int(getattr(job, "host_total", 0) or 0)
     return f"{job.get_kind_display()} across the MSP's fleet: {mine} of your server{'' if mine == 1 else 's'}"
+
+
+# What a customer's users read when a fleet job stopped: the real reason counts every host of the wave.
+SCOPED_STOP_REASON = "The job stopped: too many hosts of a wave failed, so the remaining hosts were not started."
+
+
+def job_stop_reason(job: Any, *, msp: bool) -> str:
+    """The job's stop reason as the reader may read it (the pages' status panel and the API)."""
+    return str(job.stop_reason) if msp or not job.stop_reason else SCOPED_STOP_REASON
+
+
+@register.simple_tag
+def run_error(run: Any, msp: bool, stop_reason: str) -> str:
+    """Why a host run failed, as the reader may read it: a customer's users read one sentence for a failed
+    connection (the product is no port scanner for them) and the scoped stop reason for a stopped wave."""
+    kind = str(run.error_kind or "")
+    if not kind:
+        return ""
+    if not msp and kind in CONNECT_ERROR_KINDS:
+        return CONNECT_FAILED
+    if not msp and kind == "stopped":
+        return stop_reason
+    return f"{kind}: {run.error_message}"
 
 
 @register.filter
