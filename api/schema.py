@@ -32,7 +32,7 @@ class ApiAutoSchema(AutoSchema):
             "401": OpenApiResponse(ErrorSerializer, description="No token, or one that is not live"),
             "429": OpenApiResponse(ErrorSerializer, description="Too many requests with this token"),
         }
-        if "{" in self.path:
+        if "{" in self.path or self.method == "POST":  # a POST's body names objects too (servers, a customer)
             errors["404"] = OpenApiResponse(ErrorSerializer, description="No such object among those you may see")
         elif self.method == "GET" and self._get_paginator() is not None:  # type: ignore[no-untyped-call]
             errors["404"] = OpenApiResponse(ErrorSerializer, description="The cursor is not valid")

@@ -6,12 +6,13 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import token_views, views
+from api import reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
 router.register("servers", views.ServerViewSet, basename="api-server")
 router.register("jobs", views.JobViewSet, basename="api-job")
+router.register("reports", reports.ReportViewSet, basename="api-report")
 
 
 @csrf_exempt  # as DRF's views: a token, never the session, so there is no CSRF surface

@@ -20,18 +20,34 @@ from api.serializers import (
     RULE_STATUSES,
     CustomerSerializer,
     HardenRequestSerializer,
+    HostRunSerializer,
+    JobCreateSerializer,
+    JobLogSerializer,
     JobSerializer,
     RollbackRequestSerializer,
     RuleOutcomeSerializer,
+    ServerCreateSerializer,
     ServerSerializer,
 )
 from api.tokens import token_actor, token_scope
 from jobs import selectors as job_selectors
-from jobs.choices import JobKind
+from jobs.choices import CanaryOrder, JobKind
 from jobs.models import Job
-from jobs.services import JobOptions, JobRefused, job_create, maintenance_window_for
+from jobs.services import (
+    JobOptions,
+    JobRefused,
+    action_for,
+    job_cancel,
+    job_continue,
+    job_create,
+    maintenance_window_for,
+)
+from jobs.templatetags.job_tags import job_stop_reason
 from lockdown import clock
+from servers import services as server_services
+from servers.audit import Actor
 from servers.choices import ServerStatus
+from servers.forms import ServerForm
 from servers.models import Customer, Server
 from servers.tenancy import Action, Scope, require
 
@@ -69,6 +85,12 @@ class ScopedViewSet(viewsets.GenericViewSet[Any]):
             self.request._fleet_scope = cached  # type: ignore[attr-defined]
         return cached
 
+    def actor(self) -> Actor:
+        """Who the audit trail names: the token's user, through this token."""
+        token = self.request.auth
+        assert isinstance(token, ApiToken)
+        return token_actor(token, self.request)
+
     def get_serializer_context(self) -> dict[str, Any]:
         context = dict(super().get_serializer_context())
         context["msp"] = self.scope().is_msp if isinstance(self.request.auth, ApiToken) else False
@@ -77,7 +99,26 @@ class ScopedViewSet(viewsets.GenericViewSet[Any]):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, PermissionDenied):
             exc = exceptions.PermissionDenied(str(exc))
+        if isinstance(exc, exceptions.ValidationError):
+            exc = exceptions.ValidationError(flat_errors(exc.detail))
         return super().handle_exception(exc)
+
+
+def _words(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {_words(value)}" for key, value in detail.items())
+    if isinstance(detail, list | tuple):
+        return " ".join(_words(item) for item in detail)
+    return str(detail)
+
+
+def flat_errors(detail: Any) -> dict[str, str]:
+    """A rejected request's errors as the schema states them (api.schema.VALIDATION_ERROR): each field, or
+    "detail" for the request as a whole, with why in one string (serializers and forms give lists)."""
+    if not isinstance(detail, dict):
+        return {"detail": _words(detail)}
+    renamed = {"non_field_errors": "detail", "__all__": "detail"}
+    return {renamed.get(str(key), str(key)): _words(value) for key, value in detail.items()}
 
 
 @extend_schema_view(list=extend_schema(summary="Customers you may see"), retrieve=extend_schema(summary="One customer"))
@@ -141,33 +182,47 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         require(self.scope(), action_needed, server.customer_id)
         return server
 
-    @staticmethod
-    def _options(request: Request, serializer: type[serializers.Serializer[Any]]) -> dict[str, Any]:
-        """The JSON body's options, checked; no body at all means the defaults (`curl -X POST` with nothing)."""
-        body = serializer(data=request.data)  # DRF reads no body (and no content type) as {}
-        body.is_valid(raise_exception=True)
-        return dict(body.validated_data)
-
     def _start(self, request: Request, server: Server, kind: JobKind, options: JobOptions, in_window: bool) -> Response:
         """A one-server job through the pages' `job_create`: the same refusals (lock, window, role)."""
+        return _start_job(
+            self,
+            request,
+            kind,
+            [server],
+            options,
+            in_window=in_window,
+            description=f"{JobKind(kind).label} {server.name} (API)",
+        )
+
+    @extend_schema(
+        summary="Add a server (the Add server form's fields and checks)",
+        description="Only an MSP admin binds a credential; anyone else's `credential` is ignored and the server "
+        "is added without one. Then verify it: POST …/verify/.",
+        request=ServerCreateSerializer,
+        responses={201: ServerSerializer},
+    )
+    def create(self, request: Request) -> Response:
         scope = self.scope()
-        try:
-            if in_window:
-                not_before, not_after = maintenance_window_for([server], clock.now())
-                options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
-            job = job_create(
-                scope=scope,
-                actor=token_actor(request.auth, request),  # type: ignore[arg-type]
-                kind=kind,
-                servers=[server],
-                options=options,
-                description=f"{JobKind(kind).label} {server.name} (API)",
+        data = _body(request, ServerCreateSerializer)  # the customer is in the body: 400, then 404, then 403
+        if not scope.filter(Customer.objects.filter(pk=data["customer"]), customer_field="").exists():
+            raise exceptions.NotFound()  # another customer's (or none): as if it did not exist
+        require(scope, Action.EDIT_SERVERS, data["customer"])
+        tags = data.pop("tags")
+        form = ServerForm({**data, "tags_text": ", ".join(tags)}, scope=scope)
+        if not form.is_valid():
+            raise exceptions.ValidationError(
+                {field: [str(error) for error in errors] for field, errors in form.errors.items()}
             )
-        except JobRefused as refused:
-            raise exceptions.ValidationError({"detail": str(refused)}) from None
-        shown = job_selectors.job_get(scope=scope, job_id=job.pk)
+        fields = {key: value for key, value in form.cleaned_data.items() if key != "tags_text"}
+        server = server_services.server_create(
+            scope=scope,
+            actor=self.actor(),
+            data=fields,
+            tags=form.cleaned_data["tags_text"],
+        )
+        shown = self.get_queryset().get(pk=server.pk)
         return Response(
-            JobSerializer(shown, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED
+            ServerSerializer(shown, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
         )
 
     @extend_schema(
@@ -191,7 +246,7 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     @action(detail=True, methods=["post"])
     def harden(self, request: Request, pk: str | None = None) -> Response:
         server = self._server_for(Action.HARDEN)
-        data = self._options(request, HardenRequestSerializer)
+        data = _body(request, HardenRequestSerializer)
         options = JobOptions(dry_run=data["dry_run"], reset_adopted_password=data["reset_adopted_password"])
         return self._start(
             request, server, JobKind.HARDEN, options, in_window=data["in_window"] and not data["dry_run"]
@@ -205,8 +260,59 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, pk: str | None = None) -> Response:
         server = self._server_for(Action.HARDEN)
-        data = self._options(request, RollbackRequestSerializer)
+        data = _body(request, RollbackRequestSerializer)
         return self._start(request, server, JobKind.ROLLBACK, JobOptions(), in_window=data["in_window"])
+
+    @extend_schema(
+        summary="Rotate the server's IME_SYSTEM password (a new random one, set on the host): starts a job",
+        description="The MailEnable services that run as IME_SYSTEM restart. The password is never returned.",
+        request=RollbackRequestSerializer,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-password")
+    def rotate_password(self, request: Request, pk: str | None = None) -> Response:
+        server = self._server_for(Action.HARDEN)
+        data = _body(request, RollbackRequestSerializer)
+        return self._start(request, server, JobKind.ROTATE_PASSWORD, JobOptions(), in_window=data["in_window"])
+
+
+def _body(request: Request, serializer: type[serializers.Serializer[Any]]) -> dict[str, Any]:
+    """The JSON body, checked; no body at all means the defaults (`curl -X POST` with nothing)."""
+    body = serializer(data=request.data)  # DRF reads no body (and no content type) as {}
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
+
+
+def _start_job(
+    view: ScopedViewSet,
+    request: Request,
+    kind: JobKind,
+    servers: list[Server],
+    options: JobOptions,
+    *,
+    in_window: bool,
+    description: str,
+    typed_confirmation: str = "",
+) -> Response:
+    """A job through the pages' `job_create`: the same refusals (lock, window, role, typed confirmation)."""
+    scope = view.scope()
+    try:
+        if in_window:
+            not_before, not_after = maintenance_window_for(servers, clock.now())
+            options = dataclasses.replace(options, not_before=not_before, not_after=not_after)
+        job = job_create(
+            scope=scope,
+            actor=view.actor(),
+            kind=kind,
+            servers=servers,
+            options=options,
+            description=description,
+            typed_confirmation=typed_confirmation,
+        )
+    except JobRefused as refused:
+        raise exceptions.ValidationError({"detail": str(refused)}) from None
+    shown = job_selectors.job_get(scope=scope, job_id=job.pk)
+    return Response(JobSerializer(shown, context=view.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema_view(
@@ -219,3 +325,115 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
 
     def get_queryset(self) -> QuerySet[Job]:
         return job_selectors.job_list(scope=self.scope()).order_by("-id")
+
+    @extend_schema(
+        summary="Start a job over several servers, in waves (the New job page's options and refusals)",
+        description="A harden or rollback of more servers than the installation's limit (not a dry run) is refused "
+        "(400) until `typed_confirmation` holds the phrase the refusal names. A server you do not see is 404; "
+        "a kind your role may not run on one of the servers' customers is 403.",
+        request=JobCreateSerializer,
+        responses={202: JobSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        scope = self.scope()
+        data = _body(request, JobCreateSerializer)  # the servers are in the body: 400, then 404, then 403
+        ids = set(data["servers"])
+        servers = list(scope.filter(Server.objects.select_related("customer").filter(pk__in=ids)))
+        if len(servers) < len(ids) or not set(data["canary_servers"]) <= ids:
+            raise exceptions.NotFound()  # a server of another customer (or none): as if it did not exist
+        kind = JobKind(data["kind"])
+        for customer_id in {server.customer_id for server in servers}:
+            require(scope, action_for(kind), customer_id)
+        mutating_options = kind == JobKind.HARDEN
+        options = JobOptions(
+            dry_run=data["dry_run"] and mutating_options,
+            canary_size=len(set(data["canary_servers"])) or data["canary_size"],
+            canary_server_ids=tuple(data["canary_servers"]),
+            canary_healthy_first=data["canary_order"] == CanaryOrder.HEALTHY_FIRST,
+            pause_after_canary=data["pause_after_canary"],
+            failure_threshold_pct=data["failure_threshold_pct"],
+            max_in_flight=data["max_in_flight"],
+            not_before=data["not_before"],
+            reset_adopted_password=data["reset_adopted_password"] and mutating_options,
+        )
+        count = len(servers)
+        return _start_job(
+            self,
+            request,
+            kind,
+            servers,
+            options,
+            in_window=data["in_window"] and not options.dry_run,
+            description=f"{kind.label}: {count} server{'' if count == 1 else 's'} (API)",
+            typed_confirmation=data["typed_confirmation"],
+        )
+
+    def _job(self) -> Job:
+        job: Job = self.get_object()  # job_list's scope and counts; a malformed id is 404
+        return job
+
+    @extend_schema(
+        summary="The job's hosts (only your customers'), in wave order",
+        responses=HostRunSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=Pages, serializer_class=HostRunSerializer)
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        job = self._job()
+        scope = self.scope()
+        page = self.paginate_queryset(job_selectors.job_host_runs(scope=scope, job=job))
+        context = {**self.get_serializer_context(), "stop_reason": job_stop_reason(job, msp=scope.is_msp)}
+        return self.get_paginated_response(HostRunSerializer(page, many=True, context=context).data)
+
+    @extend_schema(
+        summary="The job's live log after a cursor: poll with ?after=<next_after> while `more` is true",
+        parameters=[OpenApiParameter("after", int, description="The last line id you have (0: from the start)")],
+        responses=JobLogSerializer,
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, serializer_class=JobLogSerializer)
+    def log(self, request: Request, pk: str | None = None) -> Response:
+        job = self._job()
+        raw = request.query_params.get("after", "0") or "0"
+        if not raw.isdigit() or len(raw) > 18:
+            raise exceptions.ValidationError({"after": "a log line id (0 or more)"})
+        after = int(raw)
+        events = job_selectors.job_events_after(scope=self.scope(), job=job, after=after, limit=job_selectors.LOG_PAGE)
+        body = {
+            "events": events,
+            "next_after": events[-1].pk if events else after,
+            "more": job.is_open or len(events) == job_selectors.LOG_PAGE,
+        }
+        return Response(JobLogSerializer(body).data)
+
+    def _control(self, request: Request) -> Job:
+        """A job the token may act on as a whole: 404 if it holds other customers' hosts, 403 for the role."""
+        scope = self.scope()
+        job = self._job()
+        if not job_selectors.job_is_theirs(scope=scope, job=job):
+            raise exceptions.NotFound()
+        require(scope, action_for(JobKind(job.kind)))
+        return job
+
+    @extend_schema(
+        summary="Cancel the job: queued hosts now, running ones between phases",
+        request=None,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = self._control(request)
+        job_cancel(scope=self.scope(), actor=self.actor(), job=job)
+        return Response(JobSerializer(self._job(), context=self.get_serializer_context()).data, status=202)
+
+    @extend_schema(
+        summary="Continue a job paused after its canary wave (or stopped by the failure threshold)",
+        request=None,
+        responses={202: JobSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="continue", url_name="continue")
+    def continue_(self, request: Request, pk: str | None = None) -> Response:
+        job = self._control(request)
+        try:
+            job_continue(scope=self.scope(), actor=self.actor(), job=job)
+        except JobRefused as refused:
+            raise exceptions.ValidationError({"detail": str(refused)}) from None
+        return Response(JobSerializer(self._job(), context=self.get_serializer_context()).data, status=202)

@@ -343,5 +343,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RuleStatusEnum": "api.serializers.RULE_STATUSES",
         "ServerStatusEnum": "servers.choices.ServerStatus",
+        "DeclaredEnum": "servers.choices.Declared",
     },
 }

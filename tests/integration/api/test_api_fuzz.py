@@ -37,7 +37,7 @@ from api.tokens import token_issue, token_scope
 from servers.audit import Actor
 from servers.tenancy import scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import TenantObjects, tenant_compliance, tenant_job
+from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,16 @@ ID_PATHS = {
     "/api/v1/servers/{id}/results/": "server",
     "/api/v1/servers/{id}/harden/": "server",
     "/api/v1/servers/{id}/rollback/": "server",
+    "/api/v1/servers/{id}/rotate-password/": "server",
     "/api/v1/jobs/{id}/": "job",
+    "/api/v1/jobs/{id}/runs/": "job",
+    "/api/v1/jobs/{id}/log/": "job",
+    "/api/v1/jobs/{id}/cancel/": "job",
+    "/api/v1/jobs/{id}/continue/": "job",
+    "/api/v1/reports/{id}/": "report",
+    "/api/v1/reports/{id}/download/": "report",
+    "/api/v1/reports/{id}/evidence/": "report",
+    "/api/v1/reports/{id}/signature/": "report",
 }
 CHECKS = [
     not_a_server_error,
@@ -131,6 +140,7 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
         "customer": [t.customer.pk for t in tenants.values()],
         "server": [t.server.pk for t in tenants.values()],
         "job": [tenant_job(t) for t in tenants.values()],
+        "report": [tenant_report(t) for t in tenants.values()],
     }
     ids = {path: real[kind] for path, kind in ID_PATHS.items()}
     return World(tokens=tokens, tenants=tenants, ids=ids, forbidden=forbidden)

@@ -7,46 +7,106 @@ names never appear in what A's users get.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Max
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api.models import ApiToken
 from api.tokens import TokenRefused, token_issue, token_scope
 from jobs.models import Job
+from lockdown import clock
+from reports.models import Report
 from servers.audit import Actor
+from servers.models import Server
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import tenant_compliance, tenant_job
+from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report
+
+# What the walked writes create; each is deleted after its operation.
+CREATED = (Job, Server, Report)
 
 pytestmark = pytest.mark.django_db
 
-# operation (URL name) → (method, the action it needs; None: listing what the scope shows)
-OPERATIONS: dict[str, tuple[str, Action | None]] = {
-    "api-customer-list": ("GET", None),
-    "api-customer-detail": ("GET", Action.VIEW),
-    "api-server-list": ("GET", None),
-    "api-server-detail": ("GET", Action.VIEW),
-    "api-server-verify": ("POST", Action.EDIT_SERVERS),
-    "api-server-harden": ("POST", Action.HARDEN),
-    "api-server-rollback": ("POST", Action.HARDEN),
-    "api-server-results": ("GET", Action.VIEW),
-    "api-job-list": ("GET", None),
-    "api-job-detail": ("GET", Action.VIEW),
-    "api-schema": ("GET", None),
+Body = Callable[[TenantObjects], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation: the action it needs (None: anyone with a token; a list shows what the scope shows),
+    the body it is sent (built for the tenant walked: a POST naming the tenant's objects answers as a path
+    id of them would), and what it answers when allowed."""
+
+    action: Action | None
+    body: Body | None = None
+    ok: int = 200
+    multipart: bool = False
+
+
+def _today() -> str:
+    return clock.now().date().isoformat()
+
+
+# (URL name, method) → the operation. Every method of every /api/v1/ route is here (the first test).
+OPERATIONS: dict[tuple[str, str], Op] = {
+    ("api-customer-list", "GET"): Op(None),
+    ("api-customer-detail", "GET"): Op(Action.VIEW),
+    ("api-server-list", "GET"): Op(None),
+    ("api-server-list", "POST"): Op(
+        Action.EDIT_SERVERS,
+        lambda t: {"customer": t.customer.pk, "name": "walked-in", "address": "walked-in.example"},
+        ok=201,
+    ),
+    ("api-server-detail", "GET"): Op(Action.VIEW),
+    ("api-server-verify", "POST"): Op(Action.EDIT_SERVERS, ok=202),
+    ("api-server-harden", "POST"): Op(Action.HARDEN, ok=202),
+    ("api-server-rollback", "POST"): Op(Action.HARDEN, ok=202),
+    ("api-server-rotate-password", "POST"): Op(Action.HARDEN, ok=202),
+    ("api-server-results", "GET"): Op(Action.VIEW),
+    ("api-job-list", "GET"): Op(None),
+    ("api-job-list", "POST"): Op(Action.EDIT_SERVERS, lambda t: {"kind": "verify", "servers": [t.server.pk]}, ok=202),
+    ("api-job-detail", "GET"): Op(Action.VIEW),
+    ("api-job-runs", "GET"): Op(Action.VIEW),
+    ("api-job-log", "GET"): Op(Action.VIEW),
+    ("api-job-cancel", "POST"): Op(Action.EDIT_SERVERS, ok=202),  # a verify job's action
+    ("api-job-continue", "POST"): Op(Action.EDIT_SERVERS, ok=400),  # allowed, and refused: it is not paused
+    ("api-report-list", "GET"): Op(None),
+    ("api-report-list", "POST"): Op(
+        Action.VIEW,
+        lambda t: {"customer": t.customer.pk, "format": "csv", "start": _today(), "end": _today()},
+        ok=202,
+    ),
+    ("api-report-detail", "GET"): Op(Action.VIEW),
+    ("api-report-download", "GET"): Op(Action.VIEW),
+    ("api-report-evidence", "GET"): Op(Action.VIEW),
+    ("api-report-signature", "GET"): Op(Action.VIEW),
+    # any token verifies a file against the installation's key (as the public page); this one is no report
+    ("api-report-verify", "POST"): Op(
+        None, lambda t: {"report": SimpleUploadedFile("x.txt", b"hello")}, multipart=True
+    ),
+    ("api-schema", "GET"): Op(None),
 }
 TOKEN_SCOPES = ("full", "read_only", "customer_a", "customer_b")
 
 
-def _api_routes() -> dict[str, str]:
-    found: dict[str, str] = {}
+def _api_routes() -> dict[str, tuple[str, set[str]]]:
+    """URL name → (pattern, its methods)."""
+    found: dict[str, tuple[str, set[str]]] = {}
 
     def walk(patterns: list[URLPattern | URLResolver], prefix: str) -> None:
         for entry in patterns:
             if isinstance(entry, URLResolver):
                 walk(entry.url_patterns, prefix + str(entry.pattern))
             elif entry.name and (prefix + str(entry.pattern)).startswith("api/v1/"):
-                found[entry.name] = prefix + str(entry.pattern)
+                actions = getattr(entry.callback, "actions", None)  # a viewset's {method: action}
+                methods = {method.upper() for method in actions} if actions else {"GET"}
+                found[entry.name] = (prefix + str(entry.pattern), methods)
 
     walk(get_resolver().url_patterns, "")
     return found
@@ -56,15 +116,22 @@ ROUTES = _api_routes()
 
 
 def test_every_api_operation_is_in_the_walker() -> None:
-    assert set(ROUTES) == set(OPERATIONS), "add each new API operation to OPERATIONS with the action it needs"
+    routed = {(name, method) for name, (_, methods) in ROUTES.items() for method in methods}
+    assert routed == set(OPERATIONS), "add each new API operation to OPERATIONS with the action it needs"
 
 
 def _url(name: str, object_id: int | None) -> str:
-    return (
-        reverse(name, kwargs={"pk": object_id})
-        if "<pk>" in ROUTES[name] or "(?P<pk>" in ROUTES[name]
-        else reverse(name)
-    )
+    pattern = ROUTES[name][0]
+    return reverse(name, kwargs={"pk": object_id}) if "<pk>" in pattern or "(?P<pk>" in pattern else reverse(name)
+
+
+def _send(api: Client, method: str, url: str, op: Op, tenant: TenantObjects):
+    if method == "GET":
+        return api.get(url)
+    if op.multipart:
+        return api.post(url, data=op.body(tenant) if op.body else {})
+    body = json.dumps(op.body(tenant)) if op.body else "{}"
+    return api.post(url, data=body, content_type="application/json")
 
 
 @pytest.mark.parametrize("token_kind", TOKEN_SCOPES)
@@ -85,28 +152,36 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
     problems: list[str] = []
     for tenant in (tenant_a, tenant_b):
         tenant_compliance(tenant)
-        objects = {"customer": tenant.customer.pk, "server": tenant.server.pk, "job": tenant_job(tenant)}
+        objects = {
+            "customer": tenant.customer.pk,
+            "server": tenant.server.pk,
+            "job": tenant_job(tenant),
+            "report": tenant_report(tenant),
+        }
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
-        for name, (method, action) in OPERATIONS.items():
+        for (name, method), op in OPERATIONS.items():
             kind = name.split("-")[1]
             url = _url(name, objects.get(kind))
-            if action is None:
-                expected = {200}
+            if op.action is None:
+                expected = {op.ok}
             elif not visible:
                 expected = {404}
-            elif not scope.can(action, tenant.customer.pk):
+            elif not scope.can(op.action, tenant.customer.pk):
                 expected = {403}
             else:
-                expected = {202} if method == "POST" else {200}
-            jobs_before = Job.objects.count()
-            last_job = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-            response = api.post(url, data="{}", content_type="application/json") if method == "POST" else api.get(url)
+                expected = {op.ok}
+            before = {model: model.objects.aggregate(last=Max("pk"))["last"] or 0 for model in CREATED}
+            counts = {model: model.objects.count() for model in CREATED}
+            response = _send(api, method, url, op, tenant)
             if response.status_code not in expected:
                 problems.append(f"{method} {url}: {response.status_code}, expected {sorted(expected)}")
-            if method == "POST" and response.status_code != 202 and Job.objects.count() != jobs_before:
-                problems.append(f"{method} {url}: refused but a job was created")
-            # A started harden locks the host: the next operation must not meet this one's lock.
-            Job.objects.filter(pk__gt=last_job).delete()
+            if method == "POST" and response.status_code >= 300:
+                grown = [model.__name__ for model in CREATED if model.objects.count() != counts[model]]
+                if grown:
+                    problems.append(f"{method} {url}: refused but created {grown}")
+            # What a write made must not meet the next operation (a started harden locks the host).
+            for model, last in before.items():
+                model.objects.filter(pk__gt=last).delete()
             b_visible = scope.sees_everything() or tenant_b.customer.pk in scope.customer_ids
             leaked = [
                 text for text in (tenant_b.customer.name, tenant_b.server.name) if text in response.content.decode()
