@@ -19,7 +19,14 @@ from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError
 from lockdown.rules.profile import MAX_PROFILE_BYTES
 from lockdown.selectors import assignable_versions
-from lockdown.services import MAX_WAIVER_DAYS, MIN_JUSTIFICATION, WaiverError, check_waiver_expiry
+from lockdown.services import (
+    MAX_WAIVER_DAYS,
+    MIN_JUSTIFICATION,
+    TagAssignmentSpec,
+    WaiverError,
+    check_waiver_expiry,
+)
+from servers.models import Customer, Server, Tag
 from servers.validators import validate_no_control_characters
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{1,62}$")  # the same shape lockdown.rules.Profile accepts
@@ -120,16 +127,78 @@ class VersionChoiceField(forms.ModelChoiceField[ProfileVersion]):
 
 
 class ProfileAssignForm(forms.Form):
-    """Pick a version of the library, or none (fall back to the default)."""
+    """Pick a version of the library, or none (fall back to the level above); and, for a customer or a
+    server, whether what is above reaches it (`block`: the checkbox's label and help, or None for none)."""
 
     version = VersionChoiceField(queryset=ProfileVersion.objects.none(), required=False, label="Profile version")
+    block_inheritance = forms.BooleanField(required=False)
 
-    def __init__(self, *args: Any, empty_label: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, empty_label: str, block: tuple[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["version"]
         assert isinstance(field, VersionChoiceField)
         field.queryset = assignable_versions()
         field.empty_label = empty_label
+        if block is None:
+            del self.fields["block_inheritance"]
+        else:
+            self.fields["block_inheritance"].label, self.fields["block_inheritance"].help_text = block
+
+
+class _ServerChoices(forms.ModelMultipleChoiceField[Server]):
+    def label_from_instance(self, obj: Server) -> str:
+        return f"{obj.customer.name} — {obj.name}"
+
+
+class TagAssignmentForm(forms.Form):
+    """A server group by tag: its version, its reach (all customers or one), its precedence, its exclusions."""
+
+    tag = forms.ModelChoiceField(queryset=Tag.objects.all(), empty_label=None, label="Tag")
+    customer = forms.ModelChoiceField(
+        queryset=Customer.objects.all(),
+        required=False,
+        empty_label="All customers",
+        label="Servers of",
+        help_text="One customer's servers with the tag only; its assignment wins over an all-customers one.",
+    )
+    version = VersionChoiceField(queryset=ProfileVersion.objects.none(), empty_label=None, label="Profile version")
+    precedence = forms.IntegerField(
+        min_value=1,
+        max_value=10_000,
+        initial=100,
+        help_text="When a server has two assigned tags, the lower number wins.",
+    )
+    excluded = _ServerChoices(
+        queryset=Server.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Excluded servers",
+        help_text="They keep what they follow without this assignment.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        version = self.fields["version"]
+        assert isinstance(version, VersionChoiceField)
+        version.queryset = assignable_versions()
+        excluded = self.fields["excluded"]
+        assert isinstance(excluded, _ServerChoices)
+        excluded.queryset = (
+            Server.objects.filter(tags__isnull=False)
+            .distinct()
+            .select_related("customer")
+            .order_by("customer__name", "name")
+        )
+
+    def spec(self) -> TagAssignmentSpec:
+        data = self.cleaned_data
+        return TagAssignmentSpec(
+            tag=data["tag"],
+            customer=data["customer"],
+            version=data["version"],
+            precedence=data["precedence"],
+            excluded=tuple(data["excluded"]),
+        )
 
 
 class _RuleChoiceField(forms.ChoiceField):

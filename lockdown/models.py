@@ -1,4 +1,4 @@
-"""Profiles (an MSP-wide library of rule sets), their immutable versions, and waivers."""
+"""Profiles (an MSP-wide library of rule sets), their immutable versions, where they are assigned, and waivers."""
 
 from __future__ import annotations
 
@@ -82,6 +82,50 @@ class ProfileVersion(models.Model):
     @property
     def label(self) -> str:
         return f"{self.profile.slug} v{self.number}"
+
+
+class FleetDefault(models.Model):
+    """The MSP default: the version every server follows that nothing more specific assigns (one row, pk 1;
+    none, or no version: the built-in profile's latest). `lockdown.assignment` resolves the hierarchy."""
+
+    version = models.ForeignKey(
+        ProfileVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="fleet_default_for"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"MSP default: {self.version or 'the built-in profile'}"
+
+
+class TagAssignment(models.Model):
+    """A server group by tag: every server with `tag` (of `customer` only, when set) follows `version`, unless
+    it is excluded here, pinned, or blocks inheritance. A customer's own tag assignment wins over an MSP-wide
+    one; between two tags of one server the lower `precedence` wins (then the tag's name)."""
+
+    tag = models.ForeignKey("servers.Tag", on_delete=models.CASCADE, related_name="profile_assignments")
+    customer = models.ForeignKey(
+        "servers.Customer", null=True, blank=True, on_delete=models.CASCADE, related_name="tag_assignments"
+    )
+    version = models.ForeignKey(ProfileVersion, on_delete=models.PROTECT, related_name="tag_assignments")
+    precedence = models.PositiveIntegerField(default=100, help_text="Lower wins when a server has two assigned tags")
+    excluded_servers = models.ManyToManyField(
+        "servers.Server", blank=True, related_name="excluded_from_tag_assignments"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["precedence", "tag__name", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["tag"], condition=Q(customer__isnull=True), name="tagassignment_one_fleet_wide"
+            ),
+            models.UniqueConstraint(fields=["tag", "customer"], name="tagassignment_one_per_customer"),
+        ]
+
+    def __str__(self) -> str:
+        where = f" of {self.customer}" if self.customer_id is not None else ""
+        return f"tag {self.tag}{where} → {self.version}"
 
 
 class Waiver(models.Model):

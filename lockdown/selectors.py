@@ -15,9 +15,10 @@ from typing import Any
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404
 
+from lockdown import assignment
 from lockdown.choices import RISK_COLOURS, RISK_LABELS
 from lockdown.exchange import VersionDiff, build_document, diff_content
-from lockdown.models import Profile, ProfileVersion, Waiver
+from lockdown.models import Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Waiver as RuleWaiver
 from lockdown.rules.vocabulary import Risk, WaiverScope
 from servers.models import Customer, Server
@@ -29,9 +30,15 @@ def visible_profiles(*, scope: Scope) -> QuerySet[Profile]:
     profiles = Profile.objects.all()
     if scope.sees_everything():
         return profiles
+    # A tag's assignment concerns a customer when it is the customer's own, or MSP-wide on a tag its servers carry.
+    tag_assignments = scope.filter(TagAssignment.objects.all(), "customer") | scope.filter(
+        TagAssignment.objects.filter(customer__isnull=True), "tag__servers__customer"
+    )
     concerning = (
         scope.filter(profiles, "versions__default_for_customers")
         | scope.filter(profiles, "versions__assigned_servers__customer")
+        | profiles.filter(versions__tag_assignments__in=tag_assignments.values("pk"))
+        | profiles.filter(versions__fleet_default_for__isnull=False)
         | profiles.filter(builtin=True)
     )
     # A subquery, so joins through versions never duplicate rows or inflate counts.
@@ -72,17 +79,13 @@ def assignable_versions() -> QuerySet[ProfileVersion]:
 
 
 def customer_effective_profile_version(customer: Customer) -> ProfileVersion | None:
-    """The customer's default, else the built-in's latest version."""
-    if customer.default_profile_version_id is not None:
-        return ProfileVersion.objects.select_related("profile").get(pk=customer.default_profile_version_id)
-    return latest_builtin_version()
+    """What a server of `customer` with no pin and no assigned tag follows (lockdown.assignment)."""
+    return assignment.customer_effective(customer).version
 
 
 def effective_profile_version(server: Server) -> ProfileVersion | None:
-    """The version a server is judged by: its own pin → its customer's default → the built-in's latest."""
-    if server.profile_version_id is not None:
-        return ProfileVersion.objects.select_related("profile").get(pk=server.profile_version_id)
-    return customer_effective_profile_version(server.customer)
+    """The version a server is judged by, as the assignment hierarchy resolves it (lockdown.assignment)."""
+    return assignment.effective(server).version
 
 
 def version_document(version: ProfileVersion) -> dict[str, Any]:
@@ -148,9 +151,11 @@ def rule_ids_for_server(server: Server) -> frozenset[str]:
 
 
 def _customer_versions(customer: Customer) -> list[ProfileVersion]:
-    """The customer's default version and those pinned on its servers."""
+    """The customer's effective default and the versions its servers follow."""
     versions = [v for v in [customer_effective_profile_version(customer)] if v is not None]
-    versions += list(ProfileVersion.objects.filter(assigned_servers__customer=customer).distinct())
+    versions += [
+        e.version for e in assignment.effective_for(Server.objects.filter(customer=customer)).values() if e.version
+    ]
     return versions
 
 

@@ -6,19 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
-from lockdown import clock
+from lockdown import assignment, clock
 from lockdown.choices import WaiverStatus
 from lockdown.exchange import content_hash, document_content
-from lockdown.models import Profile, ProfileVersion, Waiver
+from lockdown.models import FleetDefault, Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_builtin_profile
 from lockdown.rules.profile import profile_from_data
 from servers.audit import Actor, audit_record
 from servers.choices import Role, StaleReason
-from servers.models import Customer, Server
+from servers.models import Customer, Server, Tag
 from servers.services import server_results_mark_stale
 from servers.tenancy import Action, Scope, require
 
@@ -82,11 +83,13 @@ def builtin_profile_sync(*, actor: Actor | None = None) -> ProfileVersion:
         raise ProfileServiceError(f"a profile with the built-in slug {profile.slug!r} exists and is not built-in")
     version, new = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
     if new and not created:
-        # Servers without a pin whose customer has no default follow the built-in's latest version.
-        server_results_mark_stale(
-            servers=Server.objects.filter(profile_version__isnull=True, customer__default_profile_version__isnull=True),
-            reason=StaleReason.PROFILE_CHANGED,
-        )
+        # The servers that follow the built-in's latest version follow this one now.
+        following = [
+            pk
+            for pk, e in assignment.effective_for(Server.objects.all()).items()
+            if e.resolved.version_id == version.pk
+        ]
+        server_results_mark_stale(servers=Server.objects.filter(pk__in=following), reason=StaleReason.PROFILE_CHANGED)
     return version
 
 
@@ -191,49 +194,220 @@ def profile_import(*, scope: Scope, actor: Actor, document: ProfileDocument, sou
 
 
 # --- Assignment -----------------------------------------------------------------------------
+class AssignmentError(ValueError):
+    """An assignment that cannot be made; the message says why, in words."""
+
+
 def _label(version: ProfileVersion | None) -> str | None:
     return version.label if version is not None else None
 
 
+def _moved(change: assignment.Change, servers: QuerySet[Server] | None = None) -> list[assignment.Move]:
+    """Preview `change`, then mark stale exactly the servers it moves to another version (their stored
+    results were judged by a version they no longer follow)."""
+    moves = assignment.preview(change, servers)
+    if moves:
+        server_results_mark_stale(
+            servers=Server.objects.filter(pk__in=[move.server.pk for move in moves]), reason=StaleReason.PROFILE_CHANGED
+        )
+    return moves
+
+
+def _moved_audit(moves: list[assignment.Move]) -> dict[str, Any]:
+    return {"servers_moved": [None, len(moves)]} if moves else {}
+
+
+@transaction.atomic
+def fleet_default_set(*, scope: Scope, actor: Actor, version: ProfileVersion | None) -> list[assignment.Move]:
+    """Set (or clear, with None: the built-in's latest) the MSP default."""
+    require(scope, Action.MANAGE_PROFILES)
+    row, _ = FleetDefault.objects.select_for_update().select_related("version__profile").get_or_create(pk=1)
+    before = row.version
+    moves = _moved(assignment.set_msp_default(version.pk if version is not None else None))
+    row.version = version
+    row.save()
+    if (before.pk if before else None) != (version.pk if version else None):
+        audit_record(
+            actor=actor,
+            action="fleet.assign_profile",
+            obj=row,
+            changes={"default_profile_version": [_label(before), _label(version)], **_moved_audit(moves)},
+        )
+    return moves
+
+
 @transaction.atomic
 def customer_assign_profile(
-    *, scope: Scope, actor: Actor, customer: Customer, version: ProfileVersion | None
-) -> Customer:
-    """Set (or clear, with None) the customer's default profile version."""
+    *,
+    scope: Scope,
+    actor: Actor,
+    customer: Customer,
+    version: ProfileVersion | None,
+    block_inheritance: bool | None = None,
+) -> list[assignment.Move]:
+    """Set (or clear, with None) the customer's default profile version, and whether the MSP default
+    reaches its servers."""
     require(scope, Action.MANAGE_PROFILES, customer)
     stored = Customer.objects.select_related("default_profile_version__profile").get(pk=customer.pk)
-    before = _label(stored.default_profile_version)
-    customer.default_profile_version = version
-    customer.save(update_fields=["default_profile_version"])
-    if stored.default_profile_version_id != (version.pk if version is not None else None):
-        # Its servers without a pin of their own are judged by another version now.
-        server_results_mark_stale(
-            servers=Server.objects.filter(customer=customer, profile_version__isnull=True),
-            reason=StaleReason.PROFILE_CHANGED,
-        )
-    audit_record(
-        actor=actor,
-        action="customer.assign_profile",
-        obj=customer,
-        changes={"default_profile_version": [before, _label(version)]},
+    blocks = stored.block_inheritance if block_inheritance is None else block_inheritance
+    moves = _moved(
+        assignment.set_customer(customer.pk, version.pk if version is not None else None, blocks),
+        Server.objects.filter(customer=customer),
     )
-    return customer
+    customer.default_profile_version = version
+    customer.block_inheritance = blocks
+    customer.save(update_fields=["default_profile_version", "block_inheritance"])
+    changes: dict[str, Any] = {}
+    if stored.default_profile_version_id != customer.default_profile_version_id:
+        changes["default_profile_version"] = [_label(stored.default_profile_version), _label(version)]
+    if stored.block_inheritance != blocks:
+        changes["block_inheritance"] = [stored.block_inheritance, blocks]
+    if changes:
+        audit_record(
+            actor=actor, action="customer.assign_profile", obj=customer, changes={**changes, **_moved_audit(moves)}
+        )
+    return moves
 
 
 @transaction.atomic
-def server_assign_profile(*, scope: Scope, actor: Actor, server: Server, version: ProfileVersion | None) -> Server:
-    """Pin (or unpin, with None) a server's profile version."""
+def server_assign_profile(
+    *,
+    scope: Scope,
+    actor: Actor,
+    server: Server,
+    version: ProfileVersion | None,
+    block_inheritance: bool | None = None,
+) -> list[assignment.Move]:
+    """Pin (or unpin, with None) a server's profile version, and whether anything above reaches it."""
     require(scope, Action.MANAGE_PROFILES, server.customer_id)
     stored = Server.objects.select_related("profile_version__profile").get(pk=server.pk)
-    before = _label(stored.profile_version)
-    server.profile_version = version
-    server.save(update_fields=["profile_version", "updated_at"])
-    if stored.profile_version_id != (version.pk if version is not None else None):
-        server_results_mark_stale(servers=Server.objects.filter(pk=server.pk), reason=StaleReason.PROFILE_CHANGED)
-    audit_record(
-        actor=actor, action="server.assign_profile", obj=server, changes={"profile_version": [before, _label(version)]}
+    blocks = stored.block_inheritance if block_inheritance is None else block_inheritance
+    moves = _moved(
+        assignment.set_server(server.pk, version.pk if version is not None else None, blocks),
+        Server.objects.filter(pk=server.pk),
     )
-    return server
+    server.profile_version = version
+    server.block_inheritance = blocks
+    server.save(update_fields=["profile_version", "block_inheritance", "updated_at"])
+    changes: dict[str, Any] = {}
+    if stored.profile_version_id != server.profile_version_id:
+        changes["profile_version"] = [_label(stored.profile_version), _label(version)]
+    if stored.block_inheritance != blocks:
+        changes["block_inheritance"] = [stored.block_inheritance, blocks]
+    if changes:
+        audit_record(
+            actor=actor, action="server.assign_profile", obj=server, changes={**changes, **_moved_audit(moves)}
+        )
+    return moves
+
+
+@dataclass(frozen=True)
+class TagAssignmentSpec:
+    """What a tag assignment is to be (the form's and the API's cleaned input)."""
+
+    tag: Tag
+    customer: Customer | None
+    version: ProfileVersion
+    precedence: int
+    excluded: tuple[Server, ...] = ()
+
+
+def tag_assignment_rule(spec: TagAssignmentSpec, existing: TagAssignment | None = None) -> assignment.TagRule:
+    """The resolver's view of `spec`; refuses an exclusion of a server the assignment would not reach."""
+    outside = [
+        s.name
+        for s in spec.excluded
+        if (spec.customer is not None and s.customer_id != spec.customer.pk)
+        or not s.tags.filter(pk=spec.tag.pk).exists()
+    ]
+    if outside:
+        raise AssignmentError(
+            f"field 'excluded': {', '.join(sorted(outside))} not in this group (no tag {spec.tag.name}"
+            + (f" among {spec.customer.name}'s servers)" if spec.customer else ")")
+        )
+    clash = TagAssignment.objects.filter(tag=spec.tag, customer=spec.customer)
+    if existing is not None:
+        clash = clash.exclude(pk=existing.pk)
+    if clash.exists():
+        whose = f"{spec.customer.name}'s servers" if spec.customer else "all customers"
+        raise AssignmentError(f"field 'tag': tag {spec.tag.name} already has an assignment for {whose}; edit that one")
+    return assignment.TagRule(
+        id=existing.pk if existing else None,
+        tag_id=spec.tag.pk,
+        tag_name=spec.tag.name,
+        customer_id=spec.customer.pk if spec.customer else None,
+        version_id=spec.version.pk,
+        precedence=spec.precedence,
+        excluded=frozenset(s.pk for s in spec.excluded),
+    )
+
+
+def _tag_assignment_audit(a: TagAssignment | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "tag": a.tag.name,
+        "customer": a.customer.name if a.customer else None,
+        "version": a.version.label,
+        "precedence": a.precedence,
+        "excluded": sorted(s.name for s in a.excluded_servers.all()),
+    }
+
+
+def _key(a: TagAssignment) -> tuple[int, int | None]:
+    return (a.tag_id, a.customer_id)
+
+
+def tag_assignment_preview(spec: TagAssignmentSpec | None, existing: TagAssignment | None) -> list[assignment.Move]:
+    """What saving `spec` (None: deleting `existing`) would move, without saving."""
+    rule = tag_assignment_rule(spec, existing) if spec is not None else None
+    return assignment.preview(assignment.set_tag_rule(rule, replacing=_key(existing) if existing else None))
+
+
+def _require_tag_scope(scope: Scope, customer: Customer | None) -> None:
+    # An MSP-wide group reaches every customer: only who may manage every customer's profiles.
+    require(scope, Action.MANAGE_PROFILES, customer)
+    if customer is None and scope.customers_where(Action.MANAGE_PROFILES) is not None:
+        raise PermissionDenied("your role does not allow: manage_profiles (all customers)")
+
+
+@transaction.atomic
+def tag_assignment_save(
+    *, scope: Scope, actor: Actor, spec: TagAssignmentSpec, existing: TagAssignment | None = None
+) -> tuple[TagAssignment, list[assignment.Move]]:
+    """Create (or change `existing` into) the assignment `spec`; exactly the servers the preview names move."""
+    _require_tag_scope(scope, spec.customer)
+    if existing is not None:
+        _require_tag_scope(scope, existing.customer)
+    rule = tag_assignment_rule(spec, existing)
+    before = _tag_assignment_audit(existing)
+    moves = _moved(assignment.set_tag_rule(rule, replacing=_key(existing) if existing else None))
+    saved = existing or TagAssignment()
+    saved.tag, saved.customer, saved.version, saved.precedence = spec.tag, spec.customer, spec.version, spec.precedence
+    saved.save()
+    saved.excluded_servers.set(spec.excluded)
+    audit_record(
+        actor=actor,
+        action="tag_assignment.update" if existing else "tag_assignment.create",
+        obj=saved,
+        changes={"assignment": [before, _tag_assignment_audit(saved)], **_moved_audit(moves)},
+    )
+    return saved, moves
+
+
+@transaction.atomic
+def tag_assignment_delete(*, scope: Scope, actor: Actor, existing: TagAssignment) -> list[assignment.Move]:
+    _require_tag_scope(scope, existing.customer)
+    before = _tag_assignment_audit(existing)
+    moves = _moved(assignment.set_tag_rule(None, replacing=_key(existing)))
+    audit_record(
+        actor=actor,
+        action="tag_assignment.delete",
+        obj=existing,
+        changes={"assignment": [before, None], **_moved_audit(moves)},
+    )
+    existing.delete()
+    return moves
 
 
 # --- Waivers --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lockdown import rule_views, views
+from lockdown import assignment_views, rule_views, views
 
 urlpatterns = [
     path("profiles/", views.profile_list, name="profile_list"),
@@ -14,6 +14,15 @@ urlpatterns = [
     path("profiles/<int:profile_id>/v/<int:version_number>/edit/", views.version_edit, name="version_edit"),
     path("profiles/<int:profile_id>/v/<int:version_number>/clone/", views.version_clone, name="version_clone"),
     path("profiles/<int:profile_id>/v/<int:version_number>/export/", views.version_export, name="version_export"),
+    path("assignments/", assignment_views.assignment_list, name="assignment_list"),
+    path("assignments/default/", assignment_views.fleet_default_edit, name="fleet_default_edit"),
+    path("assignments/tags/new/", assignment_views.tag_assignment_edit, name="tag_assignment_create"),
+    path("assignments/tags/<int:assignment_id>/", assignment_views.tag_assignment_edit, name="tag_assignment_edit"),
+    path(
+        "assignments/tags/<int:assignment_id>/delete/",
+        assignment_views.tag_assignment_delete,
+        name="tag_assignment_delete",
+    ),
     path("customers/<int:customer_id>/profile/", views.customer_profile_assign, name="customer_profile_assign"),
     path("servers/<int:server_id>/profile/", views.server_profile_assign, name="server_profile_assign"),
     path("waivers/", views.waiver_list, name="waiver_list"),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from lockdown import clock, selectors, services
+from lockdown import assignment, clock, selectors, services
 from lockdown.choices import WAIVER_STATUS_COLOURS, ExportFormat, WaiverStatus
 from lockdown.exchange import dump_document
 from lockdown.forms import ProfileAssignForm, ProfileCloneForm, ProfileEditorForm, ProfileImportForm, WaiverForm
@@ -232,6 +234,18 @@ def profile_import(request: HttpRequest) -> HttpResponse:
 
 
 # --- Assignment -----------------------------------------------------------------------------
+def _moved_message(subject: str, moves: list[Any]) -> str:
+    one = len(moves) == 1
+    moved = f"{len(moves)} server{'' if one else 's'} now follow{'s' if one else ''} another version"
+    done = subject if subject.endswith(" removed") else f"{subject} saved"
+    return f"{done}; {moved}." if moves else f"{done}; no server changes version."
+
+
+def _block_field(model: type[Customer] | type[Server]) -> tuple[str, str]:
+    field = model._meta.get_field("block_inheritance")
+    return str(field.verbose_name), str(field.help_text)
+
+
 @require_http_methods(["GET", "POST"])
 def customer_profile_assign(request: HttpRequest, customer_id: int) -> HttpResponse:
     scope = request_scope(request)
@@ -239,20 +253,25 @@ def customer_profile_assign(request: HttpRequest, customer_id: int) -> HttpRespo
     require(scope, Action.MANAGE_PROFILES, customer)
     form = ProfileAssignForm(
         request.POST or None,
-        initial={"version": customer.default_profile_version_id},
-        empty_label="None: the built-in profile's latest version",
+        initial={"version": customer.default_profile_version_id, "block_inheritance": customer.block_inheritance},
+        empty_label="None: the MSP default (or the built-in profile's latest version)",
+        block=_block_field(Customer),
     )
     if request.method == "POST":
         if form.is_valid():
-            services.customer_assign_profile(
-                scope=scope, actor=Actor.from_request(request), customer=customer, version=form.cleaned_data["version"]
+            moves = services.customer_assign_profile(
+                scope=scope,
+                actor=Actor.from_request(request),
+                customer=customer,
+                version=form.cleaned_data["version"],
+                block_inheritance=form.cleaned_data["block_inheritance"],
             )
-            messages.success(request, f"Default profile of {customer.name} saved.")
+            messages.success(request, _moved_message(f"Default profile of {customer.name}", moves))
             return redirect("customer_detail", customer_id=customer.pk)
         status = 400
     else:
         status = 200
-    effective = selectors.customer_effective_profile_version(customer)
+    effective = assignment.customer_effective(customer)
     return render(
         request,
         "lockdown/profile_assign.html",
@@ -268,20 +287,25 @@ def server_profile_assign(request: HttpRequest, server_id: int) -> HttpResponse:
     require(scope, Action.MANAGE_PROFILES, server.customer_id)
     form = ProfileAssignForm(
         request.POST or None,
-        initial={"version": server.profile_version_id},
-        empty_label="None: the customer's default",
+        initial={"version": server.profile_version_id, "block_inheritance": server.block_inheritance},
+        empty_label="None: what its tags, its customer or the MSP default give it",
+        block=_block_field(Server),
     )
     if request.method == "POST":
         if form.is_valid():
-            services.server_assign_profile(
-                scope=scope, actor=Actor.from_request(request), server=server, version=form.cleaned_data["version"]
+            moves = services.server_assign_profile(
+                scope=scope,
+                actor=Actor.from_request(request),
+                server=server,
+                version=form.cleaned_data["version"],
+                block_inheritance=form.cleaned_data["block_inheritance"],
             )
-            messages.success(request, f"Profile of {server.name} saved.")
+            messages.success(request, _moved_message(f"Profile of {server.name}", moves))
             return redirect("server_detail", server_id=server.pk)
         status = 400
     else:
         status = 200
-    effective = selectors.effective_profile_version(server)
+    effective = assignment.effective(server)
     return render(
         request,
         "lockdown/profile_assign.html",

@@ -416,9 +416,10 @@ def rule_titles(servers: list[Server]) -> dict[str, str]:
     from lockdown.rules.builtin import load_builtin_profile
 
     titles = {rule.id: rule.description for rule in load_builtin_profile().rules}
-    version_ids = {s.profile_version_id for s in servers if s.profile_version_id} | {
-        s.customer.default_profile_version_id for s in servers if s.customer.default_profile_version_id
-    }
+    from lockdown.assignment import effective_for
+
+    followed = effective_for(Server.objects.filter(pk__in=[s.pk for s in servers]))
+    version_ids = {e.resolved.version_id for e in followed.values() if e.resolved.version_id is not None}
     if version_ids:
         for rules in ProfileVersion.objects.filter(pk__in=version_ids).values_list("rules", flat=True):
             for rule in rules if isinstance(rules, list) else []:

@@ -24,6 +24,13 @@ class Customer(models.Model):
     default_profile_version = models.ForeignKey(
         "lockdown.ProfileVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="default_for_customers"
     )
+    # lockdown.assignment: the MSP default does not reach this customer's servers.
+    block_inheritance = models.BooleanField(
+        "Block the MSP default",
+        default=False,
+        help_text="Servers of this customer without a profile of their own, a tag's or the customer's follow the "
+        "built-in profile instead of the MSP default.",
+    )
     # When the customer allows changes that interrupt mail (service restarts, store ACL resets).
     maintenance_days = models.CharField(
         max_length=20,
@@ -183,6 +190,13 @@ class Server(models.Model):
     # A pinned profile version for this server (None: its customer's default).
     profile_version = models.ForeignKey(
         "lockdown.ProfileVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_servers"
+    )
+    # lockdown.assignment: no tag's, customer's or MSP default reaches this server.
+    block_inheritance = models.BooleanField(
+        "Block inherited profiles",
+        default=False,
+        help_text="Without a pin, this server follows the built-in profile whatever its tags, its customer or the "
+        "MSP default say.",
     )
     # Discovered facts (written by discover jobs; untrusted host output, validated on the way in).
     facts = models.JSONField(default=dict, blank=True)

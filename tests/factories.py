@@ -350,7 +350,18 @@ def tenant_compliance(tenant: TenantObjects, rules: int = 4) -> Any:
     return compliance
 
 
+def tenant_tag_assignment(tenant: TenantObjects) -> int:
+    """The tenant's tag, assigned the tenant's version for the tenant's servers only."""
+    from lockdown.models import TagAssignment
+
+    assignment, _ = TagAssignment.objects.get_or_create(
+        tag=tenant.tag, customer=tenant.customer, defaults={"version": tenant.profile.versions.get()}
+    )
+    return assignment.pk
+
+
 URL_PARAMETER_FACTORIES: dict[str, Callable[[TenantObjects], int | str]] = {
+    "assignment_id": tenant_tag_assignment,
     "rule_id": tenant_rule,
     "token_id": tenant_token,
     "import_id": tenant_import,

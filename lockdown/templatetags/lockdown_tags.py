@@ -6,18 +6,17 @@ from django import template
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from lockdown.models import ProfileVersion
+from lockdown.assignment import Effective, effective
 from lockdown.rules.wording import break_points
-from lockdown.selectors import effective_profile_version
 from servers.models import Server
 
 register = template.Library()
 
 
 @register.simple_tag
-def effective_profile(server: Server) -> ProfileVersion | None:
-    """The profile version `server` is judged by (its pin, its customer's default, or the built-in's latest)."""
-    return effective_profile_version(server)
+def effective_profile(server: Server) -> Effective:
+    """The profile version `server` is judged by and where it comes from (lockdown.assignment)."""
+    return effective(server)
 
 
 @register.filter

@@ -76,6 +76,12 @@ URL_ACTIONS: dict[str, Action] = {
     "version_export": Action.VIEW,
     "customer_profile_assign": Action.MANAGE_PROFILES,
     "server_profile_assign": Action.MANAGE_PROFILES,
+    # lockdown.assignment: the hierarchy; a customer's tag assignment is that customer's object.
+    "assignment_list": Action.VIEW,
+    "fleet_default_edit": Action.MANAGE_PROFILES,
+    "tag_assignment_create": Action.MANAGE_PROFILES,
+    "tag_assignment_edit": Action.MANAGE_PROFILES,
+    "tag_assignment_delete": Action.MANAGE_PROFILES,
     "waiver_list": Action.VIEW,
     # the fleet rule view: counts over the servers the user sees; a rule only others have is 404.
     "rule_list": Action.VIEW,
@@ -138,6 +144,7 @@ GET_ONLY = {
     "audit_list",
     "audit_export",
     "profile_list",
+    "assignment_list",
     "profile_detail",
     "profile_diff",
     "version_detail",
