@@ -221,7 +221,7 @@ def _moved_audit(moves: list[assignment.Move]) -> dict[str, Any]:
 def fleet_default_set(*, scope: Scope, actor: Actor, version: ProfileVersion | None) -> list[assignment.Move]:
     """Set (or clear, with None: the built-in's latest) the MSP default."""
     require(scope, Action.MANAGE_PROFILES)
-    row, _ = FleetDefault.objects.select_for_update().select_related("version__profile").get_or_create(pk=1)
+    row, _ = FleetDefault.objects.select_for_update(of=("self",)).select_related("version__profile").get_or_create(pk=1)
     before = row.version
     moves = _moved(assignment.set_msp_default(version.pk if version is not None else None))
     row.version = version

@@ -3,7 +3,7 @@ and refusals (maintenance window, the host lock, the role, a read-only token), a
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time
 
 import pytest
 from django.test import Client
@@ -60,12 +60,19 @@ def test_in_the_maintenance_window_or_refused_when_the_customer_has_none(carol, 
     customer.maintenance_start = time(2, 0)
     customer.maintenance_hours = 3
     customer.save()
-    window = customer.maintenance_window(clock.now())
-    assert window is not None
-    started = _post(api, url, '{"in_window": true}')
+    outside, inside = datetime(2026, 12, 3, 10, 0, tzinfo=UTC), datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
+    with clock.frozen(outside):
+        started = _post(api, url, '{"in_window": true}')
     assert started.status_code == 202, started.content
     job = Job.objects.get()
-    assert (job.not_before, job.not_after) == (window.start, window.end)
+    next_day = (datetime(2026, 12, 4, 2, 0, tzinfo=UTC), datetime(2026, 12, 4, 5, 0, tzinfo=UTC))
+    assert (job.not_before, job.not_after) == next_day
+    job.delete()
+    with clock.frozen(inside):
+        started = _post(api, url, '{"in_window": true}')
+    assert started.status_code == 202, started.content
+    job = Job.objects.get()
+    assert (job.not_before, job.not_after) == (inside, datetime(2026, 12, 3, 5, 0, tzinfo=UTC))
 
 
 def test_a_locked_host_and_a_bad_body_are_refused_without_a_job(carol, tenant_a) -> None:
