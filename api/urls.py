@@ -6,13 +6,15 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import reports, token_views, views
+from api import assignments, reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
 router.register("servers", views.ServerViewSet, basename="api-server")
 router.register("jobs", views.JobViewSet, basename="api-job")
 router.register("reports", reports.ReportViewSet, basename="api-report")
+router.register("effective-profiles", assignments.EffectiveProfileViewSet, basename="api-effective-profile")
+router.register("tag-assignments", assignments.TagAssignmentViewSet, basename="api-tag-assignment")
 
 
 @csrf_exempt  # as DRF's views: a token, never the session, so there is no CSRF surface
@@ -25,6 +27,17 @@ def api_not_found(request: HttpRequest, rest: str) -> JsonResponse:
 
 api_patterns = [
     *router.urls,
+    # One object, not a collection: GET reads it (not a list), POST set/ changes it.
+    path(
+        "fleet-default/",
+        assignments.FleetDefaultViewSet.as_view({"get": "retrieve"}),
+        name="api-fleet-default-detail",
+    ),
+    path(
+        "fleet-default/set/",
+        assignments.FleetDefaultViewSet.as_view({"post": "set_default"}),
+        name="api-fleet-default-set-default",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     re_path(r"^(?P<rest>.*)$", api_not_found),  # last: only what nothing above matched
 ]

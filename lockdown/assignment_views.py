@@ -126,7 +126,7 @@ def tag_assignment_edit(request: HttpRequest, assignment_id: int | None = None) 
             try:
                 outcome = _preview_or_apply(
                     request,
-                    preview=lambda: services.tag_assignment_preview(spec, existing),
+                    preview=lambda: services.tag_assignment_preview(scope=scope, spec=spec, existing=existing),
                     apply=lambda: services.tag_assignment_save(
                         scope=scope, actor=Actor.from_request(request), spec=spec, existing=existing
                     )[1],
@@ -173,5 +173,5 @@ def tag_assignment_delete(request: HttpRequest, assignment_id: int) -> HttpRespo
         moves = services.tag_assignment_delete(scope=scope, actor=Actor.from_request(request), existing=existing)
         messages.success(request, _moved_message(f"The assignment of tag {existing.tag.name} removed", moves))
         return redirect("assignment_list")
-    moves = services.tag_assignment_preview(None, existing)
+    moves = services.tag_assignment_preview(scope=scope, spec=None, existing=existing)
     return render(request, "lockdown/assignment_delete.html", {"existing": existing, "moves": moves})

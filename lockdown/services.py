@@ -358,8 +358,12 @@ def _key(a: TagAssignment) -> tuple[int, int | None]:
     return (a.tag_id, a.customer_id)
 
 
-def tag_assignment_preview(spec: TagAssignmentSpec | None, existing: TagAssignment | None) -> list[assignment.Move]:
+def tag_assignment_preview(
+    *, scope: Scope, spec: TagAssignmentSpec | None, existing: TagAssignment | None
+) -> list[assignment.Move]:
     """What saving `spec` (None: deleting `existing`) would move, without saving."""
+    for customer in {x.customer for x in (spec, existing) if x is not None}:
+        _require_tag_scope(scope, customer)
     rule = tag_assignment_rule(spec, existing) if spec is not None else None
     return assignment.preview(assignment.set_tag_rule(rule, replacing=_key(existing) if existing else None))
 

@@ -156,7 +156,9 @@ def test_the_committed_schema_is_the_generated_one() -> None:
     )
 
 
-@pytest.mark.parametrize("url", ["/api/v1/servers/", "/api/v1/jobs/", "/api/v1/customers/"])
+@pytest.mark.parametrize(
+    "url", ["/api/v1/servers/", "/api/v1/jobs/", "/api/v1/customers/", "/api/v1/effective-profiles/"]
+)
 def test_a_list_costs_the_same_queries_for_3_and_30_servers(alice, tenant_a, url: str) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

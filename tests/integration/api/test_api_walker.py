@@ -22,15 +22,16 @@ from api.models import ApiToken
 from api.tokens import TokenRefused, token_issue, token_scope
 from jobs.models import Job
 from lockdown import clock
+from lockdown.models import TagAssignment
 from reports.models import Report
 from servers.audit import Actor
-from servers.models import Server
+from servers.models import Server, Tag
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report
+from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report, tenant_tag_assignment
 
 # What the walked writes create; each is deleted after its operation.
-CREATED = (Job, Server, Report)
+CREATED = (Job, Server, Report, TagAssignment)
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +48,14 @@ class Op:
     body: Body | None = None
     ok: int = 200
     multipart: bool = False
+    fleet: bool = False  # of no customer (the MSP default): 403 for who may not, never 404
+
+
+def _walk_tag(tenant: TenantObjects) -> str:
+    """A second tag on the tenant's server, with no assignment yet (the walked create assigns it)."""
+    tag, _ = Tag.objects.get_or_create(name=f"walk-{tenant.tag.name}")
+    tenant.server.tags.add(tag)
+    return tag.name
 
 
 def _today() -> str:
@@ -91,6 +100,23 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         None, lambda t: {"report": SimpleUploadedFile("x.txt", b"hello")}, multipart=True
     ),
     ("api-schema", "GET"): Op(None),
+    # lockdown.assignment: effective profiles list what the scope shows; a tag assignment of the tenant's
+    # customer is the tenant's object; the MSP default is of no customer.
+    ("api-effective-profile-list", "GET"): Op(None),
+    ("api-tag-assignment-list", "GET"): Op(None),
+    ("api-tag-assignment-list", "POST"): Op(
+        Action.MANAGE_PROFILES,
+        lambda t: {"tag": _walk_tag(t), "customer": t.customer.pk, "version": t.profile.versions.get().pk},
+        ok=201,
+    ),
+    ("api-tag-assignment-detail", "GET"): Op(Action.VIEW),
+    ("api-tag-assignment-detail", "PUT"): Op(
+        Action.MANAGE_PROFILES,
+        lambda t: {"tag": t.tag.name, "customer": t.customer.pk, "version": t.profile.versions.get().pk},
+    ),
+    ("api-tag-assignment-detail", "DELETE"): Op(Action.MANAGE_PROFILES),  # last of its object: it is gone after
+    ("api-fleet-default-detail", "GET"): Op(None),
+    ("api-fleet-default-set-default", "POST"): Op(Action.MANAGE_PROFILES, lambda t: {"version": None}, fleet=True),
 }
 TOKEN_SCOPES = ("full", "read_only", "customer_a", "customer_b")
 
@@ -128,6 +154,10 @@ def _url(name: str, object_id: int | None) -> str:
 def _send(api: Client, method: str, url: str, op: Op, tenant: TenantObjects):
     if method == "GET":
         return api.get(url)
+    if method == "DELETE":
+        return api.delete(url)
+    if method == "PUT":
+        return api.put(url, data=json.dumps(op.body(tenant) if op.body else {}), content_type="application/json")
     if op.multipart:
         return api.post(url, data=op.body(tenant) if op.body else {})
     body = json.dumps(op.body(tenant)) if op.body else "{}"
@@ -157,6 +187,7 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             "server": tenant.server.pk,
             "job": tenant_job(tenant),
             "report": tenant_report(tenant),
+            "tag": tenant_tag_assignment(tenant),
         }
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
         for (name, method), op in OPERATIONS.items():
@@ -164,6 +195,8 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             url = _url(name, objects.get(kind))
             if op.action is None:
                 expected = {op.ok}
+            elif op.fleet:
+                expected = {op.ok} if scope.can(op.action) and scope.customers_where(op.action) is None else {403}
             elif not visible:
                 expected = {404}
             elif not scope.can(op.action, tenant.customer.pk):
@@ -175,7 +208,7 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             response = _send(api, method, url, op, tenant)
             if response.status_code not in expected:
                 problems.append(f"{method} {url}: {response.status_code}, expected {sorted(expected)}")
-            if method == "POST" and response.status_code >= 300:
+            if method in ("POST", "PUT") and response.status_code >= 300:
                 grown = [model.__name__ for model in CREATED if model.objects.count() != counts[model]]
                 if grown:
                     problems.append(f"{method} {url}: refused but created {grown}")
