@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from jobs.choices import CanaryOrder, JobKind
 from jobs.models import HostRun, HostRunEvent, Job
-from lockdown.rules.vocabulary import Risk, RuleStatus
+from lockdown.rules.vocabulary import Risk, RuleAction, RuleStatus
 from servers.assessment import assessment_of
 from servers.choices import Declared, TLSVerify, WinRMScheme
 from servers.maintenance import WEEKDAYS, parse_days
@@ -117,6 +117,22 @@ class RuleOutcomeSerializer(serializers.Serializer[dict[str, Any]]):
     observed_text = serializers.CharField(read_only=True, help_text="What the host showed (untrusted input)")
     reason = serializers.CharField(read_only=True, default="")
     risk = serializers.ChoiceField(choices=[risk.value for risk in Risk], read_only=True)
+    risk_note = serializers.CharField(read_only=True, allow_null=True, default=None)
+    action = serializers.ChoiceField(
+        choices=[a.value for a in RuleAction],
+        read_only=True,
+        default=RuleAction.NONE.value,
+        help_text="What harden does (or did) about it",
+    )
+    expected = serializers.DictField(
+        read_only=True, default=dict, help_text="Evidence: the expected state as structured data (raw masks, SIDs)"
+    )
+    observed = serializers.DictField(
+        read_only=True, default=dict, help_text="Evidence: what the host showed as structured data (untrusted input)"
+    )
+    waiver_justification = serializers.CharField(
+        read_only=True, allow_null=True, default=None, help_text="For a waived rule, the waiver's justification"
+    )
 
 
 class HardenRequestSerializer(serializers.Serializer[dict[str, Any]]):

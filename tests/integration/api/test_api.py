@@ -196,11 +196,24 @@ def test_a_rejected_filter_names_the_parameter_as_the_schema_says(alice) -> None
 def test_results_are_the_servers_latest_outcomes_with_their_evidence(cora, tenant_a) -> None:
     from tests.factories import tenant_compliance
 
-    tenant_compliance(tenant_a, rules=4)
+    compliance = tenant_compliance(tenant_a, rules=4)
+    compliance.outcomes[0] |= {
+        "action": "changed",
+        "expected": {"sid": "S-1-5-21-1-2-3-1001", "mask": 1179817},
+        "observed": {"aces": [{"sid": "S-1-5-21-1-2-3-1001", "mask": 0}]},
+        "risk_note": "Only what the service reads.",
+    }
+    compliance.outcomes[2] |= {"waiver_justification": "Vendor ticket 4711"}
+    compliance.save()
     body = _api(_issue(cora)).get(f"/api/v1/servers/{tenant_a.server.pk}/results/").json()
     assert body["count"] == 4
     first = body["results"][0]
     assert first == {
+        "action": "changed",
+        "expected": {"sid": "S-1-5-21-1-2-3-1001", "mask": 1179817},
+        "observed": {"aces": [{"sid": "S-1-5-21-1-2-3-1001", "mask": 0}]},
+        "risk_note": "Only what the service reads.",
+        "waiver_justification": None,
         "rule_id": "file_acl.rule_000",
         "target": "C:\\Program Files (x86)\\Mail Enable\\Bin\\file0.exe",
         "section": "Section 0",
@@ -213,6 +226,7 @@ def test_results_are_the_servers_latest_outcomes_with_their_evidence(cora, tenan
     }
     assert [row["status"] for row in body["results"]] == ["compliant", "drift", "waived", "error"]
     assert body["results"][2]["underlying_status"] == "drift"
+    assert body["results"][2]["waiver_justification"] == "Vendor ticket 4711"
 
 
 def test_results_filter_by_status_and_page(cora, tenant_a) -> None:

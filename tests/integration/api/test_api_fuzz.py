@@ -71,6 +71,9 @@ ID_PATHS = {
     "/api/v1/reports/{id}/evidence/": "report",
     "/api/v1/reports/{id}/signature/": "report",
     "/api/v1/tag-assignments/{id}/": "tag_assignment",
+    "/api/v1/profiles/{id}/": "profile",
+    "/api/v1/profile-versions/{id}/": "version",
+    "/api/v1/profile-versions/{id}/export/": "version",
 }
 CHECKS = [
     not_a_server_error,
@@ -140,6 +143,8 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
     real = {
         "customer": [t.customer.pk for t in tenants.values()],
         "server": [t.server.pk for t in tenants.values()],
+        "profile": [t.profile.pk for t in tenants.values()],
+        "version": [t.profile.versions.get().pk for t in tenants.values()],
         "job": [tenant_job(t) for t in tenants.values()],
         "report": [tenant_report(t) for t in tenants.values()],
         "tag_assignment": [tenant_tag_assignment(t) for t in tenants.values()],

@@ -129,6 +129,8 @@ def test_an_integrator_adds_verifies_hardens_in_the_window_and_verifies_the_sign
             assert drifted["count"] > 0
             assert all(row["status"] == "drift" for row in drifted["results"])
             assert all(row["expected_text"] and row["observed_text"] for row in drifted["results"])
+            # the evidence: expected and observed state as structured data
+            assert all(row["expected"] and row["observed"] for row in drifted["results"])
 
             # 4. Harden in the customer's next maintenance window: scheduled, nothing touches the host yet.
             harden = _json(_post(api, url + "harden/", {"in_window": True}), 202)

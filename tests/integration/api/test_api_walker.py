@@ -22,16 +22,23 @@ from api.models import ApiToken
 from api.tokens import TokenRefused, token_issue, token_scope
 from jobs.models import Job
 from lockdown import clock
-from lockdown.models import TagAssignment
+from lockdown.models import Profile, ProfileVersion, TagAssignment
 from reports.models import Report
 from servers.audit import Actor
 from servers.models import Server, Tag
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report, tenant_tag_assignment
+from tests.factories import (
+    TenantObjects,
+    sample_rule,
+    tenant_compliance,
+    tenant_job,
+    tenant_report,
+    tenant_tag_assignment,
+)
 
 # What the walked writes create; each is deleted after its operation.
-CREATED = (Job, Server, Report, TagAssignment)
+CREATED = (Job, Server, Report, TagAssignment, ProfileVersion, Profile)  # versions before their profiles
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +65,12 @@ def _walk_tag(tenant: TenantObjects) -> str:
     return tag.name
 
 
+def _profile_file(tenant: TenantObjects) -> dict[str, Any]:
+    """A profile document of a new profile (the walked import creates it)."""
+    document = {"slug": f"walk-{tenant.tag.name}", "name": "Walked in", "version": "1", "rules": [sample_rule()]}
+    return {"file": SimpleUploadedFile("walk.json", json.dumps(document).encode(), content_type="application/json")}
+
+
 def _today() -> str:
     return clock.now().date().isoformat()
 
@@ -65,6 +78,14 @@ def _today() -> str:
 # (URL name, method) → the operation. Every method of every /api/v1/ route is here (the first test).
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("api-customer-list", "GET"): Op(None),
+    ("api-profile-list", "GET"): Op(None),
+    ("api-profile-detail", "GET"): Op(Action.VIEW),
+    ("api-profile-import-document", "POST"): Op(
+        Action.MANAGE_PROFILES, _profile_file, ok=201, multipart=True, fleet=True
+    ),
+    ("api-profile-version-list", "GET"): Op(None),
+    ("api-profile-version-detail", "GET"): Op(Action.VIEW),
+    ("api-profile-version-export", "GET"): Op(Action.VIEW),
     ("api-customer-detail", "GET"): Op(Action.VIEW),
     ("api-server-list", "GET"): Op(None),
     ("api-server-list", "POST"): Op(
@@ -188,10 +209,12 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             "job": tenant_job(tenant),
             "report": tenant_report(tenant),
             "tag": tenant_tag_assignment(tenant),
+            "profile": tenant.profile.pk,
+            "version": tenant.profile.versions.get().pk,
         }
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
         for (name, method), op in OPERATIONS.items():
-            kind = name.split("-")[1]
+            kind = "version" if name.startswith("api-profile-version-") else name.split("-")[1]
             url = _url(name, objects.get(kind))
             if op.action is None:
                 expected = {op.ok}
