@@ -15,6 +15,7 @@ from django.http import Http404
 from jobs.choices import FINISHED_RUN_STATES, HostRunState, JobState
 from jobs.models import Alert, HostRun, HostRunEvent, Job, ServerCompliance
 from jobs.templatetags.job_tags import status_label
+from lockdown.assignment import judged_versions
 from lockdown.rules.wording import in_words, is_registry_rule
 from servers.models import Server
 from servers.tenancy import Scope
@@ -190,6 +191,7 @@ class RuleRow:
     expected: str = ""  # the sentences with masks and SIDs named; the raw ones stay in the evidence
     observed: str = ""
     reason: str = ""
+    controls: list[Any] = field(default_factory=list)  # the rule's control references, as the version stores them
 
 
 @dataclass
@@ -298,7 +300,8 @@ def server_compliance_page(server: Server, page_filter: ComplianceFilter | None 
     """The latest outcomes grouped by the guide's sections and, inside each, by root cause; in words, with
     evidence and history, filtered by `page_filter`.
 
-    Three queries whatever the number of rules: compliance, change records, history rows.
+    Four queries whatever the number of rules: compliance, the version that judged it (for the rules'
+    controls), change records, history rows.
     """
     from jobs.models import ChangeRecord, RuleResult
 
@@ -313,6 +316,8 @@ def server_compliance_page(server: Server, page_filter: ComplianceFilter | None 
         .order_by("-created_at", "-seq")[:HISTORY_LIMIT]
     ):
         changes.setdefault((change.rule_id, change.target), []).append(change)
+    judged = judged_versions([compliance.profile_label]).get(compliance.profile_label)
+    controls = {rule["id"]: rule.get("controls") or [] for rule in (judged.rules if judged else [])}
     history: dict[tuple[str, str], list[Any]] = {}
     for result in RuleResult.objects.filter(server=server).only(
         "rule_id", "target", "status", "created_at", "host_run_id", "snapshot", "observed_text"
@@ -337,6 +342,7 @@ def server_compliance_page(server: Server, page_filter: ComplianceFilter | None 
             expected=in_words(outcome.get("expected_text"), registry=registry),
             observed=in_words(outcome.get("observed_text"), registry=registry),
             reason=in_words(outcome.get("reason"), registry=registry),
+            controls=controls.get(str(outcome["rule_id"]), []),
         )
         section = str(outcome["section"])
         counts[status] = counts.get(status, 0) + 1

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from lockdown.exchange import judged_alike
 from lockdown.models import FleetDefault, ProfileVersion, TagAssignment
 from lockdown.rules.evaluate import summarize
 from lockdown.rules.outcome import RuleOutcome
@@ -247,7 +248,7 @@ def predict(outcomes: Sequence[Mapping[str, Any]], judged_by: Any, against: Any)
     """`outcomes` were judged against the rules `judged_by` (a version's `rules`, or None when unknown);
     what would `against`'s rules give?"""
     old, new = _rules_by_id(judged_by), _rules_by_id(against)
-    same = {rule_id for rule_id, rule in new.items() if old.get(rule_id) == rule}
+    same = {rule_id for rule_id, rule in new.items() if judged_alike(old.get(rule_id), rule)}
     kept = [RuleOutcome.model_validate(o) for o in outcomes if str(o.get("rule_id")) in same]
     return Prediction(
         percent=summarize(kept).compliant_percent,
@@ -276,6 +277,19 @@ def _label_key(label: str) -> tuple[str, int] | None:
     return (slug, int(number)) if slug and number.isdigit() else None
 
 
+def judged_versions(labels: Iterable[str]) -> dict[str, ProfileVersion]:
+    """The versions the stored compliance rows were judged by, by their "slug vN" label; one query.
+    (A row records the label it was judged by; a version deleted since is missing.)"""
+    keys = {label: key for label in labels if (key := _label_key(label))}
+    if not keys:
+        return {}
+    query = Q()
+    for slug, number in set(keys.values()):
+        query |= Q(profile__slug=slug, number=number)
+    found = {(v.profile.slug, v.number): v for v in ProfileVersion.objects.select_related("profile").filter(query)}
+    return {label: found[key] for label, key in keys.items() if key in found}
+
+
 def preview(change: Change, servers: QuerySet[Server] | None = None) -> list[Move]:
     """The servers (of `servers`, default all) that `change` moves to another version, with their
     compliance now and as their last observation says it would be. Reads only; contacts no host."""
@@ -290,17 +304,7 @@ def preview(change: Change, servers: QuerySet[Server] | None = None) -> list[Mov
         Server.objects.select_related("customer", "compliance").filter(pk__in=moved).order_by("customer__name", "name")
     )
     servers_by_id = {s.pk: s for s in rows}
-    judged_keys = {
-        key
-        for s in servers_by_id.values()
-        if hasattr(s, "compliance") and (key := _label_key(s.compliance.profile_label))
-    }
-    judged: dict[tuple[str, int], ProfileVersion] = {}
-    if judged_keys:
-        query = Q()
-        for slug, number in judged_keys:
-            query |= Q(profile__slug=slug, number=number)
-        judged = {(v.profile.slug, v.number): v for v in ProfileVersion.objects.select_related("profile").filter(query)}
+    judged = judged_versions(s.compliance.profile_label for s in servers_by_id.values() if hasattr(s, "compliance"))
     versions = versions_by_id(r.version_id for pair in moved.values() for r in pair)
     moves = []
     for server in servers_by_id.values():
@@ -310,8 +314,7 @@ def preview(change: Change, servers: QuerySet[Server] | None = None) -> list[Mov
         if compliance is None:
             prediction = Prediction(None, 0, len(target.rules) if target else 0, never_verified=True)
         else:
-            key = _label_key(compliance.profile_label)
-            source = judged.get(key) if key else None
+            source = judged.get(compliance.profile_label)
             prediction = predict(compliance.outcomes, source.rules if source else None, target.rules if target else [])
         moves.append(
             Move(

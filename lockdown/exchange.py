@@ -24,10 +24,33 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _without_empty_controls(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A rule with no control mapping is stored (and hashed, and exported) as before mappings existed.
+    return [{k: v for k, v in rule.items() if k != "controls" or v} for rule in rules]
+
+
+# Rule fields that say what a rule means to an auditor, not what the engine checks: two rules equal but
+# for these judge a host alike, so a result of one stands for the other.
+NOT_JUDGED: frozenset[str] = frozenset({"controls"})
+
+
+def judged_alike(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two stored rules judge a host alike (equal but for `NOT_JUDGED` fields)."""
+    if a is None or b is None:
+        return False
+    return {k: v for k, v in a.items() if k not in NOT_JUDGED} == {k: v for k, v in b.items() if k not in NOT_JUDGED}
+
+
+def rules_judged_alike(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Whether two versions' rules judge every host alike: the same rules, equal but for `NOT_JUDGED`."""
+    before = {rule.get("id"): rule for rule in old}
+    return len(before) == len(new) and all(judged_alike(before.get(rule.get("id")), rule) for rule in new)
+
+
 def document_content(document: ProfileDocument) -> tuple[list[dict[str, Any]], list[str]]:
     """The stored parts of a validated document: rules (as JSON data) and notes."""
     data = document.model_dump(mode="json")
-    return data["rules"], data["notes"]
+    return _without_empty_controls(data["rules"]), data["notes"]
 
 
 def content_hash(rules: list[dict[str, Any]], notes: list[str]) -> str:
@@ -38,7 +61,8 @@ def content_hash(rules: list[dict[str, Any]], notes: list[str]) -> str:
 def build_document(*, slug: str, name: str, number: int, rules: list[Any], notes: list[str]) -> dict[str, Any]:
     """The exchange form of one version, re-validated so keys come out in the models' order."""
     validated = profile_from_data({"slug": slug, "name": name, "version": str(number), "notes": notes, "rules": rules})
-    return validated.model_dump(mode="json", exclude_none=True)
+    document = validated.model_dump(mode="json", exclude_none=True)
+    return {**document, "rules": _without_empty_controls(document["rules"])}
 
 
 class _NoAliasDumper(yaml.SafeDumper):

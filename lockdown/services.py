@@ -12,7 +12,7 @@ from django.db.models import Max, QuerySet
 
 from lockdown import assignment, clock
 from lockdown.choices import WaiverStatus
-from lockdown.exchange import content_hash, document_content
+from lockdown.exchange import content_hash, document_content, rules_judged_alike
 from lockdown.models import FleetDefault, Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_builtin_profile
@@ -81,8 +81,10 @@ def builtin_profile_sync(*, actor: Actor | None = None) -> ProfileVersion:
         audit_record(actor=actor, action="profile.create", obj=profile, changes={"slug": [None, profile.slug]})
     elif not profile.builtin:
         raise ProfileServiceError(f"a profile with the built-in slug {profile.slug!r} exists and is not built-in")
+    previous = ProfileVersion.objects.filter(profile=profile).order_by("-number").first()
     version, new = _create_version(profile=profile, document=document, actor=actor, change_note="Shipped profile")
-    if new and not created:
+    if new and not created and not (previous and rules_judged_alike(previous.rules, version.rules)):
+        # (A version that only adds or changes control mappings judges every host alike: results stand.)
         # The servers that follow the built-in's latest version follow this one now.
         following = [
             pk

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lockdown import assignment_views, rule_views, views
+from lockdown import assignment_views, control_views, rule_views, views
 
 urlpatterns = [
     path("profiles/", views.profile_list, name="profile_list"),
@@ -31,6 +31,7 @@ urlpatterns = [
     path("waivers/<int:waiver_id>/revoke/", views.waiver_revoke, name="waiver_revoke"),
     path("customers/<int:customer_id>/waivers/new/", views.customer_waiver_propose, name="customer_waiver_propose"),
     path("servers/<int:server_id>/waivers/new/", views.server_waiver_propose, name="server_waiver_propose"),
+    path("controls/", control_views.control_list, name="control_list"),
     path("rules/", rule_views.rule_list, name="rule_list"),
     path("rules/<str:rule_id>/", rule_views.rule_detail, name="rule_detail"),
 ]

@@ -20,6 +20,7 @@ from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from lockdown.rules.controls import ControlRef
 from lockdown.rules.wording import in_words, is_registry_rule
 from reports.charts import trend_description
 from reports.selectors import ReportData, ReportServer
@@ -157,6 +158,22 @@ def render_evidence(data: ReportData) -> bytes:
             ],
             "open_waivers": len(data.open_waivers),
         },
+        "controls": [
+            {
+                **row.ref.model_dump(
+                    mode="json", include={"framework", "id", "title", "benchmark", "version", "source"}
+                ),
+                "status": row.status.value,
+                "compliant_pct": row.percent,
+                "compliant": row.compliant,
+                "failing": row.failing,
+                "waived": row.waived,
+                "in_conflict": row.in_conflict,
+                "rules": row.rule_list,
+            }
+            for framework in (data.controls.frameworks if data.controls else [])
+            for row in framework.controls
+        ],
         "waivers": [
             {**w, "expires_at": w["expires_at"].isoformat(), "approved_at": _iso(w["approved_at"])}
             for w in data.waivers
@@ -259,6 +276,7 @@ def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
     else:
         pdf.set_font("Helvetica", size=9)
         pdf.cell(0, 6, "No waiver applied during the period.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _controls_section(pdf, data)
     _heading(pdf, "Servers")
     _table(
         pdf,
@@ -290,6 +308,50 @@ def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
             (38, 40, 70, 90, 0),
         )
     return bytes(pdf.output())
+
+
+def _control_name(ref: ControlRef) -> str:
+    benchmark = " ".join(part for part in (ref.benchmark, ref.version) if part)
+    return f"{ref.id} ({benchmark})" if benchmark else ref.id
+
+
+def _controls_section(pdf: FPDF, data: ReportData) -> None:
+    """Compliance by framework and control, as auditors read it; exceptions first named in words."""
+    _heading(pdf, "Compliance by framework")
+    rollup = data.controls
+    if rollup is None or not rollup.frameworks:
+        pdf.set_font("Helvetica", size=9)
+        pdf.cell(0, 6, "No verified server has a rule mapped to a control.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        return
+    pdf.set_font("Helvetica", size=9)
+    pdf.multi_cell(
+        0,
+        5,
+        "Met: every counted result of the control's rules is compliant (compliant against compliant, drift and "
+        "error). Exception: a rule that conflicts with the control is in force on a server (the guide's "
+        "integrated-authentication rights), which must be recorded with the security officer.",
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
+    for framework in rollup.frameworks:
+        _subheading(pdf, pdf.l_margin, f"{framework.label}: {framework.met} of {framework.assessed} assessed met")
+        rows = [
+            [
+                _control_name(row.ref),
+                row.ref.title,
+                row.status.label,
+                _pct(row.percent),
+                str(len(row.failing_servers)),
+                str(len(row.conflict_servers)),
+            ]
+            for row in framework.controls
+        ]
+        _table(
+            pdf,
+            ["Control", "Title", "Status", "Compliant", "Failing servers", "Exceptions"],
+            rows,
+            (70, 110, 22, 22, 26, 0),
+        )
 
 
 def facts_text(item: ReportServer) -> str:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from jobs.models import Job
 from lockdown import clock
 from lockdown.choices import WaiverStatus
+from lockdown.control_rollup import Rollup, controls_rollup
 from lockdown.models import Waiver
 from reports.models import ComplianceSnapshot, Report
 from servers.assessment import (
@@ -322,6 +323,8 @@ class ReportData:
     trend: list[TrendPoint] = field(default_factory=list)
     # rule id -> its description (the built-in profile and the profile versions the servers follow).
     rule_titles: dict[str, str] = field(default_factory=dict)
+    # Compliance by framework and control over the report's servers (lockdown.control_rollup).
+    controls: Rollup | None = None
 
     @property
     def status_counts(self) -> list[tuple[str, int]]:
@@ -512,6 +515,7 @@ def report_data(
         changes=changes,
         profile_versions=sorted(labels),
         rule_titles=rule_titles([i.server for i in items]),
+        controls=controls_rollup(servers),
     )
     data.trend = report_trend(
         scope=scope, customer=customer, period_start=period_start, period_end=period_end, live=data.coverage, tz=tz

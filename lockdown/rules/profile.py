@@ -14,13 +14,14 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from lockdown.rules.base import LockdownModel
+from lockdown.rules.controls import expand_control_keys
 from lockdown.rules.rule import Rule
 from lockdown.rules.vocabulary import RuleType
 
 MAX_PROFILE_BYTES: Final = 512 * 1024
 _SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9\-]{1,62}$")
 _RULE_ADAPTER: Final[TypeAdapter[Rule]] = TypeAdapter(Rule)
-_TOP_LEVEL_KEYS: Final = frozenset({"slug", "name", "version", "notes", "rules"})
+_TOP_LEVEL_KEYS: Final = frozenset({"slug", "name", "version", "notes", "rules", "controls"})
 
 
 class ProfileError(ValueError):
@@ -94,6 +95,10 @@ def profile_from_data(data: object) -> Profile:
     unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL_KEYS)
     if unknown:
         raise ProfileError(f"profile: unknown top-level field(s) {unknown}")
+    try:
+        data = expand_control_keys(data)
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise ProfileError("profile, field 'rules': a non-empty list of rules is required")

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from lockdown.rules import masks
 from lockdown.rules.base import LockdownModel
+from lockdown.rules.controls import ControlRef
 from lockdown.rules.principals import KNOWN_RIGHTS, is_valid_account_name, is_valid_sid
 from lockdown.rules.targets import (
     STORE_GROUP,
@@ -68,6 +69,9 @@ class RuleBase(LockdownModel):
     risk_note: str | None = Field(default=None, max_length=2000)
     seed_row: str | None = Field(default=None, max_length=500)
     deviation: str | None = Field(default=None, max_length=2000, description="How and why we differ from the guide")
+    controls: tuple[ControlRef, ...] = Field(
+        default=(), max_length=20, description="The auditors' controls it serves or conflicts with"
+    )
 
     @field_validator("id")
     @classmethod

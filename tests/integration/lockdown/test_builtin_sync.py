@@ -62,10 +62,41 @@ def test_a_new_builtin_version_makes_the_servers_it_judges_stale(monkeypatch: py
     services.builtin_profile_sync()  # the same content: nothing is stale
     assert set(Server.objects.values_list("results_stale_reason", flat=True)) == {""}
     shipped = load_builtin_profile()
-    changed = shipped.model_copy(update={"notes": [*shipped.notes, "A new note in a later release."]})
+    first = shipped.rules[0].model_copy(update={"expected": "A stricter expectation in a later release."})
+    changed = shipped.model_copy(update={"rules": [first, *shipped.rules[1:]]})
     monkeypatch.setattr(services, "load_builtin_profile", lambda: changed)
     services.builtin_profile_sync()
     stale = dict(Server.objects.values_list("name", "results_stale_reason"))
     assert stale["mx-follows"] == StaleReason.PROFILE_CHANGED
     assert stale["mx-pinned"] == ""
     assert stale["mx-own-default"] == ""
+
+
+def test_a_version_that_only_changes_notes_or_control_mappings_leaves_results_standing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mappings say what a rule means to an auditor, not what it checks: every host is judged alike."""
+    from servers.models import Server
+    from tests.factories import CustomerFactory, ServerFactory
+
+    ServerFactory(customer=CustomerFactory(name="Follows Builtin Ltd"), name="mx-follows")
+    shipped = load_builtin_profile()
+    first = shipped.rules[0].model_copy(update={"controls": shipped.rules[0].controls[:1]})
+    changed = shipped.model_copy(update={"rules": [first, *shipped.rules[1:]], "notes": [*shipped.notes, "More."]})
+    monkeypatch.setattr(services, "load_builtin_profile", lambda: changed)
+    assert services.builtin_profile_sync().number == 2
+    assert set(Server.objects.values_list("results_stale_reason", flat=True)) == {""}
+
+
+def test_a_version_that_drops_a_rule_makes_its_followers_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servers.choices import StaleReason
+    from servers.models import Server
+    from tests.factories import CustomerFactory, ServerFactory
+
+    ServerFactory(customer=CustomerFactory(name="Follows Builtin Ltd"), name="mx-follows")
+    shipped = load_builtin_profile()
+    monkeypatch.setattr(
+        services, "load_builtin_profile", lambda: shipped.model_copy(update={"rules": shipped.rules[1:]})
+    )
+    services.builtin_profile_sync()
+    assert Server.objects.get(name="mx-follows").results_stale_reason == StaleReason.PROFILE_CHANGED

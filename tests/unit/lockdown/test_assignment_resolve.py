@@ -135,6 +135,10 @@ def test_identical_rules_carry_their_outcomes_and_new_or_changed_ones_wait_for_a
     assert (found.percent, found.carried_rules, found.to_verify) == (50.0, 1, 2)
     dropped = predict(outcomes, [RULE_A, RULE_B], [RULE_A])
     assert (dropped.percent, dropped.to_verify) == (50.0, 0)
+    # a rule that only gained control mappings judges alike: its outcomes carry
+    mapped_b = {**RULE_B, "controls": [{"framework": "nist_800_53", "id": "CM-6"}]}
+    remapped = predict(outcomes, [RULE_A, RULE_B], [RULE_A, mapped_b])
+    assert (remapped.percent, remapped.carried_rules, remapped.to_verify) == (33.3, 2, 0)
 
 
 def test_without_the_version_they_were_judged_by_nothing_carries() -> None:
