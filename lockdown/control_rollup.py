@@ -66,6 +66,19 @@ class ControlRow:
     conflict_servers: set[int] = field(default_factory=set)
 
     @property
+    def results_text(self) -> str:
+        """The counts that are not zero, in words ("3 compliant, 1 failing, 2 in conflict")."""
+        parts = [
+            (self.compliant, "compliant"),
+            (self.failing, "failing"),
+            (self.waived, "waived"),
+            (self.needs_input, "need input"),
+            (self.in_conflict, "in conflict"),
+            (self.not_applicable, "not applicable"),
+        ]
+        return ", ".join(f"{n} {words}" for n, words in parts if n) or "none"
+
+    @property
     def rule_list(self) -> list[str]:
         return sorted(self.rules)
 
@@ -91,6 +104,8 @@ class ControlRow:
                 self.conflict_servers.add(server_id)
             elif status == "not_applicable":
                 self.not_applicable += 1
+            elif status == "needs_input":
+                self.needs_input += 1
             return
         if status == "compliant":
             self.compliant += 1

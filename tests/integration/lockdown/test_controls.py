@@ -72,6 +72,8 @@ def test_the_fleet_rollup_counts_each_control_over_every_server(fleet) -> None:
     cis = _row(rollup, Framework.CIS, "2.2.4")
     assert (cis.in_conflict, cis.conflict_servers, cis.not_applicable) == (1, {a.server.pk}, 1)
     assert (cis.compliant, cis.failing, cis.percent, cis.status) == (0, 0, None, ControlStatus.EXCEPTION)
+    assert cis.results_text == "1 in conflict, 1 not applicable"
+    assert cm7.results_text == "1 compliant, 1 failing"
     assert _row(rollup, Framework.STIG, "WN22-UR-000020").status is ControlStatus.EXCEPTION
     # one AC-6 row, whichever rules support it (MEMTAS: waived on A, compliant on B) or conflict (SeTcb on A)
     ac6 = [row for row in rollup.framework(Framework.NIST_800_53).controls if row.ref.id == "AC-6"]
