@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import assignments, reports, token_views, views
+from api import assignments, governance, reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
@@ -15,6 +15,9 @@ router.register("jobs", views.JobViewSet, basename="api-job")
 router.register("reports", reports.ReportViewSet, basename="api-report")
 router.register("effective-profiles", assignments.EffectiveProfileViewSet, basename="api-effective-profile")
 router.register("tag-assignments", assignments.TagAssignmentViewSet, basename="api-tag-assignment")
+router.register("waivers", governance.WaiverViewSet, basename="api-waiver")
+router.register("alerts", governance.AlertViewSet, basename="api-alert")
+router.register("audit-events", governance.AuditEventViewSet, basename="api-audit-event")
 
 
 @csrf_exempt  # as DRF's views: a token, never the session, so there is no CSRF surface
