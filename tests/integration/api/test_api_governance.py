@@ -230,6 +230,8 @@ def test_a_proposal_is_checked_as_the_form_checks_it(carol, cora, tenant_a) -> N
     }
     viewer = _json(_post(_api(cora), "/api/v1/waivers/", _proposal(server=tenant_a.server.pk)), 403)
     assert viewer == {"detail": "your role does not allow: propose_waiver"}
+    # the role before the rule: a viewer learns nothing about the profile from a refused rule id
+    assert _json(_post(_api(cora, name="probe"), "/api/v1/waivers/", unknown), 403) == viewer
     assert Waiver.objects.count() == 1  # the tenant's own
     assert not AuditEvent.objects.filter(action="waiver.propose").exists()
 
@@ -407,3 +409,27 @@ def test_no_secret_reaches_the_audit_trail(alice, tenant_a) -> None:
     assert rows["credential.probe"] == {
         "binding": {"password": "[secret changed]", "secret_encrypted": "[secret changed]"}
     }
+
+
+@pytest.mark.parametrize("url", ["/api/v1/waivers/", "/api/v1/alerts/?show=all", "/api/v1/audit-events/"])
+def test_a_list_costs_the_same_queries_for_3_and_30_rows(alice, oscar, tenant_a, url: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.choices import AlertKind
+
+    api = _api(alice)
+    api.get(url)  # the token's last use is written on the first request
+    counts = []
+    for total in (3, 30):
+        while Waiver.objects.count() < total:
+            WaiverFactory(server=tenant_a.server, proposed_by=oscar, approved_by=alice, approved_at=NOW)
+            Alert.objects.create(
+                server=tenant_a.server, server_name="mx-a-01", customer=tenant_a.customer, kind=AlertKind.STATUS,
+                message="status worse", created_at=NOW, acknowledged_by=oscar, acknowledged_at=NOW,
+            )  # fmt: skip
+            audit_record(actor=Actor(user=oscar), action="probe.row", customer=tenant_a.customer)
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(url).status_code == 200
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1], counts
