@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import assignments, profiles, reports, token_views, views
+from api import assignments, governance, profiles, reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
@@ -17,6 +17,9 @@ router.register("profiles", profiles.ProfileViewSet, basename="api-profile")
 router.register("profile-versions", profiles.ProfileVersionViewSet, basename="api-profile-version")
 router.register("effective-profiles", assignments.EffectiveProfileViewSet, basename="api-effective-profile")
 router.register("tag-assignments", assignments.TagAssignmentViewSet, basename="api-tag-assignment")
+router.register("waivers", governance.WaiverViewSet, basename="api-waiver")
+router.register("alerts", governance.AlertViewSet, basename="api-alert")
+router.register("audit-events", governance.AuditEventViewSet, basename="api-audit-event")
 
 
 @csrf_exempt  # as DRF's views: a token, never the session, so there is no CSRF surface

@@ -346,5 +346,7 @@ SPECTACULAR_SETTINGS = {
         "RuleStatusEnum": "api.serializers.RULE_STATUSES",
         "ServerStatusEnum": "servers.choices.ServerStatus",
         "DeclaredEnum": "servers.choices.Declared",
+        "WaiverStatusEnum": "lockdown.choices.WaiverStatus",
+        "AlertKindEnum": "jobs.choices.AlertKind",
     },
 }

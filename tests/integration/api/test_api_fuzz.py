@@ -37,7 +37,14 @@ from api.tokens import token_issue, token_scope
 from servers.audit import Actor
 from servers.tenancy import scope_for_user
 from tests.conftest import ROLE_USERS
-from tests.factories import TenantObjects, tenant_compliance, tenant_job, tenant_report, tenant_tag_assignment
+from tests.factories import (
+    TenantObjects,
+    tenant_alert,
+    tenant_compliance,
+    tenant_job,
+    tenant_report,
+    tenant_tag_assignment,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +81,11 @@ ID_PATHS = {
     "/api/v1/profiles/{id}/": "profile",
     "/api/v1/profile-versions/{id}/": "version",
     "/api/v1/profile-versions/{id}/export/": "version",
+    "/api/v1/waivers/{id}/": "waiver",
+    "/api/v1/waivers/{id}/approve/": "waiver",
+    "/api/v1/waivers/{id}/revoke/": "waiver",
+    "/api/v1/alerts/{id}/": "alert",
+    "/api/v1/alerts/{id}/acknowledge/": "alert",
 }
 CHECKS = [
     not_a_server_error,
@@ -148,6 +160,8 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
         "job": [tenant_job(t) for t in tenants.values()],
         "report": [tenant_report(t) for t in tenants.values()],
         "tag_assignment": [tenant_tag_assignment(t) for t in tenants.values()],
+        "waiver": [t.waiver.pk for t in tenants.values()],
+        "alert": [tenant_alert(t) for t in tenants.values()],
     }
     ids = {path: real[kind] for path, kind in ID_PATHS.items()}
     return World(tokens=tokens, tenants=tenants, ids=ids, forbidden=forbidden)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,15 +23,17 @@ from api.models import ApiToken
 from api.tokens import TokenRefused, token_issue, token_scope
 from jobs.models import Job
 from lockdown import clock
-from lockdown.models import Profile, ProfileVersion, TagAssignment
+from lockdown.models import Profile, ProfileVersion, TagAssignment, Waiver
 from reports.models import Report
 from servers.audit import Actor
 from servers.models import Server, Tag
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
 from tests.factories import (
+    TENANT_RULE_ID,
     TenantObjects,
     sample_rule,
+    tenant_alert,
     tenant_compliance,
     tenant_job,
     tenant_report,
@@ -38,7 +41,7 @@ from tests.factories import (
 )
 
 # What the walked writes create; each is deleted after its operation.
-CREATED = (Job, Server, Report, TagAssignment, ProfileVersion, Profile)  # versions before their profiles
+CREATED = (Job, Server, Report, TagAssignment, Waiver, ProfileVersion, Profile)  # versions before their profiles
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +141,26 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("api-tag-assignment-detail", "DELETE"): Op(Action.MANAGE_PROFILES),  # last of its object: it is gone after
     ("api-fleet-default-detail", "GET"): Op(None),
     ("api-fleet-default-set-default", "POST"): Op(Action.MANAGE_PROFILES, lambda t: {"version": None}, fleet=True),
+    # governance: the tenant's waiver (of its server, proposed by another user: an MSP admin may approve it,
+    # then revoke it), its open alert, and the audit trail (the whole MSP scope's admins only)
+    ("api-waiver-list", "GET"): Op(None),
+    ("api-waiver-list", "POST"): Op(
+        Action.PROPOSE_WAIVER,
+        lambda t: {
+            "server": t.server.pk,
+            "rule_id": TENANT_RULE_ID,
+            "justification": "The vendor's add-on needs this right until its next release.",
+            "expires_at": (clock.now() + timedelta(days=30)).isoformat(),
+        },
+        ok=201,
+    ),
+    ("api-waiver-detail", "GET"): Op(Action.VIEW),
+    ("api-waiver-approve", "POST"): Op(Action.APPROVE_WAIVER),  # before revoke: only a pending one is approved
+    ("api-waiver-revoke", "POST"): Op(Action.PROPOSE_WAIVER),
+    ("api-alert-list", "GET"): Op(None),
+    ("api-alert-detail", "GET"): Op(Action.VIEW),
+    ("api-alert-acknowledge", "POST"): Op(Action.EDIT_SERVERS),
+    ("api-audit-event-list", "GET"): Op(Action.VIEW_AUDIT, fleet=True),
 }
 TOKEN_SCOPES = ("full", "read_only", "customer_a", "customer_b")
 
@@ -211,6 +234,8 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             "tag": tenant_tag_assignment(tenant),
             "profile": tenant.profile.pk,
             "version": tenant.profile.versions.get().pk,
+            "waiver": tenant.waiver.pk,
+            "alert": tenant_alert(tenant),
         }
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
         for (name, method), op in OPERATIONS.items():
