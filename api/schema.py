@@ -36,8 +36,9 @@ class ApiAutoSchema(AutoSchema):
             errors["404"] = OpenApiResponse(ErrorSerializer, description="No such object among those you may see")
         elif self.method == "GET" and self._get_paginator() is not None:  # type: ignore[no-untyped-call]
             errors["404"] = OpenApiResponse(ErrorSerializer, description="The cursor is not valid")
-        if self.method != "GET":
+        if self.method != "GET" or getattr(self.view, "reads_need_a_role", False):  # credentials: MSP admins only
             errors["403"] = OpenApiResponse(ErrorSerializer, description="Your role or token may not do this")
+        if self.method != "GET":
             errors["415"] = OpenApiResponse(ErrorSerializer, description="A body that is not application/json")
         if self.method != "GET" or any(
             isinstance(parameter, OpenApiParameter) and parameter.location == OpenApiParameter.QUERY

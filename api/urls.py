@@ -6,13 +6,14 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import assignments, reports, token_views, views
+from api import assignments, credentials, reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
 router.register("servers", views.ServerViewSet, basename="api-server")
 router.register("jobs", views.JobViewSet, basename="api-job")
 router.register("reports", reports.ReportViewSet, basename="api-report")
+router.register("credentials", credentials.CredentialViewSet, basename="api-credential")
 router.register("effective-profiles", assignments.EffectiveProfileViewSet, basename="api-effective-profile")
 router.register("tag-assignments", assignments.TagAssignmentViewSet, basename="api-tag-assignment")
 
