@@ -71,6 +71,8 @@ ID_PATHS = {
     "/api/v1/reports/{id}/evidence/": "report",
     "/api/v1/reports/{id}/signature/": "report",
     "/api/v1/tag-assignments/{id}/": "tag_assignment",
+    "/api/v1/credentials/{id}/": "credential",
+    "/api/v1/servers/{id}/credential/": "server",
 }
 CHECKS = [
     not_a_server_error,
@@ -143,6 +145,7 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
         "job": [tenant_job(t) for t in tenants.values()],
         "report": [tenant_report(t) for t in tenants.values()],
         "tag_assignment": [tenant_tag_assignment(t) for t in tenants.values()],
+        "credential": [t.credential.pk for t in tenants.values()],
     }
     ids = {path: real[kind] for path, kind in ID_PATHS.items()}
     return World(tokens=tokens, tenants=tenants, ids=ids, forbidden=forbidden)
