@@ -49,6 +49,8 @@ class ApiAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
+        if direction != "response":  # a webhook's (api.webhooks): the receiver answers, not this API
+            return responses
         for code, response in sorted(self.error_responses().items()):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)  # type: ignore[no-untyped-call]
