@@ -36,8 +36,9 @@ class ApiAutoSchema(AutoSchema):
             errors["404"] = OpenApiResponse(ErrorSerializer, description="No such object among those you may see")
         elif self.method == "GET" and self._get_paginator() is not None:  # type: ignore[no-untyped-call]
             errors["404"] = OpenApiResponse(ErrorSerializer, description="The cursor is not valid")
-        if self.method != "GET":
+        if self.method != "GET" or getattr(self.view, "reads_need_a_role", False):  # credentials: MSP admins only
             errors["403"] = OpenApiResponse(ErrorSerializer, description="Your role or token may not do this")
+        if self.method != "GET":
             errors["415"] = OpenApiResponse(ErrorSerializer, description="A body that is not application/json")
         if self.method != "GET" or any(
             isinstance(parameter, OpenApiParameter) and parameter.location == OpenApiParameter.QUERY
@@ -48,6 +49,8 @@ class ApiAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
+        if direction != "response":  # a webhook's (api.webhooks): the receiver answers, not this API
+            return responses
         for code, response in sorted(self.error_responses().items()):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)  # type: ignore[no-untyped-call]

@@ -194,6 +194,14 @@ class ServerCreateSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class CredentialBindSerializer(serializers.Serializer[dict[str, Any]]):
+    """The credential a server's jobs connect with (servers.binding)."""
+
+    credential = serializers.IntegerField(
+        min_value=1, max_value=ID_MAX, allow_null=True, help_text="A credential of the server's customer; null: none"
+    )
+
+
 FLEET_JOB_KINDS = [kind for kind in JobKind.values if kind != JobKind.SELFTEST]  # the self-test is one server's
 
 

@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from api import assignments, governance, profiles, reports, token_views, views
+from api import assignments, credentials, governance, profiles, reports, token_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("customers", views.CustomerViewSet, basename="api-customer")
@@ -15,6 +15,7 @@ router.register("jobs", views.JobViewSet, basename="api-job")
 router.register("reports", reports.ReportViewSet, basename="api-report")
 router.register("profiles", profiles.ProfileViewSet, basename="api-profile")
 router.register("profile-versions", profiles.ProfileVersionViewSet, basename="api-profile-version")
+router.register("credentials", credentials.CredentialViewSet, basename="api-credential")
 router.register("effective-profiles", assignments.EffectiveProfileViewSet, basename="api-effective-profile")
 router.register("tag-assignments", assignments.TagAssignmentViewSet, basename="api-tag-assignment")
 router.register("waivers", governance.WaiverViewSet, basename="api-waiver")

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.forms.models import model_to_dict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -18,6 +19,7 @@ from rest_framework.response import Response
 from api.models import ApiToken
 from api.serializers import (
     RULE_STATUSES,
+    CredentialBindSerializer,
     CustomerSerializer,
     HardenRequestSerializer,
     HostRunSerializer,
@@ -48,7 +50,7 @@ from servers import services as server_services
 from servers.audit import Actor
 from servers.choices import ServerStatus
 from servers.forms import ServerForm
-from servers.models import Customer, Server
+from servers.models import Credential, Customer, Server
 from servers.tenancy import Action, Scope, require
 
 
@@ -274,6 +276,42 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         server = self._server_for(Action.HARDEN)
         data = _body(request, RollbackRequestSerializer)
         return self._start(request, server, JobKind.ROTATE_PASSWORD, JobOptions(), in_window=data["in_window"])
+
+    @extend_schema(
+        summary="Bind a credential to the server, or unbind it (null): MSP admins only",
+        description="The credential must be one of the server's customer's. It is bound to the server's "
+        "connection settings as they are now (an edit of the address, port, scheme or TLS settings by anyone "
+        "who may not manage credentials unbinds it). The Edit server form's checks apply: Basic "
+        "authentication only over HTTPS with certificate verification on.",
+        request=CredentialBindSerializer,
+        responses={200: ServerSerializer},
+    )
+    @action(detail=True, methods=["put"])
+    def credential(self, request: Request, pk: str | None = None) -> Response:
+        server = self._server_for(Action.MANAGE_CREDENTIALS)
+        scope = self.scope()
+        data = _body(request, CredentialBindSerializer)
+        credential_id = data["credential"]
+        if credential_id is not None and not scope.filter(Credential.objects.filter(pk=credential_id)).exists():
+            raise exceptions.NotFound()
+        # The Edit server form with the server's own values and the new credential: the same checks and
+        # the same service (servers.binding through server_update), as if saved on the page.
+        tags = ", ".join(sorted(server.tags.values_list("name", flat=True)))
+        values = {**model_to_dict(server, fields=ServerForm.Meta.fields), "credential": credential_id or ""}
+        form = ServerForm({**values, "tags_text": tags}, instance=server, scope=scope)
+        if not form.is_valid():
+            raise exceptions.ValidationError(
+                {field: [str(error) for error in errors] for field, errors in form.errors.items()}
+            )
+        server_services.server_update(
+            scope=scope,
+            actor=self.actor(),
+            server=server,
+            data={key: value for key, value in form.cleaned_data.items() if key != "tags_text"},
+            tags=form.cleaned_data["tags_text"],
+        )
+        shown = self.get_queryset().get(pk=server.pk)
+        return Response(ServerSerializer(shown, context=self.get_serializer_context()).data)
 
 
 def _body(request: Request, serializer: type[serializers.Serializer[Any]]) -> dict[str, Any]:

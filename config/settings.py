@@ -348,5 +348,14 @@ SPECTACULAR_SETTINGS = {
         "DeclaredEnum": "servers.choices.Declared",
         "WaiverStatusEnum": "lockdown.choices.WaiverStatus",
         "AlertKindEnum": "jobs.choices.AlertKind",
+        "DroppedRuleStatusEnum": "api.webhooks.DROPPED_RULE_STATUSES",
+        "WebhookEventEnum": "api.webhooks.WEBHOOK_EVENTS",
     },
+    # OAS 3.1 for `webhooks:` (the payloads the app sends and their signature: api.webhooks).
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": ["api.webhooks.ALERT_WEBHOOK"],
+    "POSTPROCESSING_HOOKS": [
+        "api.webhooks.document_webhook_headers",  # first: it adds the payloads' components the next one names
+        "drf_spectacular.hooks.postprocess_schema_enums",
+    ],
 }

@@ -86,6 +86,8 @@ ID_PATHS = {
     "/api/v1/waivers/{id}/revoke/": "waiver",
     "/api/v1/alerts/{id}/": "alert",
     "/api/v1/alerts/{id}/acknowledge/": "alert",
+    "/api/v1/credentials/{id}/": "credential",
+    "/api/v1/servers/{id}/credential/": "server",
 }
 CHECKS = [
     not_a_server_error,
@@ -162,6 +164,7 @@ def world(make_role_user, tenant_a, tenant_b) -> World:
         "tag_assignment": [tenant_tag_assignment(t) for t in tenants.values()],
         "waiver": [t.waiver.pk for t in tenants.values()],
         "alert": [tenant_alert(t) for t in tenants.values()],
+        "credential": [t.credential.pk for t in tenants.values()],
     }
     ids = {path: real[kind] for path, kind in ID_PATHS.items()}
     return World(tokens=tokens, tenants=tenants, ids=ids, forbidden=forbidden)

@@ -26,7 +26,7 @@ from lockdown import clock
 from lockdown.models import Profile, ProfileVersion, TagAssignment, Waiver
 from reports.models import Report
 from servers.audit import Actor
-from servers.models import Server, Tag
+from servers.models import Credential, Server, Tag
 from servers.tenancy import Action, scope_for_user
 from tests.conftest import ROLE_USERS
 from tests.factories import (
@@ -41,7 +41,8 @@ from tests.factories import (
 )
 
 # What the walked writes create; each is deleted after its operation.
-CREATED = (Job, Server, Report, TagAssignment, Waiver, ProfileVersion, Profile)  # versions before their profiles
+# (versions before their profiles)
+CREATED = (Job, Server, Report, TagAssignment, Waiver, Credential, ProfileVersion, Profile)
 
 pytestmark = pytest.mark.django_db
 
@@ -124,6 +125,22 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         None, lambda t: {"report": SimpleUploadedFile("x.txt", b"hello")}, multipart=True
     ),
     ("api-schema", "GET"): Op(None),
+    # Credentials: MSP admins only (manage_credentials). The list and a new one are fleet-wide (403 for any
+    # other token, whatever customer it names); one credential is its customer's (another's is 404).
+    ("api-credential-list", "GET"): Op(Action.MANAGE_CREDENTIALS, fleet=True),
+    ("api-credential-list", "POST"): Op(
+        Action.MANAGE_CREDENTIALS,
+        lambda t: {"customer": t.customer.pk, "name": "walked", "username": "svc-walk", "secret": "walk-Pa55word"},
+        ok=201,
+        fleet=True,
+    ),
+    ("api-credential-detail", "GET"): Op(Action.MANAGE_CREDENTIALS),
+    ("api-credential-detail", "PUT"): Op(
+        Action.MANAGE_CREDENTIALS,
+        lambda t: {"name": t.credential.name, "username": "Administrator", "secret": "walk-Pa55word-2"},
+    ),
+    ("api-credential-detail", "DELETE"): Op(Action.MANAGE_CREDENTIALS, ok=400),  # allowed, and refused: in use
+    ("api-server-credential", "PUT"): Op(Action.MANAGE_CREDENTIALS, lambda t: {"credential": t.credential.pk}),
     # lockdown.assignment: effective profiles list what the scope shows; a tag assignment of the tenant's
     # customer is the tenant's object; the MSP default is of no customer.
     ("api-effective-profile-list", "GET"): Op(None),
@@ -236,6 +253,7 @@ def test_api_answers_as_the_scope_says(make_role_user, tenant_a, tenant_b, role:
             "version": tenant.profile.versions.get().pk,
             "waiver": tenant.waiver.pk,
             "alert": tenant_alert(tenant),
+            "credential": tenant.credential.pk,
         }
         visible = scope.sees_everything() or tenant.customer.pk in scope.customer_ids
         for (name, method), op in OPERATIONS.items():
