@@ -348,7 +348,7 @@ def _controls_section(pdf: FPDF, data: ReportData) -> None:
         ]
         _table(
             pdf,
-            ["Control", "Title", "Status", "Compliant", "Failing servers", "Exceptions"],
+            ["Control", "Title", "Status", "Compliant", "Not met on", "Exceptions on"],
             rows,
             (70, 110, 22, 22, 26, 0),
         )
