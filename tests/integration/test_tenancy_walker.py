@@ -85,6 +85,7 @@ URL_ACTIONS: dict[str, Action] = {
     "waiver_list": Action.VIEW,
     # the fleet rule view: counts over the servers the user sees; a rule only others have is 404.
     "rule_list": Action.VIEW,
+    "control_list": Action.VIEW,
     "rule_detail": Action.VIEW,
     "waiver_detail": Action.VIEW,
     "waiver_approve": Action.APPROVE_WAIVER,
@@ -152,6 +153,7 @@ GET_ONLY = {
     "waiver_list",
     "waiver_detail",
     "rule_list",
+    "control_list",
     "rule_detail",
     "report_list",
     "report_detail",
