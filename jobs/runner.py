@@ -492,11 +492,29 @@ def _waivers(server: Server) -> list[Any]:
     return list(active_waivers_for(server, clock.now()))
 
 
+def _probe_observations(run: HostRun, server: Server, plan: Plan) -> list[Any]:
+    """The worker's own network checks of the host (one SMTP probe when the plan has smtp_probe items)."""
+    from lockdown.engine.probes import describe, smtp_items, smtp_observations
+    from remote.mailprobe import probe_smtp
+
+    if not smtp_items(plan):
+        return []
+    try:
+        vetted = require_inside(server.address, server.smtp_port, server.customer.networks)
+    except OutsideManagementNetworks as refused:
+        event_append(run.pk, f"SMTP probe not made: {refused.message}.")
+        return smtp_observations(plan, {"connected": False, "error": refused.message})
+    target = str(vetted) if vetted is not None else server.address  # the checked address, not a new lookup
+    evidence = probe_smtp(target, server.smtp_port).to_evidence()
+    event_append(run.pk, f"SMTP probe of port {server.smtp_port}: {describe(evidence)}.")
+    return smtp_observations(plan, evidence)
+
+
 def _store_outcomes(
     run: HostRun, server: Server, plan: Plan, result: AgentResult, profile_label: str
 ) -> list[RuleOutcome]:
     now = clock.now()
-    outcomes = evaluate(plan, result.items, _waivers(server), now)
+    outcomes = evaluate(plan, [*result.items, *_probe_observations(run, server, plan)], _waivers(server), now)
     summary = summarize(outcomes)
     summary_data = summary.model_dump(mode="json")
     outcome_data = [outcome.model_dump(mode="json") for outcome in outcomes]

@@ -27,6 +27,7 @@ from django.db.models import Q, QuerySet
 
 from lockdown.exchange import judged_alike
 from lockdown.models import FleetDefault, ProfileVersion, TagAssignment
+from lockdown.rules.builtin import DEFAULT_BUILTIN_SLUG
 from lockdown.rules.evaluate import summarize
 from lockdown.rules.outcome import RuleOutcome
 from servers.models import Customer, Server
@@ -139,7 +140,10 @@ def describe(resolved: Resolved) -> str:
 
 # --- Reading the state ----------------------------------------------------------------------
 def builtin_latest_id() -> int | None:
-    return ProfileVersion.objects.filter(profile__builtin=True).order_by("-number").values_list("pk", flat=True).first()
+    """The guide's built-in profile's latest version: every server follows it until something else is assigned
+    (the current baseline, also built in, is opt-in)."""
+    versions = ProfileVersion.objects.filter(profile__builtin=True, profile__slug=DEFAULT_BUILTIN_SLUG)
+    return versions.order_by("-number").values_list("pk", flat=True).first()
 
 
 def tag_rules() -> tuple[TagRule, ...]:

@@ -20,6 +20,7 @@ from lockdown.choices import RISK_COLOURS, RISK_LABELS
 from lockdown.exchange import VersionDiff, build_document, diff_content
 from lockdown.models import Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Waiver as RuleWaiver
+from lockdown.rules.builtin import DEFAULT_BUILTIN_SLUG
 from lockdown.rules.vocabulary import Risk, WaiverScope
 from servers.models import Customer, Server
 from servers.tenancy import Scope
@@ -70,7 +71,9 @@ def latest_version(profile: Profile) -> ProfileVersion | None:
 
 
 def latest_builtin_version() -> ProfileVersion | None:
-    return ProfileVersion.objects.select_related("profile").filter(profile__builtin=True).order_by("-number").first()
+    """The latest version of the guide's built-in profile, the fleet's fallback (see assignment.builtin_latest_id)."""
+    versions = ProfileVersion.objects.select_related("profile")
+    return versions.filter(profile__builtin=True, profile__slug=DEFAULT_BUILTIN_SLUG).order_by("-number").first()
 
 
 def assignable_versions() -> QuerySet[ProfileVersion]:

@@ -16,6 +16,7 @@ from lockdown.exchange import content_hash, document_content, rules_judged_alike
 from lockdown.models import FleetDefault, Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_builtin_profile
+from lockdown.rules.builtin import load_baseline_profile
 from lockdown.rules.profile import profile_from_data
 from servers.audit import Actor, audit_record
 from servers.choices import Role, StaleReason
@@ -70,9 +71,15 @@ def _create_version(
 
 @transaction.atomic
 def builtin_profile_sync(*, actor: Actor | None = None) -> ProfileVersion:
-    """Load the shipped YAML into the built-in profile; a new version only when its content changed."""
+    """Load the shipped built-in profiles (the guide's, then the current baseline); a new version of each only
+    when its content changed. Returns the guide's version."""
     actor = actor or Actor.system("builtin_profile_sync")
-    document = load_builtin_profile()
+    guide = _builtin_sync_one(load_builtin_profile(), actor)
+    _builtin_sync_one(load_baseline_profile(), actor)
+    return guide
+
+
+def _builtin_sync_one(document: ProfileDocument, actor: Actor) -> ProfileVersion:
     profile, created = Profile.objects.get_or_create(
         slug=document.slug,
         defaults={"name": document.name, "builtin": True, "description": "Shipped with the product."},

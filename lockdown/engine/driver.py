@@ -32,7 +32,17 @@ from lockdown.engine.changes import (
     simple_inverse,
     substitute,
 )
-from lockdown.engine.observe import Observed, ReadError, Reads, build_observations, read_steps, short_name
+from lockdown.engine.observe import (
+    ME_KEY,
+    ME_VALUES,
+    Observed,
+    ReadError,
+    Reads,
+    build_observations,
+    edition_and_version,
+    read_steps,
+    short_name,
+)
 from lockdown.engine.program import Program, ProgramResult, Step, StepResult
 from lockdown.rules.contract import AgentError, AgentRequest, AgentResult, ChangeRecord, RotationReport
 from lockdown.rules.evaluate import evaluate
@@ -40,20 +50,17 @@ from lockdown.rules.facts import Facts
 from lockdown.rules.observed import ObservedItem, SearchObservation
 from lockdown.rules.plan import Plan
 from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME, validate_service_name
-from lockdown.rules.vocabulary import AgentMode, Arch, DomainRole, RuleAction, RuleStatus, TargetKind
+from lockdown.rules.vocabulary import (
+    VERIFY_ONLY_TYPES,
+    AgentMode,
+    Arch,
+    DomainRole,
+    RuleAction,
+    RuleStatus,
+    TargetKind,
+)
 
 Invoke = Callable[[Program], ProgramResult]
-ME_KEY: Final = "HKLM\\SOFTWARE\\Mail Enable\\Mail Enable"
-ME_VALUES: Final = (
-    "Program Directory",
-    "Application Directory",
-    "Configuration Directory",
-    "Mail Root",
-    "Enterprise Version",
-    "Professional Version",
-    "Standard Version",
-    "Version",
-)
 SEARCH_SERVICES: Final = ("WSearch", "cisvc")
 HEALTH: Final = "h."
 BASE: Final = "b."
@@ -199,14 +206,7 @@ def facts_from(results: Mapping[str, StepResult], prefix: str = "") -> Facts:
     me = _ok(results, f"{prefix}me")
     raw_values = me.get("values")
     values: dict[str, Any] = raw_values if isinstance(raw_values, dict) else {}
-    edition = version = None
-    if me.get("exists"):
-        edition = "Standard"
-        version = _text(values.get("Standard Version")) or _text(values.get("Version"))
-        for candidate in ("Enterprise", "Professional"):
-            if _text(values.get(f"{candidate} Version")):
-                edition, version = candidate, _text(values.get(f"{candidate} Version"))
-                break
+    edition, version = edition_and_version(values) if me.get("exists") else (None, None)
     services = [
         str(s.get("name"))
         for s in _ok(results, f"{prefix}services").get("services") or []
@@ -327,7 +327,10 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
     items = build_observations(plan, observed)
     outcomes = evaluate(plan, items, [], datetime.now(UTC))
     drifted_keys = {(o.rule_id, o.target) for o in outcomes if o.status is RuleStatus.DRIFT}
-    drifted = [i for i in plan.items if i.key in drifted_keys and i.status is None]
+    # Verify-only checks are judged, never changed: each says how to fix it by hand (its remedy).
+    drifted = [
+        i for i in plan.items if i.key in drifted_keys and i.status is None and i.rule_type not in VERIFY_ONLY_TYPES
+    ]
     baseline = health.baseline_from(first, BASE, f"{BASE}services")
     account_data = _ok(first, "o.account")
     logon = _ok(first, "o.logon")

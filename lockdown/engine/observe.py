@@ -23,16 +23,44 @@ from lockdown.rules.observed import (
     SqlObservation,
 )
 from lockdown.rules.plan import Plan, PlanItem
-from lockdown.rules.vocabulary import Judge, PreflightCheck, RuleType, TargetKind
+from lockdown.rules.vocabulary import WORKER_PROBE_TYPES, Judge, PreflightCheck, RuleType, TargetKind, ValueCheck
 
 UF_ACCOUNTDISABLE: Final = 0x2
 UF_PASSWD_CANT_CHANGE: Final = 0x40
 UF_DONT_EXPIRE_PASSWD: Final = 0x10000
 ACL_TYPES: Final = frozenset({RuleType.REGISTRY_ACL, RuleType.FILE_ACL, RuleType.FILE_DENY, RuleType.PATH_ACL})
+MAX_VALUE_TEXT: Final = 4096
 SEARCH_CHECKS: Final = frozenset({PreflightCheck.WINDOWS_SEARCH_STOPPED, PreflightCheck.INDEXING_SERVICE_STOPPED})
 # 64-bit PowerShell opens a key as named; compile_plan already put WOW6432Node in 32-bit paths.
 REGISTRY_VIEW: Final = 64
 SQL_INSTANCE_DEFAULT: Final = "."
+ME_KEY: Final = "HKLM\\SOFTWARE\\Mail Enable\\Mail Enable"
+ME_VALUES: Final = (
+    "Program Directory",
+    "Application Directory",
+    "Configuration Directory",
+    "Mail Root",
+    "Enterprise Version",
+    "Professional Version",
+    "Standard Version",
+    "Version",
+)
+ME_VERSION_VALUES: Final = ("Enterprise Version", "Professional Version", "Standard Version", "Version")
+
+
+def edition_and_version(values: Mapping[str, Any]) -> tuple[str, str | None]:
+    """MailEnable's edition and version from its key's values (mailenable-facts.md §2: `Enterprise Version`,
+    `Professional Version`, else `Version`); the key exists, so it is at least Standard."""
+
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        return value[:40] if isinstance(value, str) and value else None
+
+    for candidate in ("Enterprise", "Professional"):
+        found = text(f"{candidate} Version")
+        if found:
+            return candidate, found
+    return "Standard", text("Standard Version") or text("Version")
 
 
 def short_name(name: str) -> str:
@@ -113,13 +141,26 @@ class Reads:
     def defender(self) -> str:
         return self._add(("defender",), "defender_get", {})
 
+    def registry(self, path: str, view: int, names: list[str] | None) -> str:
+        key = ("reg", path.casefold(), view, tuple(names) if names is not None else None)
+        return self._add(key, "registry_read", {"path": path, "view": view, "names": names})
+
 
 def actionable(plan: Plan) -> list[PlanItem]:
     return [item for item in plan.items if item.status is None]
 
 
 def principal_names(plan: Plan) -> list[str]:
-    return sorted({item.principal_name for item in actionable(plan) if item.principal_name})
+    items = actionable(plan)
+    return sorted(
+        {item.principal_name for item in items if item.principal_name}
+        | {name for item in items for name in item.allowed_names}
+    )
+
+
+def value_names(item: PlanItem) -> list[str] | None:
+    """What a registry_value item reads: its one value, or every value (None) for key_has_values."""
+    return None if item.value_check is ValueCheck.KEY_HAS_VALUES or not item.value_name else [item.value_name]
 
 
 def service_names(plan: Plan) -> list[str]:
@@ -157,6 +198,12 @@ def read_steps(plan: Plan, prefix: str, *, services: Iterable[str] = ()) -> Read
             reads.sql("permissions", params, instance)
         elif kind is RuleType.PREFLIGHT and item.judge is Judge.AV_EXCLUSION_COVERS:
             reads.defender()
+        elif kind is RuleType.REGISTRY_VALUE:
+            reads.registry(item.target, REGISTRY_VIEW, value_names(item))
+        elif kind is RuleType.REGISTRY_ACL_ONLY:
+            reads.sd(acl_read_args(item))
+        elif kind is RuleType.MAILENABLE_VERSION:
+            reads.registry(ME_KEY, 32, list(ME_VERSION_VALUES))
     wanted = sorted(set(service_names(plan)) | set(services), key=str.casefold)
     if wanted:
         reads._add(("services",), "service_get", {"names": wanted})
@@ -228,6 +275,9 @@ class Observed:
     def sd(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.get(("sd", args["kind"], args["path"].casefold(), args.get("view")))
 
+    def registry(self, path: str, view: int, names: list[str] | None) -> dict[str, Any]:
+        return self.get(("reg", path.casefold(), view, tuple(names) if names is not None else None))
+
     def services(self) -> dict[str, dict[str, Any]]:
         data = self.get(("services",)).get("services") or []
         if not isinstance(data, list):
@@ -256,10 +306,62 @@ class Observed:
         return rows
 
 
+def _registry_values(data: dict[str, Any]) -> dict[str, int | str | list[str]]:
+    """A registry_read's values, untrusted: only the contract's shapes (DWORD/QWORD int, string, string list)."""
+    raw = data.get("values") or {}
+    if not isinstance(raw, dict):
+        raise ReadError("registry_read: values is not an object")
+    values: dict[str, int | str | list[str]] = {}
+    for name, value in list(raw.items())[:500]:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            values[str(name)[:MAX_VALUE_TEXT]] = value
+        elif isinstance(value, str):
+            values[str(name)[:MAX_VALUE_TEXT]] = value[:MAX_VALUE_TEXT]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            values[str(name)[:MAX_VALUE_TEXT]] = [v[:MAX_VALUE_TEXT] for v in value[:100]]
+    return values
+
+
+def _observe_verify_only(item: PlanItem, obs: Observed, base: dict[str, Any]) -> ObservedItem:
+    kind = item.rule_type
+    if kind is RuleType.REGISTRY_VALUE:
+        data = obs.registry(item.target, REGISTRY_VIEW, value_names(item))
+        if not data.get("exists"):
+            return ObservedItem(**base, exists=False)
+        return ObservedItem(**base, exists=True, values=_registry_values(data))
+    if kind is RuleType.MAILENABLE_VERSION:
+        data = obs.registry(ME_KEY, 32, list(ME_VERSION_VALUES))
+        if not data.get("exists"):
+            return ObservedItem(**base, exists=False)
+        edition, version = edition_and_version(_registry_values(data))
+        return ObservedItem(**base, exists=True, mailenable_edition=edition, mailenable_version=version)
+    # registry_acl_only: the DACL, and the SIDs the allowed names resolved to
+    data = obs.sd(acl_read_args(item))
+    if not data.get("exists"):
+        return ObservedItem(**base, exists=False)
+    text = data.get("sddl")
+    if not isinstance(text, str):
+        raise ReadError("sd_read: no sddl")
+    descriptor = sddl.parse(text)
+    resolved = sorted({s for s in (obs.sid_of(n) for n in item.allowed_names) if s})
+    return ObservedItem(
+        **base,
+        exists=True,
+        owner_sid=descriptor.owner,
+        dacl=list(descriptor.aces),
+        protected=descriptor.protected,
+        allowed_sids=resolved,
+    )
+
+
 def _observe_item(item: PlanItem, obs: Observed) -> ObservedItem:
     base: dict[str, Any] = {"rule_id": item.rule_id, "target": item.target}
     sid = obs.sid_of(item.principal_name)
     kind = item.rule_type
+    if kind in (RuleType.REGISTRY_VALUE, RuleType.REGISTRY_ACL_ONLY, RuleType.MAILENABLE_VERSION):
+        return _observe_verify_only(item, obs, base)
     if kind in ACL_TYPES:
         data = obs.sd(acl_read_args(item))
         if not data.get("exists"):
@@ -339,6 +441,8 @@ def build_observations(plan: Plan, observed: Observed) -> list[ObservedItem]:
     """One `ObservedItem` per actionable plan item, in plan order; a failed read is the item's error."""
     items = []
     for item in actionable(plan):
+        if item.rule_type in WORKER_PROBE_TYPES:
+            continue  # the worker observes these itself (lockdown.engine.probes)
         try:
             items.append(_observe_item(item, observed))
         except (ReadError, sddl.SddlError, ValidationError, ValueError, TypeError) as exc:

@@ -7,10 +7,12 @@ with Bin64) keeps System32-before-SysWOW64 / Bin-before-Bin64 order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from lockdown.rules import masks
+from lockdown.rules.advisories import Advisory
 from lockdown.rules.facts import Facts
 from lockdown.rules.plan import Plan, PlanItem
 from lockdown.rules.principals import is_valid_sid, qualify
@@ -21,13 +23,18 @@ from lockdown.rules.rule import (
     GroupMemberRule,
     LocalGroupRule,
     LocalUserRule,
+    MailEnableVersionRule,
     PathAclRule,
     PreflightRule,
+    RegistryAclOnlyRule,
     RegistryAclRule,
+    RegistryValueRule,
     Rule,
     ServiceIdentityRule,
+    SmtpProbeRule,
     SqlGrantRule,
     UserRightRule,
+    VerifyOnlyRule,
 )
 from lockdown.rules.targets import STORE_GROUP, STORE_GROUP_NAME, join_path
 from lockdown.rules.vocabulary import (
@@ -35,6 +42,7 @@ from lockdown.rules.vocabulary import (
     AceType,
     Arch,
     Condition,
+    Edition,
     PreflightCheck,
     RegistryScope,
     RuleStatus,
@@ -46,6 +54,7 @@ from lockdown.rules.vocabulary import (
 # Windows Server 2012 is build 9200; the Indexing Service (cisvc) ended with 2008 R2.
 FIRST_BUILD_WITHOUT_INDEXING_SERVICE: Final = 9200
 _FOLDER_FLAGS: Final = [AceFlag.CONTAINER_INHERIT, AceFlag.OBJECT_INHERIT]
+SMTP_SERVICE: Final = "MESMTPCS"  # MailEnable's SMTP connector service (mailenable-facts.md)
 _ME_PLACEHOLDERS: Final = {"[QUEUES]": "Queues", "[LOGGING]": "Logging", "[BADMAIL]": "Bad Mail", "[BACKUP]": "Backup"}
 
 
@@ -76,6 +85,33 @@ def _condition_status(condition: Condition, facts: Facts) -> tuple[RuleStatus, s
     if declared is Tristate.NO:
         return RuleStatus.NOT_APPLICABLE, f"the server is declared not to use {what}"
     return RuleStatus.NEEDS_INPUT, f"declare whether the server uses {what} (currently unknown)"
+
+
+def host_editions(facts: Facts) -> frozenset[Edition] | None:
+    """The editions the host may be: Enterprise may be Enterprise Premium, which the registry does not tell apart
+    (standards-and-advisories.md §1.1). None when MailEnable's edition was not read."""
+    try:
+        edition = Edition(facts.mailenable_edition) if facts.mailenable_edition else None
+    except ValueError:
+        return None
+    if edition is None:
+        return None
+    return frozenset({edition, Edition.PREMIUM}) if edition is Edition.ENTERPRISE else frozenset({edition})
+
+
+def _edition_status(rule: Rule, facts: Facts) -> tuple[RuleStatus, str] | None:
+    if not rule.editions:
+        return None
+    editions = host_editions(facts)
+    if editions is None:
+        return RuleStatus.NOT_APPLICABLE, "no MailEnable edition was found on this host"
+    if editions & set(rule.editions):
+        return None
+    names = ", ".join(e.value for e in rule.editions)
+    return (
+        RuleStatus.NOT_APPLICABLE,
+        f"MailEnable {facts.mailenable_edition} does not have this feature (only {names}; KB ME020149)",
+    )
 
 
 def sql_data_source(facts: Facts) -> str:
@@ -142,7 +178,7 @@ def resolve_file_target(target: str, facts: Facts) -> list[str]:
     return [join_path(base, rest) if sep and rest else base for base in bases]
 
 
-def resolve_registry_target(rule: RegistryAclRule, facts: Facts) -> str:
+def resolve_registry_target(rule: RegistryAclRule | RegistryValueRule | RegistryAclOnlyRule, facts: Facts) -> str:
     """The key path to open from 64-bit PowerShell: a 32-bit-view key lives under WOW6432Node on x64."""
     prefix = "HKLM\\SOFTWARE\\"
     if rule.wow64_32bit_view and facts.arch is Arch.X64 and rule.target.upper().startswith(prefix):
@@ -261,6 +297,8 @@ def _rule_items(rule: Rule, facts: Facts) -> list[dict[str, object]]:
                 "principal_sid": who.sid,
             }
         ]
+    if isinstance(rule, VerifyOnlyRule):
+        return _verify_only_items(rule, facts)
     if isinstance(rule, ServiceIdentityRule):
         who = _principal(rule.account, facts)
         if rule.service.upper() not in facts.services:
@@ -275,6 +313,49 @@ def _rule_items(rule: Rule, facts: Facts) -> list[dict[str, object]]:
             }
         ]
     return _preflight_items(rule, facts)
+
+
+def _verify_only_items(rule: VerifyOnlyRule, facts: Facts) -> list[dict[str, object]]:
+    common: dict[str, object] = {"remedy": rule.remedy}
+    if isinstance(rule, RegistryValueRule):
+        return [
+            {
+                **common,
+                "target": resolve_registry_target(rule, facts),
+                "target_kind": TargetKind.REGISTRY_VALUE,
+                "value_name": rule.value_name,
+                "value_check": rule.check,
+                "value_equals": rule.equals,
+                "value_minimum": rule.minimum,
+                "value_maximum": rule.maximum,
+                "value_when_absent": rule.when_absent,
+            }
+        ]
+    if isinstance(rule, RegistryAclOnlyRule):
+        allowed = [_principal(p, facts) for p in rule.allowed]
+        return [
+            {
+                **common,
+                "target": resolve_registry_target(rule, facts),
+                "target_kind": TargetKind.REGISTRY_KEY,
+                "allowed_names": [p.name for p in allowed if p.sid is None],
+                "allowed_sids": sorted({p.sid for p in allowed if p.sid is not None}),
+            }
+        ]
+    if isinstance(rule, SmtpProbeRule):
+        if SMTP_SERVICE not in facts.services:
+            raise UnresolvedError(RuleStatus.NOT_APPLICABLE, f"the SMTP service ({SMTP_SERVICE}) is not installed")
+        return [
+            {
+                **common,
+                "target": "SMTP",
+                "target_kind": TargetKind.SMTP_PORT,
+                "smtp_check": rule.check,
+                "min_days_valid": rule.min_days_valid,
+            }
+        ]
+    assert isinstance(rule, MailEnableVersionRule)
+    return [{**common, "target": "MailEnable", "target_kind": TargetKind.PRODUCT}]
 
 
 def _preflight_items(rule: PreflightRule, facts: Facts) -> list[dict[str, object]]:
@@ -328,22 +409,32 @@ def _nominal_targets(rule: Rule, facts: Facts) -> tuple[TargetKind, list[str]]:
         return TargetKind.SQL_DATABASE, [rule.database]
     if isinstance(rule, ServiceIdentityRule):
         return TargetKind.SERVICE, [rule.service]
+    if isinstance(rule, RegistryValueRule):
+        return TargetKind.REGISTRY_VALUE, [resolve_registry_target(rule, facts)]
+    if isinstance(rule, RegistryAclOnlyRule):
+        return TargetKind.REGISTRY_KEY, [resolve_registry_target(rule, facts)]
+    if isinstance(rule, SmtpProbeRule):
+        return TargetKind.SMTP_PORT, ["SMTP"]
+    if isinstance(rule, MailEnableVersionRule):
+        return TargetKind.PRODUCT, ["MailEnable"]
     if rule.check is PreflightCheck.AV_EXCLUSION:
         return TargetKind.AV_EXCLUSION, [rule.target]
     return TargetKind.SERVICE, [rule.target]
 
 
-def compile_plan(profile: Profile, facts: Facts) -> Plan:
+def compile_plan(profile: Profile, facts: Facts, advisories: Sequence[Advisory] = ()) -> Plan:
     """Resolve every rule of `profile` against `facts` into a `Plan`.
 
     Rules whose condition is false become `not_applicable`, rules that depend on an
     operator-declared fact still `unknown` become `needs_input`; both carry a reason.
-    A service absent from `facts.services` is `not_applicable`.
+    A service absent from `facts.services` is `not_applicable`, and so is a rule for a feature the
+    host's MailEnable edition does not have. `advisories` (the imported advisory file) travel in the
+    `mailenable_version` items that judge the host's version against them.
     """
     items: list[PlanItem] = []
     for rule in profile.rules:
         base = _base_fields(rule)
-        decided = _condition_status(rule.condition, facts)
+        decided = _edition_status(rule, facts) or _condition_status(rule.condition, facts)
         if decided is not None:
             specifics = _unresolved_item(rule, facts, *decided)
         else:
@@ -351,6 +442,8 @@ def compile_plan(profile: Profile, facts: Facts) -> Plan:
                 specifics = _rule_items(rule, facts)
             except UnresolvedError as unresolved:
                 specifics = _unresolved_item(rule, facts, unresolved.status, unresolved.reason)
+        if isinstance(rule, MailEnableVersionRule):
+            specifics = [{**fields, "advisories": list(advisories)} for fields in specifics]
         items.extend(PlanItem.model_validate({**base, **fields}) for fields in specifics)
     return Plan(
         profile_slug=profile.slug,

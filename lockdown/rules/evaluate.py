@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import JsonValue
 
-from lockdown.rules import access, masks
+from lockdown.rules import access, checks, masks
 from lockdown.rules.observed import Ace, ObservedItem
 from lockdown.rules.outcome import RuleOutcome, SectionCounts, Summary, Waiver
 from lockdown.rules.plan import Plan, PlanItem
@@ -248,7 +248,14 @@ def _judge_search(item: PlanItem, obs: ObservedItem) -> Verdict:
     return Verdict(RuleStatus.COMPLIANT, "stopped during the job and restored after", "stopped during job", observed)
 
 
+def _verdict(judgement: checks.Judgement) -> Verdict:
+    return Verdict(*judgement)
+
+
 _JUDGES: dict[Judge, Callable[[PlanItem, ObservedItem], Verdict]] = {
+    Judge.REGISTRY_VALUE_MATCHES: lambda item, obs: _verdict(checks.judge_registry_value(item, obs)),
+    Judge.ONLY_ALLOWED_PRINCIPALS: lambda item, obs: _verdict(checks.judge_acl_only(item, obs)),
+    Judge.NO_ADVISORY_AFFECTS: lambda item, obs: _verdict(checks.judge_version(item, obs)),
     Judge.EFFECTIVE_ACCESS: _judge_acl,
     Judge.EXPLICIT_ALLOW_ACE: _judge_acl,
     Judge.EXPLICIT_DENY_ACE: _judge_acl,
@@ -278,10 +285,30 @@ def _expected(item: PlanItem) -> dict[str, JsonValue]:
         data["right"] = item.right
     if item.sql_permissions:
         data["permissions"] = list(item.sql_permissions)
+    if item.value_check is not None:
+        data.update(
+            {
+                "value": item.value_name,
+                "check": item.value_check.value,
+                "equals": item.value_equals,
+                "minimum": item.value_minimum,
+                "maximum": item.value_maximum,
+                "when_absent": item.value_when_absent,
+            }
+        )
+    if item.allowed_names or item.allowed_sids:
+        data["allowed"] = [*item.allowed_names, *item.allowed_sids]
+    if item.smtp_check is not None:
+        data["smtp_check"] = item.smtp_check.value
+        data["min_days_valid"] = item.min_days_valid
+    if item.remedy:
+        data["remedy"] = item.remedy
     return data
 
 
-def _judge(item: PlanItem, observations: dict[tuple[str, str], list[ObservedItem]]) -> tuple[Verdict, RuleAction]:
+def _judge(
+    item: PlanItem, observations: dict[tuple[str, str], list[ObservedItem]], now: datetime
+) -> tuple[Verdict, RuleAction]:
     if item.status is not None:
         return Verdict(item.status, item.reason or "", "not observed"), RuleAction.NONE
     found = observations.get(item.key, [])
@@ -296,6 +323,8 @@ def _judge(item: PlanItem, observations: dict[tuple[str, str], list[ObservedItem
     if obs.error:
         text = obs.error[:_MAX_ERROR_TEXT]
         return Verdict(RuleStatus.ERROR, f"agent error: {text}", text, {"error": text}), obs.action
+    if item.judge is Judge.SMTP_PROBE:
+        return _verdict(checks.judge_smtp(item, obs, now)), obs.action
     return _JUDGES[item.judge](item, obs), obs.action
 
 
@@ -324,7 +353,7 @@ def evaluate(
 
     outcomes: list[RuleOutcome] = []
     for item in plan.items:
-        verdict, action = _judge(item, observations)
+        verdict, action = _judge(item, observations, now)
         status, underlying, justification = verdict.status, None, None
         applicable = in_force.get(item.rule_id)
         if applicable is not None and status is not RuleStatus.NOT_APPLICABLE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, JsonValue
 
 from lockdown.rules.base import LockdownModel
 from lockdown.rules.principals import is_valid_sid
@@ -100,6 +100,17 @@ class ObservedItem(LockdownModel):
     sql: SqlObservation | None = None
     av_exclusions: list[ShortText] | None = Field(default=None, max_length=1000)
     search: SearchObservation | None = None
+    values: dict[ShortText, int | ShortText | list[ShortText]] | None = Field(
+        default=None, max_length=500, description="registry_value: the key's values as read (absent ones left out)"
+    )
+    probe: dict[ShortText, JsonValue] | None = Field(
+        default=None, max_length=50, description="smtp_probe: the worker's probe of the SMTP port (remote.mailprobe)"
+    )
+    allowed_sids: SidList = Field(
+        default_factory=list, description="registry_acl_only: the SIDs the rule's allowed names resolved to"
+    )
+    mailenable_edition: ShortText | None = None
+    mailenable_version: ShortText | None = None
     sddl_before: str | None = Field(default=None, max_length=MAX_SDDL)
     sddl_after: str | None = Field(default=None, max_length=MAX_SDDL)
     action: RuleAction = RuleAction.NONE

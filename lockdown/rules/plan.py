@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from lockdown.rules.advisories import Advisory
 from lockdown.rules.base import LockdownModel
 from lockdown.rules.vocabulary import (
     AccessName,
@@ -20,7 +21,9 @@ from lockdown.rules.vocabulary import (
     Risk,
     RuleStatus,
     RuleType,
+    SmtpCheck,
     TargetKind,
+    ValueCheck,
 )
 
 PLAN_STATUSES = frozenset({RuleStatus.NOT_APPLICABLE, RuleStatus.NEEDS_INPUT})
@@ -63,6 +66,22 @@ class PlanItem(LockdownModel):
     sql_permissions: list[str] = Field(default_factory=list)
     preflight_check: PreflightCheck | None = None
     password_never_expires: bool | None = None
+    # registry_value
+    value_name: str | None = None
+    value_check: ValueCheck | None = None
+    value_equals: int | str | None = None
+    value_minimum: int | None = None
+    value_maximum: int | None = None
+    value_when_absent: int | str | None = None
+    # registry_acl_only: who may hold an Allow ACE (qualified names; SIDs where the plan knows them)
+    allowed_names: list[str] = Field(default_factory=list)
+    allowed_sids: list[str] = Field(default_factory=list)
+    # smtp_probe
+    smtp_check: SmtpCheck | None = None
+    min_days_valid: int | None = None
+    # mailenable_version: the advisories of the imported file that could concern this host's edition
+    advisories: list[Advisory] = Field(default_factory=list, max_length=500)
+    remedy: str | None = Field(default=None, description="Verify-only rules: how to fix a failing host by hand")
     status: RuleStatus | None = None
     reason: str | None = None
 

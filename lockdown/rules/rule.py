@@ -24,11 +24,14 @@ from lockdown.rules.targets import (
 from lockdown.rules.vocabulary import (
     AccessName,
     Condition,
+    Edition,
     Judge,
     PreflightCheck,
     RegistryScope,
     Risk,
+    SmtpCheck,
     SqlGrantKind,
+    ValueCheck,
 )
 
 _RULE_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_]*){1,5}$")
@@ -71,6 +74,11 @@ class RuleBase(LockdownModel):
     deviation: str | None = Field(default=None, max_length=2000, description="How and why we differ from the guide")
     controls: tuple[ControlRef, ...] = Field(
         default=(), max_length=20, description="The auditors' controls it serves or conflicts with"
+    )
+    editions: tuple[Edition, ...] = Field(
+        default=(),
+        max_length=4,
+        description="The MailEnable editions that have the feature the rule checks; empty = every edition",
     )
 
     @field_validator("id")
@@ -281,6 +289,77 @@ class PreflightRule(RuleBase):
         return self
 
 
+class VerifyOnlyRule(RuleBase):
+    """A check harden judges but never changes (`VERIFY_ONLY_TYPES`): `remedy` says how to fix it by hand."""
+
+    remedy: Text = Field(description="How an operator fixes a failing host, with the source")
+
+
+class RegistryValueRule(VerifyOnlyRule):
+    """A value of an HKLM key, read through the named view and judged against `check`.
+
+    `when_absent` is what Windows or MailEnable uses when the value is not set (a documented default, with
+    its source in `deviation` or `remedy`); None means an absent value does not meet the rule.
+    """
+
+    type: Literal["registry_value"] = "registry_value"
+    target: RegistryTarget
+    wow64_32bit_view: bool = Field(default=False, description="Resolve through WOW6432Node on x64")
+    value_name: str | None = Field(default=None, min_length=1, max_length=255)
+    check: ValueCheck
+    equals: int | str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    when_absent: int | str | None = None
+    judge: Literal[Judge.REGISTRY_VALUE_MATCHES] = Judge.REGISTRY_VALUE_MATCHES
+
+    @model_validator(mode="after")
+    def _check_has_its_operands(self) -> RegistryValueRule:
+        if self.check is ValueCheck.KEY_HAS_VALUES:
+            if self.value_name is not None or self.equals is not None or self.minimum is not None:
+                raise ValueError("key_has_values names no value and no operand")
+            return self
+        if self.value_name is None:
+            raise ValueError(f"a {self.check} check names the value it reads (value_name)")
+        if self.check is ValueCheck.EQUALS and (self.equals is None or self.minimum is not None or self.maximum):
+            raise ValueError("an equals check has `equals` and no minimum/maximum")
+        if self.check is ValueCheck.RANGE:
+            if self.equals is not None or (self.minimum is None and self.maximum is None):
+                raise ValueError("a range check has a minimum and/or a maximum and no `equals`")
+            if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+                raise ValueError("the minimum is above the maximum")
+        return self
+
+
+class RegistryAclOnlyRule(VerifyOnlyRule):
+    """Nobody but `allowed` holds any Allow ACE (explicit or inherited) on an HKLM key: e.g. the key that holds
+    MailEnable's password-encryption key must not be readable by Users."""
+
+    type: Literal["registry_acl_only"] = "registry_acl_only"
+    target: RegistryTarget
+    wow64_32bit_view: bool = Field(default=False, description="Resolve through WOW6432Node on x64")
+    allowed: tuple[Principal, ...] = Field(min_length=1, max_length=20)
+    judge: Literal[Judge.ONLY_ALLOWED_PRINCIPALS] = Judge.ONLY_ALLOWED_PRINCIPALS
+
+
+class SmtpProbeRule(VerifyOnlyRule):
+    """What the worker sees on the server's SMTP port (Server.smtp_port): an open relay, AUTH offered before
+    STARTTLS, the certificate presented after STARTTLS. Observed by `remote.mailprobe`, not by the agent."""
+
+    type: Literal["smtp_probe"] = "smtp_probe"
+    check: SmtpCheck
+    min_days_valid: int = Field(default=30, ge=0, le=365, description="certificate_valid: days it must still last")
+    judge: Literal[Judge.SMTP_PROBE] = Judge.SMTP_PROBE
+
+
+class MailEnableVersionRule(VerifyOnlyRule):
+    """The installed MailEnable version is affected by no advisory of the imported advisory file for its edition
+    (`lockdown.rules.advisories`); the advisories travel in the plan, so an import changes the next verdict."""
+
+    type: Literal["mailenable_version"] = "mailenable_version"
+    judge: Literal[Judge.NO_ADVISORY_AFFECTS] = Judge.NO_ADVISORY_AFFECTS
+
+
 Rule = Annotated[
     RegistryAclRule
     | FileAclRule
@@ -292,7 +371,11 @@ Rule = Annotated[
     | SqlGrantRule
     | ServiceIdentityRule
     | PathAclRule
-    | PreflightRule,
+    | PreflightRule
+    | RegistryValueRule
+    | RegistryAclOnlyRule
+    | SmtpProbeRule
+    | MailEnableVersionRule,
     Field(discriminator="type"),
 ]
 """Any rule; the `type` field picks the model."""

@@ -43,6 +43,47 @@ class RuleType(StrEnum):
     SERVICE_IDENTITY = "service_identity"
     PATH_ACL = "path_acl"
     PREFLIGHT = "preflight"
+    # Checks beyond the 2005 guide (issue 14): verified, never changed by harden (VERIFY_ONLY_TYPES).
+    REGISTRY_VALUE = "registry_value"
+    REGISTRY_ACL_ONLY = "registry_acl_only"
+    SMTP_PROBE = "smtp_probe"
+    MAILENABLE_VERSION = "mailenable_version"
+
+
+VERIFY_ONLY_TYPES = frozenset(
+    {RuleType.REGISTRY_VALUE, RuleType.REGISTRY_ACL_ONLY, RuleType.SMTP_PROBE, RuleType.MAILENABLE_VERSION}
+)
+"""Rule types harden judges but never changes: each rule says how to fix it by hand (its `remedy`)."""
+
+WORKER_PROBE_TYPES = frozenset({RuleType.SMTP_PROBE})
+"""Rule types the worker observes itself over the network, not through the agent."""
+
+
+class Edition(StrEnum):
+    """MailEnable's editions (standards-and-advisories.md §1.1). The registry tells Standard, Professional and
+    Enterprise apart (`Professional Version`, `Enterprise Version`); Enterprise Premium writes no value of its own
+    that is documented, so discovery reports it as Enterprise."""
+
+    STANDARD = "Standard"
+    PROFESSIONAL = "Professional"
+    ENTERPRISE = "Enterprise"
+    PREMIUM = "Premium"
+
+
+class ValueCheck(StrEnum):
+    """How a `registry_value` rule judges the value it reads."""
+
+    EQUALS = "equals"
+    RANGE = "range"
+    KEY_HAS_VALUES = "key_has_values"
+
+
+class SmtpCheck(StrEnum):
+    """What an `smtp_probe` rule judges from the worker's probe of the SMTP port."""
+
+    RELAY_REFUSED = "relay_refused"
+    NO_AUTH_BEFORE_STARTTLS = "no_auth_before_starttls"
+    CERTIFICATE_VALID = "certificate_valid"
 
 
 class Risk(StrEnum):
@@ -149,6 +190,10 @@ class Judge(StrEnum):
     SERVICE_RUNS_AS = "service_runs_as"
     AV_EXCLUSION_COVERS = "av_exclusion_covers"
     SERVICE_STOPPED_DURING_JOB = "service_stopped_during_job"
+    REGISTRY_VALUE_MATCHES = "registry_value_matches"
+    ONLY_ALLOWED_PRINCIPALS = "only_allowed_principals"
+    SMTP_PROBE = "smtp_probe"
+    NO_ADVISORY_AFFECTS = "no_advisory_affects"
 
 
 class TargetKind(StrEnum):
@@ -164,6 +209,9 @@ class TargetKind(StrEnum):
     SQL_DATABASE = "sql_database"
     SERVICE = "service"
     AV_EXCLUSION = "av_exclusion"
+    REGISTRY_VALUE = "registry_value"
+    SMTP_PORT = "smtp_port"
+    PRODUCT = "product"
 
 
 class SqlGrantKind(StrEnum):

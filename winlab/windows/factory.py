@@ -88,6 +88,11 @@ class HostSpec:
     sql_instance: str | None = None
     noncanonical_dacl_folder: bool = False
     meinstaller_mta_localsystem: bool = False
+    # --- settings beyond the 2005 guide (issue 14; defaults = a fresh install) ---
+    abuse_threshold: int | None = None
+    password_encryption: bool = False
+    auth_key_restricted: bool = False
+    legacy_tls_disabled: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edition", Edition(self.edition))
@@ -155,6 +160,9 @@ def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
         version=spec.version,
         program_dir=DEFAULT_DIR if spec.install_path == "default" else PLESK_DIR,
         sql=spec.sql,
+        abuse_threshold=spec.abuse_threshold,
+        password_encryption=spec.password_encryption,
+        auth_key_restricted=spec.auth_key_restricted,
     )
     mailenable = MailEnable(
         ctx,
@@ -282,6 +290,16 @@ def _build_registry(registry: Registry, profile: OsProfile, spec: HostSpec, rng:
         registry.create_key("HKLM\\SOFTWARE\\Microsoft\\PowerShell\\3\\PowerShellEngine").set_value(
             "PowerShellVersion", profile.ps51_engine_version
         )
+    # SChannel: the Protocols key exists with only SSL 2.0\Client on a fresh install; TLS 1.0/1.1 are on by
+    # default (Microsoft Learn, "TLS registry settings"). legacy_tls_disabled writes what an admin writes to turn
+    # them off for the server side.
+    protocols = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\SCHANNEL\\Protocols"
+    registry.create_key(f"{protocols}\\SSL 2.0\\Client").set_value("DisabledByDefault", 1, "REG_DWORD")
+    if spec.legacy_tls_disabled:
+        for version in ("TLS 1.0", "TLS 1.1"):
+            server = registry.create_key(f"{protocols}\\{version}\\Server")
+            server.set_value("Enabled", 0, "REG_DWORD")
+            server.set_value("DisabledByDefault", 1, "REG_DWORD")
     uac = registry.create_key(UAC_POLICY_KEY)
     uac.set_value("EnableLUA", 1, "REG_DWORD")
     uac.set_value("FilterAdministratorToken", 0, "REG_DWORD")

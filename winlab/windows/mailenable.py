@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from winlab.windows import security as sec
+from winlab.windows import sids
 from winlab.windows.accounts import UF_DONT_EXPIRE_PASSWD, UF_PASSWD_CANT_CHANGE, Accounts
 from winlab.windows.auth import Authority
 from winlab.windows.context import HostContext
@@ -104,6 +105,10 @@ class MailEnableInstall:
     sql: bool = False
     postoffices: tuple[str, ...] = ("example.com", "example.net")
     passwords: dict[str, str] = field(default_factory=dict)
+    # Security settings beyond the 2005 guide (standards-and-advisories.md §1.2); the defaults are a fresh install's.
+    abuse_threshold: int | None = None  # Security\Abuse Instance Threshold; None = not written (default 10, ME020610)
+    password_encryption: bool = False  # an encryption key under Providers\Authentication (ME020638)
+    auth_key_restricted: bool = False  # Providers\Authentication's DACL protected: SYSTEM, Administrators only
 
     @property
     def major(self) -> int:
@@ -261,8 +266,23 @@ class MailEnable:
         self.registry.create_key(f"{REGISTRY_KEY}\\Agents\\MTA", view=32).set_value(
             "Maximum Transfer Threads", 8, "REG_DWORD"
         )
-        self.registry.create_key(f"{REGISTRY_KEY}\\Security", view=32)
-        self.registry.create_key(f"{REGISTRY_KEY}\\Providers\\Authentication", view=32)
+        security = self.registry.create_key(f"{REGISTRY_KEY}\\Security", view=32)
+        if inst.abuse_threshold is not None:
+            # KB ME020610: DWORD, default 0x0a when absent; Maximum Age (seconds) written beside it.
+            security.set_value("Abuse Instance Threshold", inst.abuse_threshold, "REG_DWORD")
+            security.set_value("Abuse Instance Maximum Age", 3600, "REG_DWORD")
+        restricted = (
+            (A(sids.LOCAL_SYSTEM, sec.KEY_ALL_ACCESS, F.CI), A(sids.ADMINISTRATORS, sec.KEY_ALL_ACCESS, F.CI))
+            if inst.auth_key_restricted
+            else ()
+        )
+        auth = self.registry.create_key(
+            f"{REGISTRY_KEY}\\Providers\\Authentication", view=32, explicit=restricted, protected=bool(restricted)
+        )
+        if inst.password_encryption:
+            # ME020638 says the key is exported from this registry key but names no value: this name is the model's
+            # own (the product's check only asks whether the key holds a value).
+            auth.set_value("Encryption Key", "winlab-model-key", "REG_SZ")
 
     def _build_services(self) -> None:
         inst = self.install

@@ -1,0 +1,214 @@
+"""Judges of the verify-only checks beyond the 2005 guide (issue 14): registry values, a key's exclusive ACL,
+the worker's SMTP probe and the MailEnable version against the imported advisories.
+
+Like the rest of `evaluate`, each judge decides from raw observed state only; what a host or an SMTP server
+says is data (capped and validated before it gets here), never a verdict.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import JsonValue
+
+from lockdown.rules.advisories import advisories_affecting
+from lockdown.rules.observed import ObservedItem
+from lockdown.rules.plan import PlanItem
+from lockdown.rules.vocabulary import AceFlag, AceType, RuleStatus, SmtpCheck, ValueCheck
+
+Judgement = tuple[RuleStatus, str, str, dict[str, JsonValue]]
+"""(status, reason, observed text, observed evidence): what `evaluate` turns into a Verdict."""
+
+# Well-known SIDs named in reasons (Microsoft Learn, "Well-known SIDs").
+_SID_NAMES = {
+    "S-1-1-0": "Everyone",
+    "S-1-5-11": "Authenticated Users",
+    "S-1-5-32-545": "BUILTIN\\Users",
+    "S-1-5-32-546": "BUILTIN\\Guests",
+    "S-1-5-32-547": "BUILTIN\\Power Users",
+    "S-1-15-2-1": "ALL APPLICATION PACKAGES",
+    "S-1-15-2-2": "ALL RESTRICTED APPLICATION PACKAGES",
+    "S-1-5-4": "INTERACTIVE",
+    "S-1-5-2": "NETWORK",
+}
+
+
+def _lookup(values: dict[str, int | str | list[str]], name: str) -> int | str | list[str] | None:
+    # Registry value names are case-insensitive (Microsoft Learn, "Registry Element Size Limits").
+    folded = name.casefold()
+    return next((v for k, v in values.items() if k.casefold() == folded), None)
+
+
+def judge_registry_value(item: PlanItem, obs: ObservedItem) -> Judgement:
+    """`registry_value`: the value read (or the documented default when it is absent) against the check."""
+    values = obs.values or {}
+    observed: dict[str, JsonValue] = {"key_exists": bool(obs.exists), "value_name": item.value_name}
+    if item.value_check is ValueCheck.KEY_HAS_VALUES:
+        names = sorted(k for k, v in values.items() if v not in ("", [], None))
+        observed["value_names"] = list(names)
+        if not obs.exists:
+            return RuleStatus.DRIFT, "the key does not exist", "key absent", observed
+        if names:
+            return RuleStatus.COMPLIANT, f"the key holds {len(names)} value(s)", f"{len(names)} value(s)", observed
+        return RuleStatus.DRIFT, "the key holds no value", "no values", observed
+    assert item.value_name is not None  # the rule validator demands it for equals and range
+    value = _lookup(values, item.value_name) if obs.exists else None
+    observed["value"] = list(value) if isinstance(value, list) else value
+    defaulted = value is None
+    if defaulted:
+        if item.value_when_absent is None:
+            where = "the value is not set" if obs.exists else "the key does not exist"
+            return RuleStatus.DRIFT, f"{where}, and nothing but an explicit value meets the rule", "not set", observed
+        value = item.value_when_absent
+        observed["default"] = value
+    shown = f"{value} (not set: the default)" if defaulted else str(value)
+    if item.value_check is ValueCheck.EQUALS:
+        if value == item.value_equals:
+            return RuleStatus.COMPLIANT, f"{item.value_name} is {item.value_equals}", shown, observed
+        return RuleStatus.DRIFT, f"{item.value_name} is {shown}, not {item.value_equals}", shown, observed
+    if not isinstance(value, int):
+        return RuleStatus.DRIFT, f"{item.value_name} is not a number: {shown}", shown, observed
+    low, high = item.value_minimum, item.value_maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        parts = [f"at least {low}" if low is not None else "", f"at most {high}" if high is not None else ""]
+        bounds = " and ".join(text for text in parts if text)
+        return RuleStatus.DRIFT, f"{item.value_name} is {shown}; it must be {bounds}", shown, observed
+    return RuleStatus.COMPLIANT, f"{item.value_name} is {shown}, within the bounds", shown, observed
+
+
+def judge_acl_only(item: PlanItem, obs: ObservedItem) -> Judgement:
+    """`registry_acl_only`: every Allow ACE that grants access on the key itself belongs to an allowed SID.
+
+    Inherit-only ACEs (CREATOR OWNER's on HKLM\\SOFTWARE) grant nothing on the key itself and are left out;
+    Deny ACEs only take access away. An allowed name that does not resolve allows nobody.
+    """
+    if obs.exists is False:
+        return RuleStatus.NOT_APPLICABLE, "the key does not exist on this host", "does not exist", {"exists": False}
+    if obs.dacl is None:
+        return RuleStatus.ERROR, "the observation has no DACL", "no DACL reported", {}
+    allowed = set(item.allowed_sids) | set(obs.allowed_sids)
+    offenders = sorted(
+        {
+            ace.sid
+            for ace in obs.dacl
+            if ace.type is AceType.ALLOW and ace.mask and AceFlag.INHERIT_ONLY not in ace.flags
+        }
+        - allowed
+    )
+    observed: dict[str, JsonValue] = {
+        "exists": True,
+        "allowed_sids": list(sorted(allowed)),
+        "other_sids": list(offenders),
+        "protected": obs.protected,
+    }
+    if not offenders:
+        return RuleStatus.COMPLIANT, "only the allowed principals have access", "allowed principals only", observed
+    names = ", ".join(f"{_SID_NAMES.get(s, s)} ({s})" if s in _SID_NAMES else s for s in offenders)
+    return RuleStatus.DRIFT, f"also accessible to {names}", f"{len(offenders)} other principal(s)", observed
+
+
+def _when(value: JsonValue) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def judge_smtp(item: PlanItem, obs: ObservedItem, now: datetime) -> Judgement:
+    """`smtp_probe`: the worker's probe of the SMTP port (remote.mailprobe.SmtpProbe.to_evidence())."""
+    probe = obs.probe or {}
+    observed: dict[str, JsonValue] = {"banner": probe.get("banner")}
+    if not probe.get("connected"):
+        error = str(probe.get("error") or "no answer")[:500]
+        return RuleStatus.ERROR, f"the SMTP port could not be probed: {error}", "not reached", {"error": error}
+    if item.smtp_check is SmtpCheck.RELAY_REFUSED:
+        reply = probe.get("relay_reply")
+        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], int):
+            error = str(probe.get("error") or "no reply to RCPT TO")[:500]
+            return RuleStatus.ERROR, f"the relay probe did not finish: {error}", "no RCPT TO reply", observed
+        code, text = reply[0], str(reply[1])[:300]
+        observed["rcpt_reply"] = f"{code} {text}"
+        if 200 <= code < 300:
+            return (
+                RuleStatus.DRIFT,
+                f"an unauthenticated RCPT TO for an outside domain was accepted ({code} {text}): an open relay",
+                f"accepted: {code}",
+                observed,
+            )
+        return RuleStatus.COMPLIANT, f"refused: {code} {text}", f"refused: {code}", observed
+    if item.smtp_check is SmtpCheck.NO_AUTH_BEFORE_STARTTLS:
+        raw = probe.get("auth_before_tls")
+        mechanisms = [str(m)[:40] for m in raw][:20] if isinstance(raw, list) else []
+        observed["auth_before_tls"] = list(mechanisms)
+        observed["starttls_offered"] = bool(probe.get("starttls_offered"))
+        if mechanisms:
+            return (
+                RuleStatus.DRIFT,
+                f"AUTH {' '.join(mechanisms)} is offered before STARTTLS: passwords can cross the network in clear",
+                "AUTH before TLS",
+                observed,
+            )
+        return RuleStatus.COMPLIANT, "no AUTH is offered before STARTTLS", "no AUTH before TLS", observed
+    return _judge_certificate(item, probe, now, observed)
+
+
+def _judge_certificate(
+    item: PlanItem, probe: dict[str, JsonValue], now: datetime, observed: dict[str, JsonValue]
+) -> Judgement:
+    if not probe.get("starttls_offered"):
+        return RuleStatus.DRIFT, "STARTTLS is not offered on the SMTP port", "no STARTTLS", observed
+    if not probe.get("tls_established"):
+        error = str(probe.get("tls_error") or "handshake failed")[:300]
+        return RuleStatus.DRIFT, f"STARTTLS failed: {error}", "TLS failed", observed
+    cert = probe.get("certificate")
+    if not isinstance(cert, dict):
+        return RuleStatus.DRIFT, "no certificate was presented after STARTTLS", "no certificate", observed
+    not_after, not_before = _when(cert.get("not_after")), _when(cert.get("not_before"))
+    observed.update(
+        {
+            "subject": str(cert.get("subject") or "")[:300],
+            "issuer": str(cert.get("issuer") or "")[:300],
+            "not_after": cert.get("not_after"),
+            "sha256": str(cert.get("sha256") or "")[:64],
+            "self_signed": bool(cert.get("self_signed")),
+            "tls_version": probe.get("tls_version"),
+        }
+    )
+    if not_after is None or not_before is None:
+        return RuleStatus.ERROR, "the certificate's validity dates could not be read", "unreadable dates", observed
+    days = item.min_days_valid or 0
+    text = f"valid until {not_after.date().isoformat()}"
+    if not_before > now:
+        return RuleStatus.DRIFT, f"the certificate is not valid before {not_before.isoformat()}", text, observed
+    if not_after <= now:
+        return RuleStatus.DRIFT, f"the certificate expired on {not_after.date().isoformat()}", text, observed
+    if not_after <= now + timedelta(days=days):
+        left = (not_after - now).days
+        return RuleStatus.DRIFT, f"the certificate expires in {left} day(s), within {days}", text, observed
+    return RuleStatus.COMPLIANT, f"the certificate is valid for more than {days} days", text, observed
+
+
+def judge_version(item: PlanItem, obs: ObservedItem) -> Judgement:
+    """`mailenable_version`: no advisory of the imported file affects the installed version and edition."""
+    if obs.exists is False:
+        return RuleStatus.NOT_APPLICABLE, "MailEnable is not installed", "not installed", {"exists": False}
+    version, edition = obs.mailenable_version, obs.mailenable_edition
+    observed: dict[str, JsonValue] = {"version": version, "edition": edition}
+    if not item.advisories:
+        return RuleStatus.NEEDS_INPUT, "no advisory file is imported: import one", f"{edition} {version}", observed
+    verdict = advisories_affecting(version, edition, item.advisories)
+    if verdict.unknown:
+        return RuleStatus.ERROR, verdict.unknown, f"{edition} {version}", observed
+    observed["advisories"] = [
+        {"id": a.id, "cves": list(a.cves), "severity": a.severity, "title": a.title} for a in verdict.affected
+    ]
+    observed["minimum_fixed"] = verdict.minimum_fixed
+    shown = f"MailEnable {edition} {version}"
+    if verdict.affected:
+        cves = ", ".join(c for a in verdict.affected for c in a.cves)
+        fixed = f"; the minimum fixed build is {verdict.minimum_fixed}" if verdict.minimum_fixed else ""
+        return RuleStatus.DRIFT, f"{shown} is affected by {cves}{fixed}", shown, observed
+    return RuleStatus.COMPLIANT, f"no imported advisory affects {shown}", shown, observed
