@@ -8,6 +8,7 @@ urlpatterns = [
     path("profiles/", views.profile_list, name="profile_list"),
     path("profiles/new/", views.profile_create, name="profile_create"),
     path("profiles/import/", views.profile_import, name="profile_import"),
+    path("profiles/compare/", views.profile_compare, name="profile_compare"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile_detail"),
     path("profiles/<int:profile_id>/diff/", views.profile_diff, name="profile_diff"),
     path("profiles/<int:profile_id>/v/<int:version_number>/", views.version_detail, name="version_detail"),

@@ -127,6 +127,29 @@ def profile_diff(request: HttpRequest, profile_id: int) -> HttpResponse:
     )
 
 
+@require_GET
+def profile_compare(request: HttpRequest) -> HttpResponse:
+    """Two versions of any two visible profiles side by side (e.g. the guide's profile and the current baseline),
+    before moving servers from one to the other with a previewed assignment."""
+    scope = request_scope(request)
+    require(scope, Action.VIEW)
+    versions = list(
+        ProfileVersion.objects.select_related("profile")
+        .filter(profile__in=selectors.visible_profiles(scope=scope))
+        .order_by("profile__name", "-number")
+    )
+    by_id = {version.pk: version for version in versions}
+    old, new = (by_id.get(_int_or_none(request.GET.get(name)) or 0) for name in ("from", "to"))
+    diff = selectors.version_diff(old, new) if old is not None and new is not None else None
+    asked = "from" in request.GET or "to" in request.GET
+    return render(
+        request,
+        "lockdown/profile_compare.html",
+        {"versions": versions, "old": old, "new": new, "diff": diff},
+        status=404 if asked and diff is None else 200,
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def profile_create(request: HttpRequest) -> HttpResponse:
     scope = request_scope(request)

@@ -46,9 +46,11 @@ def describe(evidence: Mapping[str, Any]) -> str:
     if not evidence.get("connected"):
         return f"not reached ({str(evidence.get('error') or 'no answer')[:200]})"
     parts = []
-    reply = evidence.get("relay_reply")
-    if isinstance(reply, list) and len(reply) == 2:
-        parts.append(f"RCPT TO an outside domain answered {reply[0]}")
+    mail, reply = evidence.get("mail_reply"), evidence.get("relay_reply")
+    if isinstance(reply, dict):
+        parts.append(f"RCPT TO an outside domain answered {reply.get('code')}")
+    elif isinstance(mail, dict):
+        parts.append(f"MAIL FROM answered {mail.get('code')}")
     auth = evidence.get("auth_before_tls")
     parts.append(f"AUTH before STARTTLS: {' '.join(map(str, auth))}" if auth else "no AUTH before STARTTLS")
     if not evidence.get("starttls_offered"):

@@ -117,6 +117,15 @@ def _when(value: JsonValue) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _reply(value: JsonValue) -> tuple[int, str] | None:
+    """A probe's SMTP reply, {"code": 550, "text": "..."}; anything else is no reply."""
+    if isinstance(value, dict) and isinstance(value.get("code"), int) and not isinstance(value.get("code"), bool):
+        code = value["code"]
+        assert isinstance(code, int)
+        return code, str(value.get("text") or "")[:300]
+    return None
+
+
 def judge_smtp(item: PlanItem, obs: ObservedItem, now: datetime) -> Judgement:
     """`smtp_probe`: the worker's probe of the SMTP port (remote.mailprobe.SmtpProbe.to_evidence())."""
     probe = obs.probe or {}
@@ -125,11 +134,14 @@ def judge_smtp(item: PlanItem, obs: ObservedItem, now: datetime) -> Judgement:
         error = str(probe.get("error") or "no answer")[:500]
         return RuleStatus.ERROR, f"the SMTP port could not be probed: {error}", "not reached", {"error": error}
     if item.smtp_check is SmtpCheck.RELAY_REFUSED:
-        reply = probe.get("relay_reply")
-        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], int):
+        mail, rcpt = _reply(probe.get("mail_reply")), _reply(probe.get("relay_reply"))
+        if rcpt is None and mail is not None and mail[0] >= 400:
+            observed["mail_reply"] = f"{mail[0]} {mail[1]}"
+            return RuleStatus.COMPLIANT, f"the sender was refused: {mail[0]} {mail[1]}", f"refused: {mail[0]}", observed
+        if rcpt is None:
             error = str(probe.get("error") or "no reply to RCPT TO")[:500]
             return RuleStatus.ERROR, f"the relay probe did not finish: {error}", "no RCPT TO reply", observed
-        code, text = reply[0], str(reply[1])[:300]
+        code, text = rcpt
         observed["rcpt_reply"] = f"{code} {text}"
         if 200 <= code < 300:
             return (

@@ -107,7 +107,7 @@ def test_a_50_mb_upload_is_refused_by_size(client, alice) -> None:
     assert response.status_code == 400
     assert "the limit is" in response.context["form"].errors["file"][0]
     assert not ProfileVersion.objects.filter(profile__slug="acme-hardened").exists()
-    assert ProfileVersion.objects.count() == 2  # the built-in and tenant A's
+    assert ProfileVersion.objects.count() == 3  # the two built-ins and tenant A's
 
 
 def test_json_upload_with_bad_json_is_an_error_not_a_500(client, alice) -> None:

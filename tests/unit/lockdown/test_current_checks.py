@@ -160,15 +160,18 @@ def _probe(**over: Any) -> dict[str, Any]:
             "sha256": "ab" * 32,
             "self_signed": False,
         },
-        "relay_reply": [550, "5.7.1 Relay denied"],
+        "mail_reply": {"code": 250, "text": "OK"},
+        "relay_reply": {"code": 503, "text": "This mail server requires authentication"},
     }
     return {**base, **over}
 
 
 def test_the_relay_probe_fails_an_accepted_outside_recipient():
     assert _judge(RELAY, probe=_probe()).status is RuleStatus.COMPLIANT
-    assert _judge(RELAY, probe=_probe(relay_reply=[451, "try later"])).status is RuleStatus.COMPLIANT
-    open_relay = _judge(RELAY, probe=_probe(relay_reply=[250, "OK"]))
+    assert _judge(RELAY, probe=_probe(relay_reply={"code": 451, "text": "later"})).status is RuleStatus.COMPLIANT
+    refused_sender = _probe(mail_reply={"code": 530, "text": "auth first"}, relay_reply=None)
+    assert _judge(RELAY, probe=refused_sender).status is RuleStatus.COMPLIANT
+    open_relay = _judge(RELAY, probe=_probe(relay_reply={"code": 250, "text": "OK"}))
     assert open_relay.status is RuleStatus.DRIFT and "open relay" in open_relay.reason
     assert _judge(RELAY, probe=_probe(relay_reply=None, error="timed out")).status is RuleStatus.ERROR
     assert _judge(RELAY, probe={"connected": False, "error": "refused"}).status is RuleStatus.ERROR
