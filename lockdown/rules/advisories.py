@@ -19,11 +19,11 @@ says so (`premium_assumed`).
 from __future__ import annotations
 
 import json
-from importlib import resources
 import re
 from collections.abc import Sequence
 from datetime import date
 from enum import StrEnum
+from importlib import resources
 from typing import Any, Final, Literal
 
 import yaml
