@@ -18,6 +18,7 @@ from lockdown.choices import ExportFormat
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_profile_text
 from lockdown.rules.profile import MAX_PROFILE_BYTES, profile_from_data
+from lockdown.rules.untrusted_text import refuse_deep_nesting
 
 
 def canonical_json(value: Any) -> str:
@@ -86,21 +87,12 @@ def guess_format(filename: str, text: str) -> str:
     return ExportFormat.JSON if text.lstrip().startswith("{") else ExportFormat.YAML
 
 
-MAX_FLOW_DEPTH = 64
-
-
 def _check_flow_depth(text: str) -> None:
-    # PyYAML's parser is quadratic in the depth of [ { nesting (100 kB of "[" takes minutes),
-    # and a real profile nests a handful of levels: refuse deep nesting before parsing. Brackets
-    # inside strings are counted too, which only makes this stricter.
-    depth = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            if depth > MAX_FLOW_DEPTH:
-                raise ProfileError(f"profile is nested more than {MAX_FLOW_DEPTH} levels deep")
-        elif char in "]}" and depth:
-            depth -= 1
+    # PyYAML's parser is quadratic in the depth of [ { nesting: refuse deep nesting before parsing.
+    try:
+        refuse_deep_nesting(text, what="profile")
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
 
 
 def parse_document(text: str, fmt: str) -> ProfileDocument:

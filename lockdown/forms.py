@@ -74,6 +74,20 @@ class ProfileEditorForm(forms.Form):
         return text
 
 
+def read_upload_text(upload: UploadedFile[bytes]) -> str:
+    """An uploaded document's text: at most FLEET_MAX_UPLOAD_BYTES, UTF-8 (a BOM is dropped)."""
+    limit: int = settings.FLEET_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
+    raw = upload.read(limit + 1)
+    if len(raw) > limit:
+        raise ValidationError(f"The file is larger than the limit of {limit:,} bytes.")
+    try:
+        return decode_upload(raw)
+    except ProfileError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class ProfileImportForm(forms.Form):
     """Upload a YAML or JSON profile: size-capped, UTF-8, safe-loaded, validated rule by rule."""
 
@@ -85,17 +99,26 @@ class ProfileImportForm(forms.Form):
 
     def clean_file(self) -> UploadedFile[bytes]:
         upload: UploadedFile[bytes] = self.cleaned_data["file"]
-        limit: int = settings.FLEET_MAX_UPLOAD_BYTES
-        if upload.size is not None and upload.size > limit:
-            raise ValidationError(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
-        raw = upload.read(limit + 1)
-        if len(raw) > limit:
-            raise ValidationError(f"The file is larger than the limit of {limit:,} bytes.")
+        text = read_upload_text(upload)
         try:
-            text = decode_upload(raw)
             self.document = parse_document(text, guess_format(upload.name or "", text))
         except ProfileError as exc:
             raise ValidationError(str(exc)) from None
+        return upload
+
+
+class AdvisoryImportForm(forms.Form):
+    """Upload a MailEnable advisory file (YAML or JSON): size-capped and UTF-8 here; the service validates it."""
+
+    file = forms.FileField(label="Advisory file", help_text="YAML (.yaml, .yml) or JSON (.json), UTF-8.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.text: str | None = None
+
+    def clean_file(self) -> UploadedFile[bytes]:
+        upload: UploadedFile[bytes] = self.cleaned_data["file"]
+        self.text = read_upload_text(upload)
         return upload
 
 

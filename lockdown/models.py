@@ -196,3 +196,44 @@ class Waiver(models.Model):
         if self.approved_at is None:
             return WaiverStatus.PENDING
         return WaiverStatus.ACTIVE
+
+
+class AdvisoryDocumentQuerySet(models.QuerySet["AdvisoryDocument"]):
+    """Imported advisory files are history: bulk updates are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("advisory imports are immutable; import a new file")
+
+
+class AdvisoryDocument(models.Model):
+    """One imported MailEnable advisory file (`lockdown.rules.advisories.AdvisoryFile`), validated, as JSON.
+
+    The newest row (highest id) is the set in force (`lockdown.advisory_store.current_advisories`); older rows
+    are the history. `content_hash` is the sha256 of the document's canonical JSON; importing the content
+    already in force creates nothing. `builtin` rows come from the shipped `lockdown/advisories/mailenable.yaml`
+    (loaded on migrate); `updated` is the file's own date, which decides whether a shipped file may replace
+    the one in force. Saving an existing row raises.
+    """
+
+    document = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    updated = models.DateField(help_text="The file's own 'updated' date")
+    source_name = models.CharField(max_length=200, blank=True)
+    builtin = models.BooleanField(default=False)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    imported_at = models.DateTimeField()
+
+    objects = AdvisoryDocumentQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-id"]
+
+    def __str__(self) -> str:
+        return f"advisories of {self.updated.isoformat()} ({self.source_name or 'import'})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("advisory imports are immutable; import a new file")
+        super().save(*args, **kwargs)

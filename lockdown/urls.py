@@ -1,8 +1,8 @@
-"""Profile library, assignments and waivers."""
+"""Profile library, assignments, waivers, controls and advisories."""
 
 from django.urls import path
 
-from lockdown import assignment_views, control_views, rule_views, views
+from lockdown import advisory_views, assignment_views, control_views, rule_views, views
 
 urlpatterns = [
     path("profiles/", views.profile_list, name="profile_list"),
@@ -33,6 +33,8 @@ urlpatterns = [
     path("customers/<int:customer_id>/waivers/new/", views.customer_waiver_propose, name="customer_waiver_propose"),
     path("servers/<int:server_id>/waivers/new/", views.server_waiver_propose, name="server_waiver_propose"),
     path("controls/", control_views.control_list, name="control_list"),
+    path("advisories/", advisory_views.advisory_list, name="advisory_list"),
+    path("advisories/import/", advisory_views.advisory_import, name="advisory_import"),
     path("rules/", rule_views.rule_list, name="rule_list"),
     path("rules/<str:rule_id>/", rule_views.rule_detail, name="rule_detail"),
 ]

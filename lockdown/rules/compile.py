@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from lockdown.rules import masks
-from lockdown.rules.advisories import Advisory
+from lockdown.rules.advisories import Advisory, host_edition, possible_editions
 from lockdown.rules.facts import Facts
 from lockdown.rules.plan import Plan, PlanItem
 from lockdown.rules.principals import is_valid_sid, qualify
@@ -42,7 +42,6 @@ from lockdown.rules.vocabulary import (
     AceType,
     Arch,
     Condition,
-    Edition,
     PreflightCheck,
     RegistryScope,
     RuleStatus,
@@ -87,25 +86,13 @@ def _condition_status(condition: Condition, facts: Facts) -> tuple[RuleStatus, s
     return RuleStatus.NEEDS_INPUT, f"declare whether the server uses {what} (currently unknown)"
 
 
-def host_editions(facts: Facts) -> frozenset[Edition] | None:
-    """The editions the host may be: Enterprise may be Enterprise Premium, which the registry does not tell apart
-    (standards-and-advisories.md §1.1). None when MailEnable's edition was not read."""
-    try:
-        edition = Edition(facts.mailenable_edition) if facts.mailenable_edition else None
-    except ValueError:
-        return None
-    if edition is None:
-        return None
-    return frozenset({edition, Edition.PREMIUM}) if edition is Edition.ENTERPRISE else frozenset({edition})
-
-
 def _edition_status(rule: Rule, facts: Facts) -> tuple[RuleStatus, str] | None:
     if not rule.editions:
         return None
-    editions = host_editions(facts)
-    if editions is None:
+    edition = host_edition(facts.mailenable_edition)
+    if edition is None:
         return RuleStatus.NOT_APPLICABLE, "no MailEnable edition was found on this host"
-    if editions & set(rule.editions):
+    if possible_editions(edition) & set(rule.editions):
         return None
     names = ", ".join(e.value for e in rule.editions)
     return (

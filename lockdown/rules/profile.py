@@ -16,6 +16,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from lockdown.rules.base import LockdownModel
 from lockdown.rules.controls import expand_control_keys
 from lockdown.rules.rule import Rule
+from lockdown.rules.untrusted_text import refuse_yaml_aliases
 from lockdown.rules.vocabulary import RuleType
 
 MAX_PROFILE_BYTES: Final = 512 * 1024
@@ -64,10 +65,10 @@ def _describe(error: Any) -> tuple[str, str]:
 
 
 def _reject_aliases(text: str) -> None:
-    # safe_load still expands anchors/aliases; a few nested aliases can make a small file huge.
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise ProfileError("YAML aliases are not allowed in profiles")
+    try:
+        refuse_yaml_aliases(text, what="profiles")
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
 
 
 def _validate_rule(index: int, raw: object) -> Rule:

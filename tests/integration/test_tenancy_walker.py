@@ -87,6 +87,9 @@ URL_ACTIONS: dict[str, Action] = {
     # the fleet rule view: counts over the servers the user sees; a rule only others have is 404.
     "rule_list": Action.VIEW,
     "control_list": Action.VIEW,
+    # the advisories in force are MSP-wide data; the counts are of the servers the reader sees.
+    "advisory_list": Action.VIEW,
+    "advisory_import": Action.MANAGE_PROFILES,
     "rule_detail": Action.VIEW,
     "waiver_detail": Action.VIEW,
     "waiver_approve": Action.APPROVE_WAIVER,
@@ -156,6 +159,7 @@ GET_ONLY = {
     "waiver_detail",
     "rule_list",
     "control_list",
+    "advisory_list",
     "rule_detail",
     "report_list",
     "report_detail",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lockdown.exchange import decode_upload, guess_format, parse_document
+from lockdown.exchange import guess_format, parse_document
+from lockdown.management.commands._document_file import read_document_file
 from lockdown.rules import ProfileError
 from lockdown.services import SYSTEM_SCOPE, ProfileServiceError, profile_import
 from servers.audit import Actor
@@ -22,16 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
-        limit: int = settings.FLEET_MAX_UPLOAD_BYTES
+        text = read_document_file(path)
         try:
-            with path.open("rb") as handle:
-                raw = handle.read(limit + 1)
-        except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-        if len(raw) > limit:
-            raise CommandError(f"{path} is larger than the limit of {limit:,} bytes")
-        try:
-            text = decode_upload(raw)
             document = parse_document(text, guess_format(path.name, text))
             outcome = profile_import(
                 scope=SYSTEM_SCOPE, actor=Actor.system("import_profile"), document=document, source_name=path.name
