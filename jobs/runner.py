@@ -473,6 +473,7 @@ def _selftest(run: HostRun, server: Server) -> str:
 
 
 def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
+    from lockdown.advisory_store import current_advisories
     from lockdown.selectors import effective_profile_version, version_document
 
     version = effective_profile_version(server)
@@ -483,7 +484,8 @@ def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
     declared = Facts.model_validate(
         {**facts.model_dump(), "sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
     )
-    return compile_plan(profile, declared), version.label
+    # The advisory file in force travels in the plan: an import changes the next verdict, no release needed.
+    return compile_plan(profile, declared, current_advisories()), version.label
 
 
 def _waivers(server: Server) -> list[Any]:
