@@ -473,15 +473,21 @@ def _selftest(run: HostRun, server: Server) -> str:
 
 
 def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
-    from lockdown.selectors import effective_profile_version, version_document
+    from lockdown.selectors import effective_profile_version, integrated_auth_exception_state, version_document
 
     version = effective_profile_version(server)
     if version is None:
         raise RunFailed("no_profile", "No lockdown profile is assigned and the built-in profile is missing.")
     profile = profile_from_data(version_document(version))
-    # Validate (not model_copy): the operator's declarations must become the engine's enum values.
+    # Validate (not model_copy): the operator's declarations must become the engine's enum values. Whether an
+    # approved exception covers the integrated-authentication rights is the database's word, never the host's.
     declared = Facts.model_validate(
-        {**facts.model_dump(), "sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
+        {
+            **facts.model_dump(),
+            "sql_integrated": server.sql_integrated,
+            "integrated_auth": server.integrated_auth,
+            "integrated_auth_exception": integrated_auth_exception_state(server, clock.now()),
+        }
     )
     return compile_plan(profile, declared), version.label
 
