@@ -37,9 +37,10 @@ from jobs.alerts import alert_acknowledge
 from jobs.choices import AlertKind
 from jobs.models import Alert
 from lockdown import clock, selectors, services
-from lockdown.choices import WaiverStatus
+from lockdown.choices import WaiverKind, WaiverStatus
 from lockdown.forms import WaiverForm
 from lockdown.models import Waiver
+from lockdown.rules.exceptions import EXCEPTION_KEY
 from lockdown.rules.vocabulary import WaiverScope
 from servers import selectors as server_selectors
 from servers.audit import REDACTED, SECRET_FIELD_NAMES
@@ -64,8 +65,26 @@ def _id_param(request: Request, name: str) -> int | None:
 
 
 # --- Waivers -----------------------------------------------------------------------------------
+class ConflictSerializer(serializers.Serializer[dict[str, Any]]):
+    """One CIS or STIG control an exception's rights conflict with, as recorded when it was proposed."""
+
+    framework = serializers.ChoiceField(choices=["cis", "stig"])
+    id = serializers.CharField(help_text="As the framework numbers it: 2.2.4, WN22-UR-000020")
+    title = serializers.CharField()
+    benchmark = serializers.CharField(allow_null=True)
+    version = serializers.CharField(allow_null=True)
+    # DRF's metaclass takes declared fields off the class, so this does not shadow Field.source at run time.
+    source = serializers.CharField(help_text="Where the mapping comes from (a URL)")  # type: ignore[assignment]
+
+
 class WaiverSerializer(serializers.ModelSerializer[Waiver]):
-    """One waiver: the rule it accepts a deviation from, for one server or a whole customer, and its state."""
+    """One waiver (a rule not enforced) or exception (the integrated-authentication rights permitted), for one
+    server or a whole customer, and its state."""
+
+    kind = serializers.ChoiceField(choices=WaiverKind.choices, read_only=True)
+    conflicts = ConflictSerializer(
+        many=True, read_only=True, help_text="Exceptions: the CIS/STIG controls it permits conflicting with"
+    )
 
     applies_to = serializers.SerializerMethodField(help_text="server: one server; customer: every server of it")
     server_name = serializers.SerializerMethodField(help_text="null for a customer-wide waiver")
@@ -80,7 +99,9 @@ class WaiverSerializer(serializers.ModelSerializer[Waiver]):
         model = Waiver
         fields = (
             "id",
+            "kind",
             "rule_id",
+            "conflicts",
             "applies_to",
             "server",
             "server_name",
@@ -136,7 +157,15 @@ class WaiverProposeSerializer(serializers.Serializer[dict[str, Any]]):
     customer = serializers.IntegerField(
         min_value=1, max_value=ID_MAX, allow_null=True, default=None, help_text="Or one of your customers: every server"
     )
-    rule_id = serializers.CharField(max_length=120, help_text="A rule of the effective profile version")
+    kind = serializers.ChoiceField(
+        choices=WaiverKind.choices,
+        default=WaiverKind.WAIVER,
+        help_text=f"waiver: one rule is not enforced; exception: the integrated-authentication rights are applied "
+        f"(rule_id must be {EXCEPTION_KEY})",
+    )
+    rule_id = serializers.CharField(
+        max_length=120, help_text=f"A rule of the effective profile version, or {EXCEPTION_KEY} for an exception"
+    )
     justification = serializers.CharField(
         max_length=2000, help_text=f"Why the rule cannot be met (at least {services.MIN_JUSTIFICATION} characters)"
     )
@@ -195,6 +224,7 @@ def _second_factor(user: Any, code: str) -> None:
             OpenApiParameter("customer", OpenApiTypes.INT, description="One customer's (its own and its servers')"),
             OpenApiParameter("server", OpenApiTypes.INT, description="One server's (not its customer's)"),
             OpenApiParameter("status", str, enum=WaiverStatus.values, description="Only waivers in this state"),
+            OpenApiParameter("kind", str, enum=WaiverKind.values, description="Only waivers, or only exceptions"),
         ],
     ),
     retrieve=extend_schema(summary="One waiver"),
@@ -216,6 +246,11 @@ class WaiverViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
             if wanted not in WaiverStatus.values:
                 raise exceptions.ValidationError({"status": f"one of {', '.join(WaiverStatus.values)}"})
             waivers = _status_filter(waivers, wanted, clock.now())
+        kind = self.request.query_params.get("kind", "")
+        if kind:
+            if kind not in WaiverKind.values:
+                raise exceptions.ValidationError({"kind": f"one of {', '.join(WaiverKind.values)}"})
+            waivers = waivers.filter(kind=kind)
         return waivers
 
     def _shown(self, waiver: Waiver, code: int = status.HTTP_200_OK) -> Response:
@@ -223,11 +258,13 @@ class WaiverViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         return Response(WaiverSerializer(fresh, context=self.get_serializer_context()).data, status=code)
 
     @extend_schema(
-        summary="Propose a waiver of one rule for one server or one customer: it applies once an MSP admin "
-        "other than you approves it",
+        summary="Propose a waiver of one rule, or an exception for the integrated-authentication rights, for one "
+        "server or one customer: it applies once an MSP admin other than you approves it",
         description="The Propose a waiver form's checks: the rule must be in the effective profile version (the "
         "server's, or for a customer its default's and those its servers follow), the justification long enough, "
-        "the expiry in the future and within the limit. A server or customer you do not see is 404.",
+        "the expiry in the future and within the limit. kind=exception takes only rule_id "
+        f"{EXCEPTION_KEY} (and a waiver never takes it): the exception records the CIS/STIG controls the effective "
+        "profile's integrated-authentication rights conflict with. A server or customer you do not see is 404.",
         request=WaiverProposeSerializer,
         responses={201: WaiverSerializer},
     )
@@ -250,8 +287,12 @@ class WaiverViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
             require(scope, Action.PROPOSE_WAIVER, customer.pk)
             version = selectors.customer_effective_profile_version(customer)
             allowed = selectors.rule_ids_for_customer(customer)
+        _, exception_possible = selectors.exception_conflicts_for(server=server, customer=customer)
+        if exception_possible:
+            allowed |= {EXCEPTION_KEY}
         form = WaiverForm(
             {
+                "kind": data["kind"],
                 "rule_id": data["rule_id"],
                 "justification": data["justification"],
                 "expires_at": data["expires_at"].isoformat(),

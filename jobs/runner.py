@@ -474,15 +474,21 @@ def _selftest(run: HostRun, server: Server) -> str:
 
 def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
     from lockdown.advisory_store import current_advisories
-    from lockdown.selectors import effective_profile_version, version_document
+    from lockdown.selectors import effective_profile_version, integrated_auth_exception_state, version_document
 
     version = effective_profile_version(server)
     if version is None:
         raise RunFailed("no_profile", "No lockdown profile is assigned and the built-in profile is missing.")
     profile = profile_from_data(version_document(version))
-    # Validate (not model_copy): the operator's declarations must become the engine's enum values.
+    # Validate (not model_copy): the operator's declarations must become the engine's enum values. Whether an
+    # approved exception covers the integrated-authentication rights is the database's word, never the host's.
     declared = Facts.model_validate(
-        {**facts.model_dump(), "sql_integrated": server.sql_integrated, "integrated_auth": server.integrated_auth}
+        {
+            **facts.model_dump(),
+            "sql_integrated": server.sql_integrated,
+            "integrated_auth": server.integrated_auth,
+            "integrated_auth_exception": integrated_auth_exception_state(server, clock.now()),
+        }
     )
     # The advisory file in force travels in the plan: an import changes the next verdict, no release needed.
     return compile_plan(profile, declared, current_advisories()), version.label
@@ -496,8 +502,9 @@ def _waivers(server: Server) -> list[Any]:
 
 def _probe_observations(run: HostRun, server: Server, plan: Plan) -> list[Any]:
     """The worker's own network checks of the host (one SMTP probe when the plan has smtp_probe items)."""
-    from lockdown.engine.probes import describe, smtp_items, smtp_observations
     from remote.mailprobe import probe_smtp
+
+    from lockdown.engine.probes import describe, smtp_items, smtp_observations
 
     if not smtp_items(plan):
         return []

@@ -7,6 +7,14 @@ from django.db import models
 from lockdown.rules.vocabulary import Risk
 
 
+class WaiverKind(models.TextChoices):
+    """What an approved record permits: not enforcing one rule (a waiver), or applying rules that conflict
+    with the auditors' controls (an exception: only the integrated-authentication rights, as one unit)."""
+
+    WAIVER = "waiver", "Waiver"
+    EXCEPTION = "exception", "Exception"
+
+
 class WaiverStatus(models.TextChoices):
     """Derived from the waiver's dates and the clock; never stored."""
 

@@ -12,11 +12,12 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
 from lockdown import clock
-from lockdown.choices import ExportFormat
+from lockdown.choices import ExportFormat, WaiverKind
 from lockdown.exchange import decode_upload, guess_format, parse_document
 from lockdown.models import Profile, ProfileVersion
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError
+from lockdown.rules.exceptions import EXCEPTION_KEY
 from lockdown.rules.profile import MAX_PROFILE_BYTES
 from lockdown.selectors import assignable_versions
 from lockdown.services import (
@@ -232,8 +233,16 @@ class _RuleChoiceField(forms.ChoiceField):
 
 
 class WaiverForm(forms.Form):
-    """Propose a waiver of one rule of the effective profile version."""
+    """Propose a waiver of one rule of the effective profile version, or an exception permitting the
+    integrated-authentication rights (kind exception: only `EXCEPTION_KEY`)."""
 
+    kind = forms.ChoiceField(
+        label="Kind",
+        choices=WaiverKind.choices,
+        initial=WaiverKind.WAIVER,
+        help_text="A waiver: one rule is not enforced. An exception: the integrated-authentication rights, which "
+        "conflict with CIS and STIG controls, are applied on a server declared to use integrated authentication.",
+    )
     rule_id = forms.CharField(
         label="Rule id",
         max_length=120,
@@ -270,6 +279,10 @@ class WaiverForm(forms.Form):
             for rule_id, (section, description) in sorted(rules.items(), key=lambda item: (item[1][0], item[0])):
                 text = f"{rule_id} — {description}" if description else rule_id
                 sections.setdefault(section, []).append((rule_id, text[:140]))
+            if EXCEPTION_KEY in allowed_rule_ids:
+                sections["Exception (kind exception only)"] = [
+                    (EXCEPTION_KEY, f"{EXCEPTION_KEY} — IME_SYSTEM's integrated-authentication rights, as one unit")
+                ]
             self.fields["rule_id"] = _RuleChoiceField(
                 label="Rule",
                 choices=[("", "Choose a rule…"), *sections.items()],
@@ -281,6 +294,21 @@ class WaiverForm(forms.Form):
         if rule_id not in self.allowed_rule_ids:
             raise ValidationError(f"No rule {rule_id[:120]!r} in the effective profile ({self.version_label}).")
         return rule_id
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind, rule_id = data.get("kind"), data.get("rule_id")
+        if kind == WaiverKind.EXCEPTION and rule_id is not None and rule_id != EXCEPTION_KEY:
+            self.add_error(
+                "rule_id",
+                f"An exception covers only the integrated-authentication rights ({EXCEPTION_KEY}); waive any other "
+                "rule instead.",
+            )
+        elif kind == WaiverKind.WAIVER and rule_id == EXCEPTION_KEY:
+            self.add_error("rule_id", f"{EXCEPTION_KEY} is not a rule to waive: choose the kind Exception.")
+        if kind:
+            data["kind"] = WaiverKind(kind)
+        return data
 
     def clean_justification(self) -> str:
         text: str = self.cleaned_data["justification"].strip()

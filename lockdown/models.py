@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from lockdown.choices import WaiverStatus
+from lockdown.choices import WaiverKind, WaiverStatus
+from lockdown.rules.exceptions import EXCEPTION_KEY
 from lockdown.rules.vocabulary import WaiverScope
 
 
@@ -129,14 +130,24 @@ class TagAssignment(models.Model):
 
 
 class Waiver(models.Model):
-    """An accepted deviation from one rule, for one server or one whole customer.
+    """An accepted deviation, for one server or one whole customer: a waiver or an exception.
+
+    A *waiver* (kind `waiver`) accepts that one rule is not enforced: its results are `waived`.
+    An *exception* (kind `exception`, rule id `lockdown.rules.exceptions.EXCEPTION_KEY`) permits
+    the guide's integrated-authentication rights, which conflict with CIS/STIG controls, on a
+    server declared to use integrated authentication; `conflicts` records those controls as
+    they stood at proposal time, so the record survives profile changes.
 
     Keyed by rule id, so it survives new profile versions. It applies only while approved,
     not revoked and not expired (judged with `lockdown.clock`). Exactly one of `server` and
     `customer` is set (a check constraint enforces it); `owner_customer` is the tenant.
     """
 
+    kind = models.CharField(max_length=12, choices=WaiverKind.choices, default=WaiverKind.WAIVER)
     rule_id = models.CharField(max_length=120)
+    conflicts = models.JSONField(
+        default=list, blank=True, help_text="Exceptions: the CIS/STIG controls the permitted rules conflict with"
+    )
     server = models.ForeignKey(
         "servers.Server", null=True, blank=True, on_delete=models.CASCADE, related_name="waivers"
     )
@@ -166,11 +177,21 @@ class Waiver(models.Model):
                 | (Q(server__isnull=True) & Q(customer__isnull=False)),
                 name="waiver_server_xor_customer",
             ),
+            # An exception is only ever the integrated-authentication rights; a waiver never is.
+            models.CheckConstraint(
+                condition=(Q(kind=WaiverKind.EXCEPTION) & Q(rule_id=EXCEPTION_KEY))
+                | (Q(kind=WaiverKind.WAIVER) & ~Q(rule_id=EXCEPTION_KEY)),
+                name="waiver_exception_key",
+            ),
         ]
         indexes: ClassVar = [models.Index(fields=["rule_id"], name="waiver_rule_idx")]
 
     def __str__(self) -> str:
-        return f"waiver {self.rule_id} for {self.subject}"
+        return f"{self.get_kind_display().lower()} {self.rule_id} for {self.subject}"
+
+    @property
+    def is_exception(self) -> bool:
+        return self.kind == WaiverKind.EXCEPTION
 
     @property
     def scope(self) -> WaiverScope:

@@ -16,12 +16,15 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404
 
 from lockdown import assignment
-from lockdown.choices import RISK_COLOURS, RISK_LABELS
+from lockdown.choices import RISK_COLOURS, RISK_LABELS, WaiverKind, WaiverStatus
 from lockdown.exchange import VersionDiff, build_document, diff_content
 from lockdown.models import Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Waiver as RuleWaiver
 from lockdown.rules.builtin import DEFAULT_BUILTIN_SLUG
-from lockdown.rules.vocabulary import Risk, WaiverScope
+from lockdown.rules.controls import ControlRef
+from lockdown.rules.exceptions import EXCEPTION_KEY, ExceptionState, conflicts_text, integrated_auth_conflicts
+from lockdown.rules.profile import profile_from_data
+from lockdown.rules.vocabulary import Condition, Risk, WaiverScope
 from servers.models import Customer, Server
 from servers.tenancy import Scope
 
@@ -207,9 +210,14 @@ def _applying(now: datetime) -> Q:
     return Q(approved_at__isnull=False, revoked_at__isnull=True, expires_at__gt=now)
 
 
+def _covering(server: Server) -> Q:
+    return Q(server=server) | Q(customer_id=server.customer_id)
+
+
 def active_waivers_for(server: Server, now: datetime) -> list[RuleWaiver]:
-    """The waivers in force for `server` at `now` (its own and its customer's), as `evaluate` takes them."""
-    rows = Waiver.objects.filter(Q(server=server) | Q(customer_id=server.customer_id)).filter(_applying(now))
+    """The waivers in force for `server` at `now` (its own and its customer's), as `evaluate` takes them.
+    Exceptions are not waivers: they permit rules (`integrated_auth_exception_state`), never waive one."""
+    rows = Waiver.objects.filter(_covering(server), kind=WaiverKind.WAIVER).filter(_applying(now))
     return [
         RuleWaiver(
             rule_id=row.rule_id,
@@ -219,3 +227,70 @@ def active_waivers_for(server: Server, now: datetime) -> list[RuleWaiver]:
         )
         for row in rows.order_by("rule_id", "id")
     ]
+
+
+# --- Exceptions (the integrated-authentication rights) ----------------------------------------
+def _exceptions() -> QuerySet[Waiver]:
+    return Waiver.objects.filter(kind=WaiverKind.EXCEPTION, rule_id=EXCEPTION_KEY)
+
+
+def integrated_auth_exception_state(server: Server, now: datetime) -> ExceptionState:
+    """Whether an exception (the server's own or its customer's) covers the integrated-authentication
+    rights at `now`: active, ended (one was approved once and none is in force now), or none. One query."""
+    approved = _exceptions().filter(_covering(server), approved_at__isnull=False)
+    states = {row.status_at(now) for row in approved.only("approved_at", "revoked_at", "expires_at")}
+    if WaiverStatus.ACTIVE in states:
+        return ExceptionState.ACTIVE
+    return ExceptionState.ENDED if states else ExceptionState.NONE
+
+
+def active_exceptions(*, scope: Scope, now: datetime, customer_id: int | None = None, limit: int = 20) -> list[Waiver]:
+    """At most `limit` + 1 exceptions in force at `now` that the user may see, soonest expiry first (one
+    query; one more than `limit` says more are waiting): the dashboard's panel shows each until it expires."""
+    rows = visible_waivers(scope=scope).filter(kind=WaiverKind.EXCEPTION).filter(_applying(now))
+    if customer_id is not None:
+        rows = rows.filter(Q(customer_id=customer_id) | Q(server__customer_id=customer_id))
+    return list(rows.order_by("expires_at", "id")[: limit + 1])
+
+
+def server_exceptions(server: Server, now: datetime) -> list[tuple[Waiver, WaiverStatus]]:
+    """Every exception that covers `server` (its own and its customer's), newest first, with its status."""
+    rows = _exceptions().filter(_covering(server)).select_related("server", "customer", "proposed_by", "approved_by")
+    return [(row, row.status_at(now)) for row in rows.order_by("-proposed_at", "-id")]
+
+
+def _conflict_record(ref: ControlRef) -> dict[str, Any]:
+    return ref.model_dump(mode="json", include={"framework", "id", "title", "benchmark", "version", "source"})
+
+
+def integrated_auth_conflicts_for(versions: Sequence[ProfileVersion | None]) -> tuple[list[dict[str, Any]], bool]:
+    """The CIS/STIG controls these versions' integrated-authentication rules conflict with, as an exception
+    records them, and whether any of the versions has such rules at all."""
+    rules = [
+        rule
+        for version in versions
+        if version is not None
+        for rule in profile_from_data(version_document(version)).rules
+        if rule.condition is Condition.INTEGRATED_AUTH
+    ]
+    return [_conflict_record(ref) for ref in integrated_auth_conflicts(rules)], bool(rules)
+
+
+def exception_conflicts_for(*, server: Server | None, customer: Customer | None) -> tuple[list[dict[str, Any]], bool]:
+    """What an exception for this server (its effective version) or customer (its default's and its
+    servers' versions) conflicts with."""
+    if server is not None:
+        return integrated_auth_conflicts_for([effective_profile_version(server)])
+    assert customer is not None
+    return integrated_auth_conflicts_for(_customer_versions(customer))
+
+
+def exception_conflict_ids(conflicts: Sequence[dict[str, Any]]) -> str:
+    """A recorded conflicts list in words ("CIS ... v4.0.0 2.2.4, 2.2.15 and ... STIG WN22-UR-000020")."""
+    refs = []
+    for record in conflicts:
+        try:
+            refs.append(ControlRef.model_validate(record))
+        except ValueError:
+            continue  # a record written by an older release: shown as far as it still parses
+    return conflicts_text(refs)

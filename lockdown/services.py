@@ -10,13 +10,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, QuerySet
 
-from lockdown import assignment, clock
-from lockdown.choices import WaiverStatus
+from lockdown import assignment, clock, selectors
+from lockdown.choices import WaiverKind, WaiverStatus
 from lockdown.exchange import content_hash, document_content, rules_judged_alike
 from lockdown.models import FleetDefault, Profile, ProfileVersion, TagAssignment, Waiver
 from lockdown.rules import Profile as ProfileDocument
 from lockdown.rules import ProfileError, load_builtin_profile
 from lockdown.rules.builtin import load_baseline_profile
+from lockdown.rules.exceptions import EXCEPTION_KEY
 from lockdown.rules.profile import profile_from_data
 from servers.audit import Actor, audit_record
 from servers.choices import Role, StaleReason
@@ -441,11 +442,34 @@ def check_waiver_expiry(expires_at: datetime, now: datetime) -> None:
 
 
 def _waiver_audit(waiver: Waiver) -> dict[str, Any]:
-    return {
+    changes: dict[str, Any] = {
         "rule_id": waiver.rule_id,
         "for": f"{waiver.scope.value} {waiver.subject}",
         "expires_at": waiver.expires_at.isoformat(),
     }
+    if waiver.is_exception:
+        changes["conflicts"] = [f"{c.get('framework')} {c.get('id')}" for c in waiver.conflicts]
+    return changes
+
+
+def _exception_conflicts(
+    kind: WaiverKind, rule_id: str, server: Server | None, customer: Customer | None
+) -> list[dict[str, Any]]:
+    """The CIS/STIG controls an exception records (taken from the effective profile now, kept as JSON so the
+    record survives profile changes); [] for a waiver. Refuses a key that does not fit the kind."""
+    if kind != WaiverKind.EXCEPTION:
+        if rule_id == EXCEPTION_KEY:
+            raise WaiverError(f"{EXCEPTION_KEY} is not a rule to waive: propose it as an exception")
+        return []
+    if rule_id != EXCEPTION_KEY:
+        raise WaiverError(
+            f"an exception covers only the integrated-authentication rights ({EXCEPTION_KEY}); "
+            f"{rule_id!r} can only be waived"
+        )
+    conflicts, has_rules = selectors.exception_conflicts_for(server=server, customer=customer)
+    if not has_rules:
+        raise WaiverError("the effective profile has no integrated-authentication rights for an exception to allow")
+    return conflicts
 
 
 @transaction.atomic
@@ -459,17 +483,22 @@ def waiver_propose(
     allowed_rule_ids: frozenset[str],
     server: Server | None = None,
     customer: Customer | None = None,
+    kind: WaiverKind = WaiverKind.WAIVER,
 ) -> Waiver:
-    """Propose a waiver; it applies only once an MSP admin other than the proposer approves it."""
+    """Propose a waiver, or (kind exception, rule id `EXCEPTION_KEY`) an exception permitting the
+    integrated-authentication rights; either applies only once an MSP admin other than the proposer approves it."""
     owner = _owner(server, customer)
     require(scope, Action.PROPOSE_WAIVER, owner)
     now = clock.now()
-    if rule_id not in allowed_rule_ids:
+    conflicts = _exception_conflicts(kind, rule_id, server, customer)
+    if kind == WaiverKind.WAIVER and rule_id not in allowed_rule_ids:
         raise WaiverError(f"rule {rule_id!r} is not in the effective profile version")
     if len(justification.strip()) < MIN_JUSTIFICATION:
         raise WaiverError(f"the justification needs at least {MIN_JUSTIFICATION} characters")
     check_waiver_expiry(expires_at, now)
     waiver = Waiver.objects.create(
+        kind=kind,
+        conflicts=conflicts,
         rule_id=rule_id,
         server=server,
         customer=customer,
@@ -478,7 +507,8 @@ def waiver_propose(
         proposed_at=now,
         expires_at=expires_at,
     )
-    audit_record(actor=actor, action="waiver.propose", obj=waiver, customer=owner, changes=_waiver_audit(waiver))
+    changes = _waiver_audit(waiver)
+    audit_record(actor=actor, action=f"{waiver.kind}.propose", obj=waiver, customer=owner, changes=changes)
     return waiver
 
 
@@ -504,7 +534,8 @@ def waiver_approve(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     locked.approved_at = now
     locked.save(update_fields=["approved_by", "approved_at"])
     owner = Customer.objects.get(pk=locked.owner_customer_id)
-    audit_record(actor=actor, action="waiver.approve", obj=locked, customer=owner, changes=_waiver_audit(locked))
+    changes = _waiver_audit(locked)
+    audit_record(actor=actor, action=f"{locked.kind}.approve", obj=locked, customer=owner, changes=changes)
     return locked
 
 
@@ -549,7 +580,7 @@ def waiver_revoke(*, scope: Scope, actor: Actor, waiver: Waiver) -> Waiver:
     locked.revoked_at = clock.now()
     locked.save(update_fields=["revoked_by", "revoked_at"])
     owner = Customer.objects.get(pk=locked.owner_customer_id)
-    audit_record(actor=actor, action="waiver.revoke", obj=locked, customer=owner, changes=_waiver_audit(locked))
+    audit_record(actor=actor, action=f"{locked.kind}.revoke", obj=locked, customer=owner, changes=_waiver_audit(locked))
     return locked
 
 

@@ -11,10 +11,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from lockdown import assignment, clock, selectors, services
-from lockdown.choices import WAIVER_STATUS_COLOURS, ExportFormat, WaiverStatus
+from lockdown.choices import WAIVER_STATUS_COLOURS, ExportFormat, WaiverKind, WaiverStatus
 from lockdown.exchange import dump_document
 from lockdown.forms import ProfileAssignForm, ProfileCloneForm, ProfileEditorForm, ProfileImportForm, WaiverForm
 from lockdown.models import ProfileVersion, Waiver
+from lockdown.rules.exceptions import EXCEPTION_KEY
 from servers.audit import Actor
 from servers.models import Customer, Server
 from servers.tenancy import Action, request_scope, require, scoped_get
@@ -344,12 +345,21 @@ def waiver_list(request: HttpRequest) -> HttpResponse:
     require(scope, Action.VIEW)
     now = clock.now()
     waivers = selectors.waiver_list(scope=scope, customer_id=_int_or_none(request.GET.get("customer")))
+    kind = request.GET.get("kind", "")
+    if kind in WaiverKind.values:
+        waivers = waivers.filter(kind=kind)
     page = Paginator(waivers, 50).get_page(request.GET.get("page"))
     rows = [(waiver, waiver.status_at(now)) for waiver in page]
     return render(
         request,
         "lockdown/waiver_list.html",
-        {"page": page, "rows": rows, "colours": {k.value: v for k, v in WAIVER_STATUS_COLOURS.items()}},
+        {
+            "page": page,
+            "rows": rows,
+            "kind": kind if kind in WaiverKind.values else "",
+            "query_without_page": f"kind={kind}" if kind in WaiverKind.values else "",
+            "colours": {k.value: v for k, v in WAIVER_STATUS_COLOURS.items()},
+        },
     )
 
 
@@ -373,6 +383,7 @@ def _waiver_context(request: HttpRequest, waiver: Waiver) -> dict[str, object]:
     )
     return {
         "waiver": waiver,
+        "conflicts_text": selectors.exception_conflict_ids(waiver.conflicts) if waiver.is_exception else "",
         "status": status,
         "status_colour": WAIVER_STATUS_COLOURS[status],
         "can_approve": may_approve and not approval_refused,
@@ -385,9 +396,15 @@ def _propose(
     request: HttpRequest, *, server: Server | None, customer: Customer, rules: dict[str, tuple[str, str]], label: str
 ) -> HttpResponse:
     scope = request_scope(request)
-    allowed = frozenset(rules)
-    # "Waive…" on the fleet rule view links here with ?rule=<id>: prefilled when the rule is in the profile.
-    initial = {"rule_id": request.GET["rule"]} if request.GET.get("rule", "") in allowed else {}
+    conflicts, exception_possible = selectors.exception_conflicts_for(
+        server=server, customer=None if server is not None else customer
+    )
+    allowed = frozenset(rules) | ({EXCEPTION_KEY} if exception_possible else set())
+    # "Waive…" on the fleet rule view links here with ?rule=<id>: prefilled when the rule is in the profile;
+    # "Propose an exception" on the server page with ?kind=exception.
+    initial: dict[str, str] = {"rule_id": request.GET["rule"]} if request.GET.get("rule", "") in allowed else {}
+    if request.GET.get("kind") == WaiverKind.EXCEPTION and exception_possible:
+        initial = {"kind": WaiverKind.EXCEPTION, "rule_id": EXCEPTION_KEY}
     form = WaiverForm(request.POST or None, allowed_rule_ids=allowed, version_label=label, rules=rules, initial=initial)
     status = 200
     if request.method == "POST":
@@ -404,14 +421,23 @@ def _propose(
             except services.WaiverError as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, "Waiver proposed; it applies once an MSP admin approves it.")
+                messages.success(
+                    request, f"{waiver.get_kind_display()} proposed; it applies once an MSP admin approves it."
+                )
                 return redirect("waiver_detail", waiver_id=waiver.pk)
         status = 400
     subject = server if server is not None else customer
     return render(
         request,
         "lockdown/waiver_form.html",
-        {"form": form, "subject": subject, "kind": "server" if server else "customer", "version_label": label},
+        {
+            "form": form,
+            "subject": subject,
+            "kind": "server" if server else "customer",
+            "version_label": label,
+            "exception_possible": exception_possible,
+            "exception_conflicts": selectors.exception_conflict_ids(conflicts),
+        },
         status=status,
     )
 
@@ -445,7 +471,8 @@ def waiver_approve(request: HttpRequest, waiver_id: int) -> HttpResponse:
     scope = request_scope(request)
     waiver = selectors.waiver_get(scope=scope, waiver_id=waiver_id)
     require(scope, Action.APPROVE_WAIVER, waiver.owner_customer_id)
-    return _waiver_transition(request, waiver, services.waiver_approve, "approve", "Waiver approved.")
+    done = f"{waiver.get_kind_display()} approved."
+    return _waiver_transition(request, waiver, services.waiver_approve, "approve", done)
 
 
 @require_http_methods(["GET", "POST"])
@@ -453,7 +480,8 @@ def waiver_revoke(request: HttpRequest, waiver_id: int) -> HttpResponse:
     scope = request_scope(request)
     waiver = selectors.waiver_get(scope=scope, waiver_id=waiver_id)
     require(scope, Action.PROPOSE_WAIVER, waiver.owner_customer_id)
-    return _waiver_transition(request, waiver, services.waiver_revoke, "revoke", "Waiver revoked.")
+    done = f"{waiver.get_kind_display()} revoked."
+    return _waiver_transition(request, waiver, services.waiver_revoke, "revoke", done)
 
 
 def _waiver_transition(

@@ -157,6 +157,7 @@ def render_evidence(data: ReportData) -> bytes:
                 {"rule_id": r, "title": t, "failing_servers": n} for r, t, n in data.top_failing_rules()
             ],
             "open_waivers": len(data.open_waivers),
+            "open_exceptions": len(data.open_exceptions),
         },
         "controls": [
             {
@@ -177,6 +178,18 @@ def render_evidence(data: ReportData) -> bytes:
         "waivers": [
             {**w, "expires_at": w["expires_at"].isoformat(), "approved_at": _iso(w["approved_at"])}
             for w in data.waivers
+        ],
+        # Recorded permissions to apply rules that conflict with the controls above (the integrated-authentication
+        # rights): who proposed and approved each, until when, and the conflicts recorded when it was proposed.
+        "exceptions": [
+            {
+                **e,
+                "expires_at": e["expires_at"].isoformat(),
+                "approved_at": _iso(e["approved_at"]),
+                "proposed_at": _iso(e["proposed_at"]),
+                "revoked_at": _iso(e["revoked_at"]),
+            }
+            for e in data.exceptions
         ],
         "servers": [
             {
@@ -240,6 +253,7 @@ Progress = Callable[[int], None]
 SUMMARY_CUSTOMERS = 8
 SUMMARY_RULES = 10
 SUMMARY_WAIVERS = 5
+SUMMARY_EXCEPTIONS = 3
 SUMMARY_CAUSES = 4
 
 
@@ -276,6 +290,7 @@ def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
     else:
         pdf.set_font("Helvetica", size=9)
         pdf.cell(0, 6, "No waiver applied during the period.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _exceptions_section(pdf, data)
     _controls_section(pdf, data)
     _heading(pdf, "Servers")
     _table(
@@ -308,6 +323,36 @@ def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
             (38, 40, 70, 90, 0),
         )
     return bytes(pdf.output())
+
+
+def _exceptions_section(pdf: FPDF, data: ReportData) -> None:
+    """The recorded exceptions: permission to apply the guide's integrated-authentication rights, which conflict
+    with CIS/STIG controls; without one, a server declared to use integrated authentication gets none of them."""
+    _heading(pdf, "Exceptions in force during the period (integrated-authentication rights)")
+    pdf.set_font("Helvetica", size=9)
+    if not data.exceptions:
+        pdf.multi_cell(
+            0,
+            5,
+            "No exception applied during the period: no server was permitted the guide's integrated-authentication "
+            "rights (a server declared to use integrated authentication gets none of them without one).",
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
+        return
+    rows = [
+        [
+            e["subject"], e["status"], e["justification"], e["proposed_by"] or "-", e["approved_by"] or "-",
+            _when(e["expires_at"], data.tz), e["conflicts_text"],
+        ]
+        for e in data.exceptions
+    ]  # fmt: skip
+    _table(
+        pdf,
+        ["For", "Status", "Justification", "Proposed by", "Approved by", "Expires", "Conflicts with"],
+        rows,
+        (38, 18, 60, 25, 25, 30, 0),
+    )
 
 
 def _control_name(ref: ControlRef) -> str:
@@ -396,6 +441,8 @@ def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
         status = STATUS_WORDS.get(str(o.get("status")), str(o.get("status")))
         if o.get("waiver_justification"):
             status += f" ({o.get('waiver_justification')})"
+        elif o.get("status") == "needs_input" and o.get("reason"):
+            status += f": {o.get('reason')}"  # why it was not checked, e.g. no exception for these rights
         rows.append(
             [
                 o.get("rule_id"),
@@ -519,7 +566,29 @@ def _summary_page(pdf: FPDF, data: ReportData) -> None:
         pdf.cell(half, 5, "No rule fails on an assessed server.")
     pdf.set_xy(right, row_top)
     waivers = data.open_waivers
-    _subheading(pdf, right, f"Open exceptions (waivers in force): {len(waivers)}")
+    exceptions = data.open_exceptions
+    if exceptions:
+        pdf.set_xy(right, row_top)
+        _subheading(pdf, right, f"Exceptions in force (integrated-authentication rights): {len(exceptions)}")
+        _line_table(
+            pdf,
+            right,
+            ["For", "Expires", "Approved by", "Conflicts with"],
+            [
+                [e["subject"], _when(e["expires_at"], data.tz)[:10], e["approved_by"] or "-", e["conflicts_text"]]
+                for e in exceptions[:SUMMARY_EXCEPTIONS]
+            ],
+            [half * 0.26, half * 0.14, half * 0.18, half * 0.42],
+            "LLLL",
+        )
+        if len(exceptions) > SUMMARY_EXCEPTIONS:
+            pdf.set_x(right)
+            pdf.set_font("Helvetica", size=8)
+            pdf.cell(half, 5, f"and {len(exceptions) - SUMMARY_EXCEPTIONS} more (see Exceptions in the details)")
+            pdf.ln(5)
+        row_top = pdf.get_y() + 2
+        pdf.set_xy(right, row_top)
+    _subheading(pdf, right, f"Waivers in force: {len(waivers)}")
     if waivers:
         pdf.set_x(right)
         _line_table(

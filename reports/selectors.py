@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from jobs.models import Job
 from lockdown import clock
-from lockdown.choices import WaiverStatus
+from lockdown.choices import WaiverKind, WaiverStatus
 from lockdown.control_rollup import Rollup, controls_rollup
 from lockdown.models import Waiver
+from lockdown.selectors import exception_conflict_ids
 from reports.models import ComplianceSnapshot, Report
 from servers.assessment import (
     Assessment,
@@ -237,7 +238,11 @@ def expiring_waivers(*, scope: Scope, customer_id: int | None = None, limit: int
 
     now = clock.now()
     waivers = visible_waivers(scope=scope).filter(
-        approved_at__isnull=False, revoked_at__isnull=True, expires_at__gt=now, expires_at__lte=now + EXPIRING_WITHIN
+        kind=WaiverKind.WAIVER,  # exceptions have their own panel, shown until they expire
+        approved_at__isnull=False,
+        revoked_at__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=now + EXPIRING_WITHIN,
     )
     if customer_id is not None:
         waivers = waivers.filter(Q(customer_id=customer_id) | Q(server__customer_id=customer_id))
@@ -315,6 +320,8 @@ class ReportData:
     waivers: list[dict[str, Any]]
     changes: list[Any]
     profile_versions: list[str]
+    # Exceptions (the integrated-authentication rights permitted) in force at some time in the period.
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
     # "A change" is one ChangeRecord: one (rule, target) a harden wrote, as the preview, the dry run,
     # the harden and the rollback count them (tests/integration/jobs/test_change_counts_reconcile.py).
     changes_made: int = 0
@@ -384,6 +391,11 @@ class ReportData:
                     failing.setdefault(str(o.get("rule_id")), set()).add(item.server.pk)
         ranked = sorted(failing.items(), key=lambda r: (-len(r[1]), r[0]))[:limit]
         return [(rule_id, self.rule_titles.get(rule_id, ""), len(ids)) for rule_id, ids in ranked]
+
+    @property
+    def open_exceptions(self) -> list[dict[str, Any]]:
+        """The exceptions in force when the report was made."""
+        return [e for e in self.exceptions if e["active"]]
 
     @property
     def open_waivers(self) -> list[dict[str, Any]]:
@@ -467,15 +479,18 @@ def report_data(
                 assessment=assessment_of(server, msp=scope.is_msp),
             )
         )
-    waivers = Waiver.objects.select_related("server__customer", "customer", "approved_by").filter(
+    # Waivers and exceptions in force at some time in the period (one query; split by kind below).
+    waivers = Waiver.objects.select_related("server__customer", "customer", "approved_by", "proposed_by").filter(
         approved_at__isnull=False, approved_at__lte=period_end, expires_at__gte=period_start
     )
     waivers = waivers.exclude(revoked_at__lt=period_start)
     if customer is not None:
         waivers = waivers.filter(Q(customer=customer) | Q(server__customer=customer))
     now = clock.now()
-    waiver_rows = [
-        {
+    waiver_rows: list[dict[str, Any]] = []
+    exception_rows: list[dict[str, Any]] = []
+    for w in waivers.order_by("rule_id", "id"):
+        row: dict[str, Any] = {
             "rule_id": w.rule_id,
             "subject": f"server {w.server.name}" if w.server is not None else f"customer {w.customer}",
             "status": str(w.status_at(now).label),
@@ -485,8 +500,15 @@ def report_data(
             "expires_at": w.expires_at,
             "active": w.status_at(now) == WaiverStatus.ACTIVE,
         }
-        for w in waivers.order_by("rule_id", "id")
-    ]
+        if w.kind == WaiverKind.EXCEPTION:
+            row["proposed_by"] = w.proposed_by.get_username() if w.proposed_by else ""
+            row["proposed_at"] = w.proposed_at
+            row["revoked_at"] = w.revoked_at
+            row["conflicts"] = list(w.conflicts)
+            row["conflicts_text"] = exception_conflict_ids(w.conflicts)
+            exception_rows.append(row)
+        else:
+            waiver_rows.append(row)
     changes = list(
         RuleResult.objects.filter(
             server__in=servers.values("pk"), created_at__gte=period_start, created_at__lte=period_end, snapshot=False
@@ -512,6 +534,7 @@ def report_data(
         key_id=key_id,
         servers=items,
         waivers=waiver_rows,
+        exceptions=exception_rows,
         changes=changes,
         profile_versions=sorted(labels),
         rule_titles=rule_titles([i.server for i in items]),

@@ -50,6 +50,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     10,000 servers (tests/integration/reports/test_query_counts.py).
     """
     from jobs.choices import JOB_STATE_COLOURS
+    from lockdown import clock
+    from lockdown import selectors as lockdown_selectors
     from reports import selectors as report_selectors
     from reports.charts import trend_svg
 
@@ -69,6 +71,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "worst": report_selectors.worst_servers(scope=scope) if summary.total else [],
             "recent_jobs": report_selectors.recent_jobs(scope=scope) if summary.total else [],
             "expiring": report_selectors.expiring_waivers(scope=scope) if summary.total else [],
+            "exceptions": lockdown_selectors.active_exceptions(scope=scope, now=clock.now()) if summary.total else [],
             "alerts": report_selectors.open_alerts(scope=scope),
             "status_colours": {k.value: v for k, v in SERVER_STATUS_COLOURS.items()},
             "job_colours": {k.value: v for k, v in JOB_STATE_COLOURS.items()},
@@ -182,10 +185,13 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
     scope = request_scope(request)
     server = scoped_get(scope, Server.objects.select_related("customer", "credential"), pk=server_id)
     from jobs.selectors import ComplianceFilter, server_compliance_page, server_recent_runs
+    from lockdown import clock
+    from lockdown import selectors as lockdown_selectors
     from reports import selectors as report_selectors
     from reports.charts import trend_svg
 
     page = server_compliance_page(server, ComplianceFilter.from_query(request.GET))
+    exceptions = lockdown_selectors.server_exceptions(server, clock.now())
     trend = report_selectors.server_trend(server=server, tz=timezone.get_current_timezone())
     return render(
         request,
@@ -206,6 +212,8 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
                 trend, chart_id="server-trend", title=f"Compliance of {server.name}, last 30 days", one_server=True
             ),
             "recent_runs": server_recent_runs(server),
+            "exceptions": exceptions,
+            "exception_active": any(status == "active" for _, status in exceptions),
         },
     )
 
@@ -284,7 +292,9 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
-    """One customer's summary, trend, servers (searchable, paginated), reports and expiring waivers."""
+    """One customer's summary, trend, servers (searchable, paginated), reports, expiring waivers and exceptions."""
+    from lockdown import clock
+    from lockdown import selectors as lockdown_selectors
     from reports import selectors as report_selectors
     from reports.charts import trend_svg
 
@@ -318,6 +328,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
             "can_propose_waiver": scope.can(Action.PROPOSE_WAIVER, customer.pk),
             "reports": list(report_selectors.visible_reports(scope=scope, customer_id=customer.pk)[:10]),
             "expiring": report_selectors.expiring_waivers(scope=scope, customer_id=customer.pk),
+            "exceptions": lockdown_selectors.active_exceptions(scope=scope, now=clock.now(), customer_id=customer.pk),
         },
     )
 

@@ -175,6 +175,7 @@ class TenantObjects:
     tag: Tag
     profile: Profile
     waiver: Waiver
+    exception: Waiver  # an approved exception for the customer: the dashboard and lists show it
 
 
 def build_tenant(label: str) -> TenantObjects:
@@ -196,8 +197,27 @@ def build_tenant(label: str) -> TenantObjects:
         rule_id=TENANT_RULE_ID,
         proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label.lower()}")[0],
     )
+    exception = WaiverFactory(
+        kind="exception",
+        rule_id="exception.integrated_auth",
+        customer=customer,
+        conflicts=[
+            {"framework": "cis", "id": "2.2.4", "title": "Act as part of the operating system",
+             "benchmark": "CIS Microsoft Windows Server 2022 Benchmark", "version": "v4.0.0",
+             "source": "https://github.com/ansible-lockdown/Windows-2022-CIS"},
+        ],
+        proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label.lower()}")[0],
+        approved_by=get_user_model().objects.get_or_create(username=f"approver-{label.lower()}")[0],
+        approved_at=lockdown_clock.now(),
+    )  # fmt: skip
     return TenantObjects(
-        customer=customer, credential=credential, server=server, tag=tag, profile=version.profile, waiver=waiver
+        customer=customer,
+        credential=credential,
+        server=server,
+        tag=tag,
+        profile=version.profile,
+        waiver=waiver,
+        exception=exception,
     )
 
 

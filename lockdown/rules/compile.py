@@ -13,6 +13,8 @@ from typing import Final
 
 from lockdown.rules import masks
 from lockdown.rules.advisories import Advisory, host_edition, possible_editions
+from lockdown.rules.controls import ControlRef
+from lockdown.rules.exceptions import ExceptionState, integrated_auth_conflicts, not_covered_reason
 from lockdown.rules.facts import Facts
 from lockdown.rules.plan import Plan, PlanItem
 from lockdown.rules.principals import is_valid_sid, qualify
@@ -72,11 +74,15 @@ class _Principal:
     sid: str | None
 
 
-def _condition_status(condition: Condition, facts: Facts) -> tuple[RuleStatus, str] | None:
+def _condition_status(condition: Condition, facts: Facts, conflicts: list[ControlRef]) -> tuple[RuleStatus, str] | None:
+    """None when the rule applies; else the plan's status and reason. The integrated-authentication rights
+    conflict with `conflicts` (CIS, STIG): declared yes, they apply only under an active exception."""
     if condition is Condition.ALWAYS:
         return None
     if condition is Condition.INTEGRATED_AUTH:
         declared, what = facts.integrated_auth, "integrated authentication"
+        if declared is Tristate.YES and facts.integrated_auth_exception is not ExceptionState.ACTIVE:
+            return RuleStatus.NEEDS_INPUT, not_covered_reason(facts.integrated_auth_exception, conflicts)
     else:
         declared, what = facts.sql_integrated, "SQL Server in integrated mode"
     if declared is Tristate.YES:
@@ -414,14 +420,17 @@ def compile_plan(profile: Profile, facts: Facts, advisories: Sequence[Advisory] 
 
     Rules whose condition is false become `not_applicable`, rules that depend on an
     operator-declared fact still `unknown` become `needs_input`; both carry a reason.
+    The integrated-authentication rights, declared yes, stay `needs_input` unless
+    `facts.integrated_auth_exception` is active (`lockdown.rules.exceptions`).
     A service absent from `facts.services` is `not_applicable`, and so is a rule for a feature the
     host's MailEnable edition does not have. `advisories` (the imported advisory file) travel in the
     `mailenable_version` items that judge the host's version against them.
     """
     items: list[PlanItem] = []
+    conflicts = integrated_auth_conflicts(profile.rules)
     for rule in profile.rules:
         base = _base_fields(rule)
-        decided = _edition_status(rule, facts) or _condition_status(rule.condition, facts)
+        decided = _edition_status(rule, facts) or _condition_status(rule.condition, facts, conflicts)
         if decided is not None:
             specifics = _unresolved_item(rule, facts, *decided)
         else:

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, field_validator
 
 from lockdown.rules.base import LockdownModel
+from lockdown.rules.exceptions import ExceptionState
 from lockdown.rules.principals import is_valid_account_name, is_valid_computer_name, is_valid_sid
 from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME, validate_service_name
 from lockdown.rules.vocabulary import Arch, DomainRole, Tristate
@@ -37,6 +38,8 @@ class Facts(LockdownModel):
 
     `sql_integrated` and `integrated_auth` are declared by the operator (no discovery reads
     them reliably); `unknown` makes the rules that depend on them `needs_input`. The
+    integrated-authentication rights need `integrated_auth_exception` active as well
+    (`lockdown.rules.exceptions`): the caller reads it from the approved exceptions. The
     MailEnable directories come from its registry values (read through the 32-bit view):
     Program Directory, Application Directory (Bin), Configuration Directory and Mail Root.
     """
@@ -64,6 +67,10 @@ class Facts(LockdownModel):
     defender_present: bool = False
     sql_integrated: Tristate = Tristate.UNKNOWN
     integrated_auth: Tristate = Tristate.UNKNOWN
+    integrated_auth_exception: ExceptionState = Field(
+        default=ExceptionState.NONE,
+        description="Whether an approved exception covers the integrated-authentication rights (from the database)",
+    )
 
     @field_validator("computer_name")
     @classmethod

@@ -27,6 +27,7 @@ from lockdown.rules import (
     evaluate,
     load_builtin_profile,
 )
+from lockdown.rules.exceptions import ExceptionState
 from lockdown.rules.vocabulary import AgentMode, Tristate
 from remote import HostConnection, Scheme, TlsVerify
 from remote.connection import AuthMethod
@@ -130,6 +131,8 @@ def plan_for(facts: Facts, *, sql: bool, integrated: bool = False) -> Plan:
         update={
             "sql_integrated": Tristate.YES if sql else Tristate.NO,
             "integrated_auth": Tristate.YES if integrated else Tristate.NO,
+            # the rights apply only under an approved exception (lockdown.rules.exceptions)
+            "integrated_auth_exception": ExceptionState.ACTIVE if integrated else ExceptionState.NONE,
         }
     )
     return compile_plan(load_builtin_profile(), declared)

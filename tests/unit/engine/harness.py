@@ -12,6 +12,7 @@ from lockdown.agent import AGENT_VERSION
 from lockdown.engine import driver
 from lockdown.engine.program import Program, ProgramResult
 from lockdown.rules import AgentRequest, Facts, Plan, Profile, RuleOutcome, compile_plan, evaluate, load_builtin_profile
+from lockdown.rules.exceptions import ExceptionState
 from lockdown.rules.vocabulary import AgentMode, Tristate
 from tests.unit.winlab.builders import make_host
 from winlab.agent.executor import run_program
@@ -56,6 +57,8 @@ class Harness:
             update={
                 "sql_integrated": Tristate.YES if sql else Tristate.NO,
                 "integrated_auth": Tristate.YES if integrated else Tristate.NO,
+                # the rights apply only under an approved exception (lockdown.rules.exceptions)
+                "integrated_auth_exception": ExceptionState.ACTIVE if integrated else ExceptionState.NONE,
             }
         )
         return compile_plan(builtin_profile(), declared)

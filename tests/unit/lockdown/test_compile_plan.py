@@ -21,6 +21,14 @@ from tests.unit.lockdown.factories import (
 )
 
 FACTS = {"2008r2": facts_2008r2, "2022": facts_2022}
+INTEGRATED_AUTH_RIGHTS = [
+    "user_right.se_tcb_privilege",
+    "user_right.se_create_token_privilege",
+    "user_right.se_interactive_logon_right",
+    "user_right.se_increase_quota_privilege",
+    "user_right.se_network_logon_right",
+    "user_right.se_batch_logon_right",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +56,46 @@ def test_windows_placeholder_uses_the_host_system_root(profile):
 
 
 @pytest.mark.parametrize(
-    ("declared", "status"),
-    [("yes", None), ("no", RuleStatus.NOT_APPLICABLE), ("unknown", RuleStatus.NEEDS_INPUT)],
+    ("declared", "exception", "status"),
+    [
+        ("yes", "active", None),
+        ("yes", "none", RuleStatus.NEEDS_INPUT),
+        ("yes", "ended", RuleStatus.NEEDS_INPUT),
+        ("no", "active", RuleStatus.NOT_APPLICABLE),
+        ("no", "none", RuleStatus.NOT_APPLICABLE),
+        ("unknown", "active", RuleStatus.NEEDS_INPUT),
+        ("unknown", "none", RuleStatus.NEEDS_INPUT),
+    ],
 )
-def test_integrated_auth_rights_follow_the_operator_declaration(profile, declared, status):
-    plan = compile_plan(profile, facts_2022(integrated_auth=declared))
-    item = only_item(plan, "user_right.se_tcb_privilege")
-    assert item.status == status
-    assert (item.reason is None) == (status is None)
+def test_integrated_auth_rights_apply_only_when_declared_and_an_exception_is_active(
+    profile, declared, exception, status
+):
+    plan = compile_plan(profile, facts_2022(integrated_auth=declared, integrated_auth_exception=exception))
+    for rule in INTEGRATED_AUTH_RIGHTS:
+        item = only_item(plan, rule)
+        assert item.status == status, rule
+        assert (item.reason is None) == (status is None)
     assert only_item(plan, "user_right.se_service_logon_right").status is None
+
+
+def test_declared_without_an_exception_the_reason_names_every_cis_and_stig_conflict(profile):
+    plan = compile_plan(profile, facts_2022(integrated_auth="yes"))
+    reasons = {only_item(plan, rule).reason for rule in INTEGRATED_AUTH_RIGHTS}
+    assert len(reasons) == 1  # one cause for the six: the server page and reports group them
+    reason = reasons.pop()
+    assert reason is not None
+    assert reason.startswith("integrated authentication is declared, but no approved exception covers these rights")
+    assert "CIS Microsoft Windows Server 2022 Benchmark v4.0.0 2.2.3, 2.2.4, 2.2.6, 2.2.8, 2.2.15, 2.2.37" in reason
+    assert "Microsoft Windows Server 2022 STIG" in reason
+    assert "WN22-UR-000020, WN22-UR-000060" in reason
+    assert "AC-6" not in reason  # NIST is not an exception's business: CIS and STIG are named
+    assert "none of them is granted" in reason
+    ended_plan = compile_plan(profile, facts_2022(integrated_auth="yes", integrated_auth_exception="ended"))
+    ended = only_item(ended_plan, "user_right.se_tcb_privilege").reason
+    assert ended is not None
+    assert "has expired or been revoked" in ended
+    assert "2.2.4" in ended
+    assert "is not read" in ended  # says plainly that a right granted under it is not checked
 
 
 @pytest.mark.parametrize(
@@ -202,7 +241,9 @@ def test_av_exclusion_is_planned_for_the_store_only_where_defender_exists(profil
 
 @pytest.mark.parametrize("os_name", sorted(FACTS))
 def test_every_rule_has_at_least_one_item_and_keys_are_unique(profile, os_name):
-    plan = compile_plan(profile, FACTS[os_name](sql_integrated="unknown", integrated_auth="yes"))
+    plan = compile_plan(
+        profile, FACTS[os_name](sql_integrated="unknown", integrated_auth="yes", integrated_auth_exception="active")
+    )
     assert {i.rule_id for i in plan.items} == {r.id for r in profile.rules}
     assert len({i.key for i in plan.items}) == len(plan.items)
 
@@ -214,7 +255,7 @@ def test_same_input_gives_identical_json(profile):
 
 
 def test_plan_round_trips_through_json(profile):
-    plan = compile_plan(profile, facts_2008r2(integrated_auth="yes"))
+    plan = compile_plan(profile, facts_2008r2(integrated_auth="yes", integrated_auth_exception="active"))
     assert type(plan).model_validate_json(plan.model_dump_json()) == plan
 
 

@@ -254,7 +254,11 @@ def test_av_exclusion_of_a_parent_folder_covers_the_store(plan):
 
 def test_fully_hardened_2008r2_host_with_ime_store_users_is_compliant_everywhere():
     facts = facts_2008r2(
-        ime_system_sid=IME_SID, store_group_name="IME_STORE_USERS", store_group_sid=STORE_SID, integrated_auth="yes"
+        ime_system_sid=IME_SID,
+        store_group_name="IME_STORE_USERS",
+        store_group_sid=STORE_SID,
+        integrated_auth="yes",
+        integrated_auth_exception="active",
     )
     plan = compile_plan(load_builtin_profile(), facts)
     statuses = {o.status for o in evaluate(plan, hardened_observations(plan), [], NOW)}
