@@ -4,7 +4,8 @@
 (0600: the URL and a random bearer token). `ControlClient` reads that file. Endpoints:
 `GET /hosts`, `GET /state?host=NAME` (whole state + counters), `POST /fault` (JSON body with
 `host` and the `Lab.fault` keywords), `POST /reboot` (JSON `{"host": NAME}`; answers the boot
-report). Anything else, or a wrong token, is refused.
+report), `POST /smtp` (JSON `host` and any of `SMTP_KEYS`: the host's relay policy, AUTH mode and
+certificate; answers the SMTP state). Anything else, or a wrong token, is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MAX_BODY: Final = 64 * 1024
 FAULT_KEYS: Final = frozenset(
     {"latency", "auth_failure", "timeout", "drop", "deny", "gpo_revert", "gpo_refresh_in", "down", "clear"}
 )
+SMTP_KEYS: Final = frozenset({"relay", "auth_mode", "certificate_days", "certificate_name"})
 
 
 class ControlError(RuntimeError):
@@ -100,7 +102,7 @@ def _handler_for(control: ControlServer) -> type[BaseHTTPRequestHandler]:
             if not self._authorised():
                 self._reply(401, {"error": "bad token"})
                 return
-            if self.path not in ("/fault", "/reboot"):
+            if self.path not in ("/fault", "/reboot", "/smtp"):
                 self._reply(404, {"error": "not found"})
                 return
             length = int(self.headers.get("Content-Length", "0") or 0)
@@ -114,6 +116,12 @@ def _handler_for(control: ControlServer) -> type[BaseHTTPRequestHandler]:
                     if body:
                         raise ValueError(f"unknown reboot keys {sorted(body)}")
                     self._reply(200, {"ok": True, "boot": control.lab.reboot(name)})
+                    return
+                if self.path == "/smtp":
+                    unknown = set(body) - SMTP_KEYS
+                    if unknown:
+                        raise ValueError(f"unknown smtp keys {sorted(unknown)}")
+                    self._reply(200, {"ok": True, "smtp": control.lab.configure_smtp(name, **body)})
                     return
                 unknown = set(body) - FAULT_KEYS
                 if unknown:
@@ -167,6 +175,11 @@ class ControlClient:
 
     def fault(self, host: str, **fault: Any) -> Any:
         return self._call("POST", "/fault", {"host": host, **fault})
+
+    def smtp(self, host: str, **settings: Any) -> Any:
+        """Change one host's SMTP settings (relay, auth_mode, certificate_days, certificate_name);
+        returns {"ok": True, "smtp": {...the state, "starttls", "certificate"}}."""
+        return self._call("POST", "/smtp", {"host": host, **settings})
 
     def reboot(self, host: str) -> Any:
         """Restart one host; returns {"ok": True, "boot": {stopped, started, failed, delayed}}."""

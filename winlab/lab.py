@@ -44,6 +44,7 @@ from winlab.wsman import Fleet, ShellHost, loopback_address
 from winlab.wsman import HostSpec as WsmanHostSpec
 from winlab.wsman import Principal as WsmanPrincipal
 from winlab.wsman.server import HostServer
+from winlab.wsman.tls import LabAuthority
 
 log = logging.getLogger(__name__)
 ADMINISTRATOR: Final = "Administrator"
@@ -157,6 +158,7 @@ class Lab:
         self.hosts: dict[str, LabHost] = {}
         self.fleet: Fleet | None = None
         self.mail = MailPorts()
+        self._authority: LabAuthority | None = None
         self._save_lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class Lab:
         self.fleet = Fleet(wsman_specs, self.lab_dir, clock=self.clock, shell_host_factory=self._shell_host)
         self.fleet.start()
         self.lab_dir = self.fleet.lab_dir
+        self._authority = LabAuthority(self.lab_dir)  # the fleet's CA (ca.pem), reused for the SMTP certificates
         for lab_host in self.hosts.values():
             lab_host.server = self.fleet.host(lab_host.name)
             if lab_host.server.address != lab_host.address:
@@ -176,6 +179,7 @@ class Lab:
                 lab_host.address = lab_host.server.address
                 lab_host.mail.address = lab_host.address
                 lab_host.mail.ports = dict.fromkeys(PROTOCOLS, 0)
+            lab_host.mail.configure_smtp(lab_host.spec.smtp, self._authority)
             self.mail.add(lab_host.mail)
         self.mail.start()
         for lab_host in self.hosts.values():
@@ -372,7 +376,28 @@ class Lab:
         state["counters"] = counters
         state["faults"] = faults
         state["mail_ports"] = {p: (lab_host.mail.ports[p], p in lab_host.mail.servers) for p in PROTOCOLS}
+        state["smtp"] = self.smtp_state(name)
         return state
+
+    def smtp_state(self, name: str) -> dict[str, Any]:
+        """The host's SMTP settings, whether STARTTLS is offered and the certificate it presents."""
+        mail = self.host(name).mail
+        cert = mail.smtp_certificate
+        return {
+            **mail.smtp.as_dict(),
+            "starttls": mail.smtp_tls is not None,
+            "certificate": None if cert is None else {"path": str(cert.cert_path), "sha256": cert.sha256},
+        }
+
+    def configure_smtp(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change one host's SMTP settings (`SmtpSettings` fields: relay, auth_mode, certificate_days,
+        certificate_name); the certificate is reissued to match. Returns `smtp_state`. Not saved with
+        the host's state (a restarted lab has the spec's settings again)."""
+        if self._authority is None:
+            raise RuntimeError("the lab is not started")
+        mail = self.host(name).mail
+        mail.configure_smtp(replace(mail.smtp, **changes), self._authority)
+        return self.smtp_state(name)
 
     def fault(
         self,

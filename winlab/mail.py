@@ -5,6 +5,10 @@ opens and closes listeners to match, and every connection re-checks the service,
 that stopped a moment ago refuses (or cuts) the connection. One asyncio loop in a daemon thread
 serves every host; each host listens on its own loopback address. Sessions are bounded (line
 length, number of commands, idle timeout) and everything stops with `stop()`.
+
+SMTP speaks what `winlab.windows.smtp` models (relay policy, AUTH advertisement, STARTTLS) with the
+endpoint's `SmtpSettings`; STARTTLS is a real TLS upgrade of the connection (`StreamWriter.start_tls`)
+with a certificate the lab CA issues to match the settings (`configure_smtp`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
+from winlab.windows.errors import Win32Error
 from winlab.windows.host import PROTOCOL_SERVICES, WindowsHost
+from winlab.windows.mailenable import REGISTRY_KEY
+from winlab.windows.smtp import SmtpConversation, SmtpSettings, edition_has_ssl
+from winlab.wsman.tls import HostCertificate, LabAuthority
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,12 +51,46 @@ class MailEndpoint:
     ports: dict[Protocol, int]
     down: Callable[[], bool]
     servers: dict[Protocol, asyncio.Server] = field(default_factory=dict)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    # The certificate STARTTLS presents and its server context: None = STARTTLS not offered (no
+    # certificate configured, or an edition without SSL). Set by `configure_smtp`.
+    smtp_certificate: HostCertificate | None = None
+    smtp_tls: ssl.SSLContext | None = None
 
     def running(self, protocol: Protocol) -> bool:
         if self.down():
             return False
         with self.lock:
             return self.host.services.get(PROTOCOL_SERVICES[protocol]).running
+
+    def configure_smtp(self, settings: SmtpSettings, authority: LabAuthority) -> None:
+        """Apply `settings`: the relay and AUTH policy at once, and a certificate issued to match them.
+
+        Validity is counted from real time (the probe and the rules judge a certificate by the wall clock,
+        as they would a real host's). New connections see the change; open sessions keep what they had.
+        """
+        with self.lock:
+            install = self.host.mailenable.install
+            has_ssl = edition_has_ssl(install.edition.value, install.major)
+            smtp_host = _smtp_host_name(self.host)
+        certificate = None
+        if has_ssl and settings.certificate_days is not None:
+            now = datetime.datetime.now(datetime.UTC)
+            not_after = now + datetime.timedelta(days=settings.certificate_days)
+            not_before = min(now - datetime.timedelta(hours=1), not_after - datetime.timedelta(days=365))
+            wrong = settings.certificate_name
+            certificate = authority.issue(
+                wrong or smtp_host,
+                None if wrong else self.address,
+                dns_names=[wrong] if wrong else [smtp_host, self.host.name.lower()],
+                not_before=not_before,
+                not_after=not_after,
+                file_stem=f"{self.name}-smtp",
+            )
+        with self.lock:
+            self.smtp = settings
+            self.smtp_certificate = certificate
+            self.smtp_tls = certificate.server_context() if certificate is not None else None
 
 
 class MailPorts:
@@ -156,6 +200,15 @@ class MailPorts:
         self._thread = None
 
 
+def _smtp_host_name(host: WindowsHost) -> str:
+    """MailEnable's SMTP `Host Name` (Connectors\\SMTP), or the computer name where it is not set."""
+    try:
+        value = host.registry.open(f"{REGISTRY_KEY}\\Connectors\\SMTP", view=32).get("Host Name")
+    except Win32Error:
+        value = None
+    return str(value) if value else host.name.lower()
+
+
 def _greeting(endpoint: MailEndpoint, protocol: Protocol) -> str:
     with endpoint.lock:
         me = endpoint.host.mailenable
@@ -164,20 +217,23 @@ def _greeting(endpoint: MailEndpoint, protocol: Protocol) -> str:
         return me.pop_banner() if protocol == "pop" else me.imap_banner()
 
 
+def _smtp_conversation(endpoint: MailEndpoint, peer: str) -> SmtpConversation:
+    with endpoint.lock:
+        return SmtpConversation(
+            host_name=endpoint.host.name,
+            peer=peer,
+            settings=endpoint.smtp,
+            local_domains=endpoint.host.mailenable.install.postoffices,
+            tls_available=endpoint.smtp_tls is not None,
+        )
+
+
 def _answer(endpoint: MailEndpoint, protocol: Protocol, line: str, peer: str) -> tuple[str, bool]:
-    """(reply, close afterwards) for one command line."""
-    host = endpoint.host.name
+    """(reply, close afterwards) for one command line; SMTP as the first command of a new session
+    (a session of several commands keeps its `SmtpConversation`)."""
     if protocol == "smtp":
-        verb = line.split(" ", 1)[0].upper()
-        if verb == "EHLO":
-            return f"250-{host} [{peer}]\r\n250-AUTH LOGIN CRAM-MD5\r\n250-SIZE 0\r\n250 HELP", False
-        if verb == "HELO":
-            return f"250 {host}", False
-        if verb in ("NOOP", "RSET"):
-            return "250 Requested mail action okay, completed", False
-        if verb == "QUIT":
-            return "221 Service closing transmission channel", True
-        return "503 Bad sequence of commands", False
+        reply = _smtp_conversation(endpoint, peer).answer(line)
+        return reply.text, reply.close
     if protocol == "pop":
         verb = line.split(" ", 1)[0].upper()
         if verb == "CAPA":
@@ -202,6 +258,8 @@ async def _session(
     endpoint: MailEndpoint, protocol: Protocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     peer = str((writer.get_extra_info("peername") or ("?",))[0])
+    smtp = _smtp_conversation(endpoint, peer) if protocol == "smtp" else None
+    tls_context = endpoint.smtp_tls
     try:
         if not endpoint.running(protocol):
             writer.transport.abort()  # the service stopped since the listener opened: connection reset
@@ -218,11 +276,24 @@ async def _session(
             if not endpoint.running(protocol):
                 writer.transport.abort()
                 return
-            reply, close = _answer(endpoint, protocol, raw.decode("ascii", errors="replace").strip()[:MAX_LINE], peer)
+            line = raw.decode("ascii", errors="replace").strip()[:MAX_LINE]
+            if smtp is None:
+                reply, close = _answer(endpoint, protocol, line, peer)
+                start_tls = False
+            else:
+                answer = smtp.answer(line)
+                reply, close, start_tls = answer.text, answer.close, answer.start_tls
             writer.write((reply + "\r\n").encode("ascii", errors="replace"))
             await writer.drain()
             if close:
                 break
+            if start_tls and smtp is not None and tls_context is not None:
+                try:
+                    await asyncio.wait_for(writer.start_tls(tls_context), IDLE_TIMEOUT_S)
+                except (TimeoutError, ssl.SSLError):
+                    writer.transport.abort()
+                    return
+                smtp.tls_started()
     except (ConnectionError, OSError):
         return
     finally:

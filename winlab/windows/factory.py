@@ -40,6 +40,7 @@ from winlab.windows.os_profiles import DIRECTORY_NAMES, PROFILES, OsProfile
 from winlab.windows.policy import GroupPolicy
 from winlab.windows.registry import Registry, hive_sd, trustedinstaller_key_sd
 from winlab.windows.services import Service, ServiceManager, StartMode
+from winlab.windows.smtp import AuthMode, RelayPolicy, SmtpSettings
 from winlab.windows.sql import DEFAULT_INSTANCE, Database, DatabaseUser, SqlServer, service_name_for
 
 OsKey = Literal["2008r2", "2016", "2019", "2022"]
@@ -93,9 +94,19 @@ class HostSpec:
     password_encryption: bool = False
     auth_key_restricted: bool = False
     legacy_tls_disabled: bool = False
+    # --- the SMTP connector as the worker's probes see it (winlab/windows/smtp.py) ---
+    smtp_relay: RelayPolicy = "closed"
+    smtp_auth: AuthMode = "secure_only"
+    smtp_certificate_days: int | None = 365
+    smtp_certificate_name: str | None = None
+
+    @property
+    def smtp(self) -> SmtpSettings:
+        return SmtpSettings(self.smtp_relay, self.smtp_auth, self.smtp_certificate_days, self.smtp_certificate_name)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edition", Edition(self.edition))
+        _ = self.smtp  # validates the smtp_* options
         if self.os not in PROFILES:
             raise ValueError(f"unknown os {self.os!r}")
         if self.sql and self.edition is not Edition.ENTERPRISE:

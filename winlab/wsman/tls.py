@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,11 @@ class HostCertificate:
     cert_path: Path
     key_path: Path
     der: bytes
+
+    @property
+    def sha256(self) -> str:
+        """The certificate's SHA-256 fingerprint (hex), as a client sees it."""
+        return hashlib.sha256(self.der).hexdigest()
 
     @property
     def channel_binding_data(self) -> bytes:
@@ -83,22 +89,35 @@ class LabAuthority:
         )
         self.ca_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, host_name: str, address: str) -> HostCertificate:
-        """A server certificate for one host: SAN = its IP address and its name (plain and lower-case)."""
+    def issue(
+        self,
+        host_name: str,
+        address: str | None,
+        *,
+        dns_names: Sequence[str] | None = None,
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
+        file_stem: str | None = None,
+    ) -> HostCertificate:
+        """A server certificate for one host, subject CN=`host_name`.
+
+        SAN = `address` (None: no IP entry) and `dns_names` (default: the host's name, plain and lower-case).
+        Valid from an hour ago for 825 days unless `not_before`/`not_after` say otherwise (the SMTP model
+        issues expired and soon-expiring ones too). Files: certs/<file_stem or host_name>[-key].pem.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        dns = sorted({host_name, host_name.lower()})
-        san = x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address(address)), *(x509.DNSName(n) for n in dns)]
-        )
+        dns = sorted({host_name, host_name.lower()}) if dns_names is None else list(dict.fromkeys(dns_names))
+        ips = [x509.IPAddress(ipaddress.ip_address(address))] if address is not None else []
+        san = x509.SubjectAlternativeName([*ips, *(x509.DNSName(n) for n in dns)])
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)]))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + _VALIDITY)
+            .not_valid_before(not_before or now - datetime.timedelta(hours=1))
+            .not_valid_after(not_after or now + _VALIDITY)
             .add_extension(san, critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -106,8 +125,9 @@ class LabAuthority:
             .sign(self._key, hashes.SHA256())
         )
         folder = self.lab_dir / "certs"
-        cert_path = folder / f"{host_name}.pem"
-        key_path = folder / f"{host_name}-key.pem"
+        stem = file_stem or host_name
+        cert_path = folder / f"{stem}.pem"
+        key_path = folder / f"{stem}-key.pem"
         _write_private(
             key_path,
             key.private_bytes(
