@@ -113,7 +113,8 @@ def test_every_new_check_fails_on_the_weak_host_and_passes_on_the_strong_one(tmp
         # the guide's rules are still judged beside the new ones, and harden leaves the new ones alone
         assert weak["local_user.ime_system"]["status"] == "drift"
         log = "\n".join(e.message for e in HostRun.objects.filter(server=servers[WEAK.name]).get().events.all())
-        assert "SMTP probe of port" in log and "RCPT TO an outside domain answered 250" in log
+        assert "SMTP probe of port" in log
+        assert "RCPT TO an outside domain answered 250" in log
     finally:
         lab.stop()
 
@@ -136,5 +137,42 @@ def test_harden_changes_nothing_a_verify_only_check_judges(tmp_path, real_agent)
             assert results[rule_id]["action"] == "none", rule_id
         key = host.registry.open(threshold_key, view=32)
         assert key.get_value("Abuse Instance Threshold").data == 50
+    finally:
+        lab.stop()
+
+
+NEW_ADVISORY = """
+schema_version: 1
+updated: 2027-01-15
+advisories:
+  - id: cve-2027-00001
+    title: A flaw published after this release
+    summary: Stands for an advisory an MSP learns of before the product ships a new file.
+    cves: [CVE-2027-00001]
+    severity: high
+    editions: [Professional]
+    affected:
+      - introduced: '10.0'
+        fixed: '10.50'
+    sources: ['https://www.mailenable.com/Professional-ReleaseNotes.txt']
+"""
+
+
+def test_importing_an_advisory_file_changes_the_verdict_without_a_release(tmp_path, real_agent):
+    from lockdown.advisory_store import advisories_import
+
+    lab = start_lab(tmp_path, [STRONG])
+    try:
+        builtin_profile_sync()
+        server = lab_server(lab, STRONG.name, "Baseline Ltd")
+        _follow_baseline(server)
+        _verify(server)
+        assert _results(server)["mailenable_version.advisories"]["status"] == "compliant"
+        advisories_import(scope=MSP, actor=Actor.system("test"), text=NEW_ADVISORY, source_name="msp.yaml")
+        _verify(server)
+        row = _results(server)["mailenable_version.advisories"]
+        assert row["status"] == "drift"
+        assert "CVE-2027-00001" in row["reason"]
+        assert "10.50" in row["reason"]  # the minimum fixed build
     finally:
         lab.stop()

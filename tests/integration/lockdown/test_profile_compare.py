@@ -24,11 +24,13 @@ def test_both_built_in_profiles_are_synced_and_the_fleet_still_falls_back_to_the
 
     builtin_profile_sync()
     guide, baseline = _latest(DEFAULT_BUILTIN_SLUG), _latest(BASELINE_SLUG)
-    assert guide.profile.builtin and baseline.profile.builtin
+    assert guide.profile.builtin
+    assert baseline.profile.builtin
     assert len(baseline.rules) == len(guide.rules) + 9
     assert builtin_latest_id() == guide.pk
     builtin_profile_sync()  # unchanged files: no new version of either
-    assert _latest(BASELINE_SLUG).pk == baseline.pk and _latest(DEFAULT_BUILTIN_SLUG).pk == guide.pk
+    assert _latest(BASELINE_SLUG).pk == baseline.pk
+    assert _latest(DEFAULT_BUILTIN_SLUG).pk == guide.pk
 
 
 def test_the_compare_page_lists_what_the_baseline_adds_to_the_guide(client, alice):

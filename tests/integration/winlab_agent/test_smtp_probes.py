@@ -58,14 +58,17 @@ def days_left(result: SmtpProbe) -> datetime.timedelta:
 def test_closed_relay_refuses_an_outside_recipient_with_mailenables_503(lab: Lab) -> None:
     result = probe(lab, "hardened")
     assert result.error is None
-    assert result.banner is not None and "ESMTP MailEnable Service" in result.banner
-    assert result.mail_reply is not None and result.mail_reply[0] == 250
+    assert result.banner is not None
+    assert "ESMTP MailEnable Service" in result.banner
+    assert result.mail_reply is not None
+    assert result.mail_reply[0] == 250
     assert result.relay_reply == (503, RELAY_DENIED[4:])
 
 
 def test_closed_relay_still_accepts_a_recipient_of_its_own_post_office(lab: Lab) -> None:
     result = probe(lab, "hardened", relay_recipient="user1@example.com")
-    assert result.relay_reply is not None and result.relay_reply[0] == 250
+    assert result.relay_reply is not None
+    assert result.relay_reply[0] == 250
 
 
 def test_open_relay_accepts_an_outside_recipient(lab: Lab) -> None:
@@ -77,8 +80,10 @@ def test_open_relay_accepts_an_outside_recipient(lab: Lab) -> None:
 # --- AUTH before / after STARTTLS ----------------------------------------------------------------
 def test_secure_only_authentication_is_advertised_only_after_starttls(lab: Lab) -> None:
     result = probe(lab, "hardened")
-    assert result.starttls_offered and result.tls_established, result
-    assert "AUTH" not in result.plain_keywords and result.auth_before_tls == ()
+    assert result.starttls_offered, result
+    assert result.tls_established, result
+    assert "AUTH" not in result.plain_keywords
+    assert result.auth_before_tls == ()
     assert result.auth_after_tls == ("LOGIN", "CRAM-MD5")
     assert "STARTTLS" not in result.tls_keywords  # RFC 3207 §4.2
 
@@ -94,10 +99,13 @@ def test_a_valid_certificate_names_the_host_and_runs_for_a_year(lab: Lab) -> Non
     result = probe(lab, "hardened")
     host = lab.host(SPECS["hardened"].name)
     cert = result.certificate
-    assert cert is not None and result.tls_error is None
+    assert cert is not None
+    assert result.tls_error is None
     assert result.tls_version in ("TLSv1.2", "TLSv1.3")
-    assert cert.names_host(host.address) and cert.names_host("mail.example.com")
-    assert cert.issuer == "CN=winlab lab CA" and not cert.self_signed
+    assert cert.names_host(host.address)
+    assert cert.names_host("mail.example.com")
+    assert cert.issuer == "CN=winlab lab CA"
+    assert not cert.self_signed
     assert datetime.timedelta(days=364) < days_left(result) <= datetime.timedelta(days=365)
     assert cert.not_before <= datetime.datetime.now(datetime.UTC)
     assert cert.sha256 == lab.smtp_state(host.name)["certificate"]["sha256"]
@@ -111,7 +119,8 @@ def test_a_certificate_expiring_in_ten_days_is_presented_as_such(lab: Lab) -> No
 
 def test_an_expired_certificate_is_still_presented(lab: Lab) -> None:
     result = probe(lab, "expired")
-    assert result.tls_established and result.tls_error is None
+    assert result.tls_established
+    assert result.tls_error is None
     assert days_left(result) < datetime.timedelta(0)
 
 
@@ -127,14 +136,17 @@ def test_a_certificate_for_another_name_does_not_name_the_host(lab: Lab) -> None
 def test_no_certificate_configured_means_no_starttls(lab: Lab) -> None:
     result = probe(lab, "nocert")
     assert result.error is None
-    assert not result.starttls_offered and not result.tls_established and result.certificate is None
+    assert not result.starttls_offered
+    assert not result.tls_established
+    assert result.certificate is None
     assert result.auth_before_tls == ("LOGIN", "CRAM-MD5")  # plaintext AUTH: what the rule must flag
 
 
 def test_standard_edition_offers_no_starttls_even_with_a_certificate(lab: Lab) -> None:
     result = probe(lab, "standard")
     assert result.error is None
-    assert not result.starttls_offered and result.certificate is None
+    assert not result.starttls_offered
+    assert result.certificate is None
     assert lab.smtp_state(SPECS["standard"].name)["starttls"] is False
 
 
@@ -164,14 +176,19 @@ def test_the_control_surface_changes_relay_auth_and_certificate(lab: Lab, tmp_pa
     try:
         client = ControlClient(lab.lab_dir)
         before = probe(lab, "controlled")
-        assert before.relay_reply is not None and before.relay_reply[0] == 503 and before.auth_before_tls == ()
+        assert before.relay_reply is not None
+        assert before.relay_reply[0] == 503
+        assert before.auth_before_tls == ()
         answer = client.smtp(name, relay="open", auth_mode="always", certificate_days=10)
-        assert answer["smtp"]["relay"] == "open" and answer["smtp"]["starttls"] is True
+        assert answer["smtp"]["relay"] == "open"
+        assert answer["smtp"]["starttls"] is True
         after = probe(lab, "controlled")
-        assert after.relay_reply is not None and after.relay_reply[0] == 250
+        assert after.relay_reply is not None
+        assert after.relay_reply[0] == 250
         assert after.auth_before_tls == ("LOGIN", "CRAM-MD5")
         assert datetime.timedelta(days=9) < days_left(after) <= datetime.timedelta(days=10)
-        assert before.certificate is not None and after.certificate is not None
+        assert before.certificate is not None
+        assert after.certificate is not None
         assert after.certificate.sha256 != before.certificate.sha256
         client.smtp(name, certificate_days=None)
         assert not probe(lab, "controlled").starttls_offered
