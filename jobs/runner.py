@@ -502,9 +502,8 @@ def _waivers(server: Server) -> list[Any]:
 
 def _probe_observations(run: HostRun, server: Server, plan: Plan) -> list[Any]:
     """The worker's own network checks of the host (one SMTP probe when the plan has smtp_probe items)."""
-    from remote.mailprobe import probe_smtp
-
     from lockdown.engine.probes import describe, smtp_items, smtp_observations
+    from remote.mailprobe import probe_smtp
 
     if not smtp_items(plan):
         return []

@@ -236,3 +236,26 @@ def test_without_an_imported_advisory_file_the_version_needs_input():
 def test_smtp_checks_are_not_applicable_without_the_smtp_service():
     facts = facts_2022(services=["MEMTAS", "MEPOPS"])
     assert _item(_plan(facts), RELAY).status is RuleStatus.NOT_APPLICABLE
+
+
+def test_a_rule_for_premium_only_applies_to_enterprise_hosts_and_not_to_professional_ones():
+    from lockdown.rules.vocabulary import Edition
+
+    rule = next(r for r in BASELINE.rules if r.id == ABUSE).model_copy(update={"editions": (Edition.PREMIUM,)})
+    premium_only = BASELINE.model_copy(update={"rules": [rule]})
+    enterprise = compile_plan(premium_only, facts_2022(mailenable_edition="Enterprise")).items[0]
+    assert enterprise.status is None
+    professional = compile_plan(premium_only, facts_2022(mailenable_edition="Professional")).items[0]
+    assert professional.status is RuleStatus.NOT_APPLICABLE
+    unknown = compile_plan(premium_only, facts_2022(mailenable_edition=None)).items[0]
+    assert unknown.status is RuleStatus.NOT_APPLICABLE
+
+
+def test_an_absent_value_is_judged_by_its_documented_default():
+    plan = _plan()
+    item = _item(plan, TLS10).model_copy(update={"value_when_absent": 1})
+    shifted = plan.model_copy(update={"items": [item]})
+    obs = ObservedItem(rule_id=TLS10, target=item.target, exists=True, values={})
+    outcome = evaluate(shifted, [obs], [], NOW)[0]
+    assert outcome.status is RuleStatus.DRIFT
+    assert "(not set: the default)" in outcome.reason
