@@ -347,6 +347,7 @@ SPECTACULAR_SETTINGS = {
         "ServerStatusEnum": "servers.choices.ServerStatus",
         "DeclaredEnum": "servers.choices.Declared",
         "WaiverStatusEnum": "lockdown.choices.WaiverStatus",
+        "WaiverKindEnum": "lockdown.choices.WaiverKind",
         "AlertKindEnum": "jobs.choices.AlertKind",
         "DroppedRuleStatusEnum": "api.webhooks.DROPPED_RULE_STATUSES",
         "WebhookEventEnum": "api.webhooks.WEBHOOK_EVENTS",

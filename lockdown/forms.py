@@ -240,6 +240,7 @@ class WaiverForm(forms.Form):
         label="Kind",
         choices=WaiverKind.choices,
         initial=WaiverKind.WAIVER,
+        required=False,  # left out: a waiver (as before there were exceptions)
         help_text="A waiver: one rule is not enforced. An exception: the integrated-authentication rights, which "
         "conflict with CIS and STIG controls, are applied on a server declared to use integrated authentication.",
     )
@@ -297,7 +298,7 @@ class WaiverForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        kind, rule_id = data.get("kind"), data.get("rule_id")
+        kind, rule_id = data.get("kind") or WaiverKind.WAIVER, data.get("rule_id")
         if kind == WaiverKind.EXCEPTION and rule_id is not None and rule_id != EXCEPTION_KEY:
             self.add_error(
                 "rule_id",
@@ -306,8 +307,7 @@ class WaiverForm(forms.Form):
             )
         elif kind == WaiverKind.WAIVER and rule_id == EXCEPTION_KEY:
             self.add_error("rule_id", f"{EXCEPTION_KEY} is not a rule to waive: choose the kind Exception.")
-        if kind:
-            data["kind"] = WaiverKind(kind)
+        data["kind"] = WaiverKind(kind)
         return data
 
     def clean_justification(self) -> str:
