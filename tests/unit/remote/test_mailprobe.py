@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from remote.mailprobe import (
     MAX_LINE_BYTES,
     MAX_REPLY_LINES,
+    MAX_SESSION_BYTES,
     MAX_TEXT_CHARS,
     ProbedCertificate,
     clean_text,
@@ -28,7 +29,9 @@ from remote.mailprobe import (
 )
 
 BANNER = b"220 mx.example.test ESMTP MailEnable Service, Version: 10.43-- ready at 01/01/24 00:00:00\r\n"
-RELAY_DENIED = b"503 This mail server requires authentication when attempting to send to a non-local e-mail address.\r\n"
+RELAY_DENIED = (
+    b"503 This mail server requires authentication when attempting to send to a non-local e-mail address.\r\n"
+)
 UTC = datetime.UTC
 
 
@@ -194,13 +197,16 @@ def tls_upgrade(
 def test_plain_walk_reports_keywords_auth_and_the_relay_refusal_and_never_sends_data(serve) -> None:
     server = serve(mailenable_like())
     probe = probe_smtp(server.address, server.port, timeout_s=5)
-    assert probe.connected and probe.error is None
+    assert probe.connected
+    assert probe.error is None
     assert probe.banner == BANNER.decode().strip()
     assert probe.plain_keywords == ("AUTH", "SIZE", "HELP")
     assert probe.auth_before_tls == ("LOGIN", "CRAM-MD5")
     assert probe.relay_reply == (503, RELAY_DENIED.decode()[4:].strip())
     assert probe.mail_reply == (250, "Requested mail action okay, completed")
-    assert not probe.starttls_offered and not probe.tls_established and probe.certificate is None
+    assert not probe.starttls_offered
+    assert not probe.tls_established
+    assert probe.certificate is None
     server.done.wait(5)
     assert [c.split(" ", 1)[0] for c in server.commands] == ["EHLO", "MAIL", "RCPT", "RSET", "QUIT"]
     assert server.commands[2] == "RCPT TO:<relay-probe@relay-test.example>"
@@ -245,7 +251,8 @@ def test_a_refused_ehlo_falls_back_to_helo_with_no_keywords(serve) -> None:
     server = serve(handler)
     probe = probe_smtp(server.address, server.port, timeout_s=5)
     assert probe.error is None
-    assert probe.plain_keywords == () and probe.auth_before_tls == ()
+    assert probe.plain_keywords == ()
+    assert probe.auth_before_tls == ()
     assert probe.relay_reply == (250, "ok")
     server.done.wait(5)
     assert server.commands[:2] == ["EHLO fleet-lockdown.invalid", "HELO fleet-lockdown.invalid"]
@@ -256,7 +263,8 @@ def test_a_refusing_greeting_ends_the_probe_and_keeps_the_banner(serve) -> None:
     probe = probe_smtp(server.address, server.port, timeout_s=5)
     assert probe.connected
     assert probe.banner == "554 No SMTP service here"
-    assert probe.error is not None and "554" in probe.error
+    assert probe.error is not None
+    assert "554" in probe.error
     assert probe.relay_reply is None
 
 
@@ -303,7 +311,29 @@ def test_a_line_just_inside_the_limit_is_read(serve) -> None:
     text = b"A" * (MAX_LINE_BYTES - 6)  # "220 " + text + CRLF = MAX_LINE_BYTES
     probe = probe_smtp(*_at(serve(lambda c: (c.send(b"220 " + text + b"\r\n"), c.line(), c.send(b"421 bye\r\n")))))
     assert probe.banner == "220 " + "A" * (MAX_TEXT_CHARS - 4)
-    assert probe.error is not None and "421" in probe.error
+    assert probe.error is not None
+    assert "421" in probe.error
+
+
+def test_a_line_one_byte_over_the_limit_is_refused(serve) -> None:
+    text = b"A" * (MAX_LINE_BYTES - 5)  # "220 " + text + CRLF = MAX_LINE_BYTES + 1
+    probe = probe_smtp(*_at(serve(lambda c: c.send(b"220 " + text + b"\r\n"))), timeout_s=5)
+    assert probe.error == f"the server sent a reply line longer than {MAX_LINE_BYTES} bytes"
+
+
+@pytest.mark.parametrize(("lines", "refused"), [(MAX_REPLY_LINES, False), (MAX_REPLY_LINES + 1, True)])
+def test_a_reply_may_have_at_most_the_line_limit(serve, lines: int, refused: bool) -> None:
+    ehlo = b"250-mx\r\n" + b"250-X\r\n" * (lines - 2) + b"250 HELP\r\n"
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=ehlo))), timeout_s=5)
+    assert (probe.error == f"the server's reply has more than {MAX_REPLY_LINES} lines") is refused
+    assert (probe.plain_keywords == ("X", "HELP")) is not refused
+
+
+def test_a_session_may_receive_at_most_the_byte_limit(serve) -> None:
+    # Every reply within the line and length limits, but together more than the session may read.
+    big = b"".join(b"250-" + b"K" * (MAX_LINE_BYTES - 8) + b"\r\n" for _ in range(MAX_REPLY_LINES - 1)) + b"250 OK\r\n"
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=big, mail=big, rcpt=big))), timeout_s=5)
+    assert probe.error == f"the server sent more than {MAX_SESSION_BYTES} bytes"
 
 
 def test_nuls_and_control_characters_never_reach_the_result(serve) -> None:
@@ -321,7 +351,8 @@ def test_a_server_that_never_answers_times_out(serve) -> None:
     probe = probe_smtp(*_at(server), timeout_s=0.5)
     silent.set()
     assert probe.connected
-    assert probe.error is not None and probe.error.startswith("timed out")
+    assert probe.error is not None
+    assert probe.error.startswith("timed out")
     assert probe.banner is None
 
 
@@ -336,7 +367,8 @@ def test_a_server_that_drips_one_line_at_a_time_still_ends_at_the_deadline(serve
 
     probe = probe_smtp(*_at(serve(drip)), timeout_s=1.0)
     stop.set()
-    assert probe.error is not None and probe.error.startswith("timed out")
+    assert probe.error is not None
+    assert probe.error.startswith("timed out")
 
 
 def test_a_reply_that_is_not_smtp_is_a_protocol_error(serve) -> None:
@@ -378,13 +410,15 @@ def test_ipv6_addresses_are_probed(serve) -> None:
     except OSError:
         pytest.skip("no IPv6 loopback here")
     probe = probe_smtp(f"[{server.address}]", server.port, timeout_s=5)
-    assert probe.connected and probe.error is None
+    assert probe.connected
+    assert probe.error is None
     assert probe.address == "::1"
 
 
 def test_the_probes_own_values_must_be_plain_addresses() -> None:
     probe = probe_smtp("127.0.0.1", 25, relay_recipient="x@y.test>\r\nDATA")
-    assert not probe.connected and probe.error is not None
+    assert not probe.connected
+    assert probe.error is not None
 
 
 # --- STARTTLS ------------------------------------------------------------------------------------
@@ -401,10 +435,13 @@ def _server_context(tmp: Path, **kw: object) -> ssl.SSLContext:
 def test_starttls_reads_the_certificate_without_trusting_it_and_asks_ehlo_again(serve, tmp_path: Path) -> None:
     server = serve(mailenable_like(ehlo=STARTTLS_EHLO, starttls=tls_upgrade(_server_context(tmp_path, days=10))))
     probe = probe_smtp(*_at(server), timeout_s=5)
-    assert probe.error is None and probe.tls_error is None
-    assert probe.starttls_offered and probe.tls_established
+    assert probe.error is None
+    assert probe.tls_error is None
+    assert probe.starttls_offered
+    assert probe.tls_established
     assert probe.auth_before_tls == ()
-    assert probe.tls_keywords == ("AUTH", "HELP") and probe.auth_after_tls == ("LOGIN",)
+    assert probe.tls_keywords == ("AUTH", "HELP")
+    assert probe.auth_after_tls == ("LOGIN",)
     assert probe.tls_version in ("TLSv1.2", "TLSv1.3")
     cert = probe.certificate
     assert cert is not None
@@ -429,7 +466,8 @@ def test_starttls_refused_is_a_tls_error_and_the_session_still_quits(serve) -> N
     probe = probe_smtp(*_at(server), timeout_s=5)
     assert probe.error is None
     assert probe.tls_error == "STARTTLS refused: 454 TLS not available due to temporary reason"
-    assert not probe.tls_established and probe.certificate is None
+    assert not probe.tls_established
+    assert probe.certificate is None
     server.done.wait(5)
     assert server.commands[-1] == "QUIT"
 
@@ -453,8 +491,10 @@ def test_a_handshake_with_garbage_is_a_tls_error(serve) -> None:
         return False
 
     probe = probe_smtp(*_at(serve(mailenable_like(ehlo=STARTTLS_EHLO, starttls=garbage))), timeout_s=5)
-    assert probe.tls_error is not None and probe.tls_error.startswith("TLS handshake failed")
-    assert not probe.tls_established and probe.certificate is None
+    assert probe.tls_error is not None
+    assert probe.tls_error.startswith("TLS handshake failed")
+    assert not probe.tls_established
+    assert probe.certificate is None
 
 
 def test_a_handshake_that_never_completes_ends_at_the_deadline(serve) -> None:
@@ -468,7 +508,30 @@ def test_a_handshake_that_never_completes_ends_at_the_deadline(serve) -> None:
     probe = probe_smtp(*_at(serve(mailenable_like(ehlo=STARTTLS_EHLO, starttls=stall))), timeout_s=1.0)
     hold.set()
     assert not probe.tls_established
-    assert probe.tls_error is not None and "timed out" in probe.tls_error
+    assert probe.tls_error is not None
+    assert "timed out" in probe.tls_error
+
+
+def test_a_drip_fed_handshake_ends_at_the_deadline(serve) -> None:
+    # A TLS record header announcing 16 KiB, then one byte every 50 ms: every read gets data in time,
+    # only the probe's own deadline ends it (the server gives up after 8 s).
+    def drip(conn: Conn) -> bool:
+        conn.send(b"220 Ready to start TLS\r\n")
+        conn.sock.recv(4096)
+        conn.send(b"\x16\x03\x03\x40\x00")
+        for _ in range(160):
+            conn.send(b"\x00")
+            if conn.sock.fileno() < 0:
+                break
+            threading.Event().wait(0.05)
+        return False
+
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=STARTTLS_EHLO, starttls=drip))), timeout_s=1.0)
+    assert not probe.tls_established
+    assert probe.tls_error is not None
+    assert "timed out" in probe.tls_error
+    assert probe.error is not None
+    assert probe.error.startswith("timed out")
 
 
 # --- the certificate's names and the text cleaner --------------------------------------------------
