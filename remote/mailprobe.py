@@ -445,8 +445,9 @@ def _start_tls(
         sessions.append(tls)
         tls.do_handshake()
     except TimeoutError:
+        # The socket's timeout is what was left of the probe's: the deadline has passed.
         walk.tls_error = "TLS handshake timed out"
-        return False
+        raise _Stop("timed out during the TLS handshake") from None
     except ssl.SSLError as exc:
         walk.tls_error = f"TLS handshake failed: {clean_text(exc.reason or str(exc), 200)}"
         return False

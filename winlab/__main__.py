@@ -5,6 +5,8 @@ state   --inventory FILE --host NAME
 fault   --inventory FILE --host NAME (--latency S | --auth-failure | --timeout | --drop | --deny PATH |
         --gpo-revert RIGHT [--gpo-in S] | --down | --up | --clear)
 reboot  --inventory FILE --host NAME
+smtp    --inventory FILE --host NAME [--relay closed|open] [--auth-mode secure_only|always|never]
+        [--certificate-days N|none] [--certificate-name NAME]
 """
 
 from __future__ import annotations
@@ -122,6 +124,26 @@ def reboot(args: argparse.Namespace) -> int:
     return 0
 
 
+def smtp(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {}
+    if args.relay is not None:
+        body["relay"] = args.relay
+    if args.auth_mode is not None:
+        body["auth_mode"] = args.auth_mode
+    if args.certificate_days is not None:
+        body["certificate_days"] = None if args.certificate_days == "none" else int(args.certificate_days)
+    if args.certificate_name is not None:
+        body["certificate_name"] = args.certificate_name
+    try:
+        data = ControlClient(_lab_dir_of(args.inventory)).smtp(args.host, **body)
+    except (ControlError, ValueError) as exc:
+        print(f"winlab: {exc}", file=sys.stderr)
+        return 1
+    json.dump(data.get("smtp", data), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m winlab", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inventory", type=Path, required=True)
     p.add_argument("--host", required=True)
     p.set_defaults(func=reboot)
+    p = commands.add_parser("smtp", help="change one host's SMTP relay policy, AUTH mode or certificate")
+    p.add_argument("--inventory", type=Path, required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--relay", choices=("closed", "open"))
+    p.add_argument("--auth-mode", choices=("secure_only", "always", "never"))
+    p.add_argument("--certificate-days", metavar="N|none", help="days to expiry (negative: expired); none: no cert")
+    p.add_argument("--certificate-name", metavar="NAME", help="issue the certificate to this name only")
+    p.set_defaults(func=smtp)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="winlab: %(message)s")
     return int(args.func(args))

@@ -7,6 +7,7 @@ surface. The probe talks real SMTP and a real TLS upgrade to winlab's listeners 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -15,8 +16,10 @@ import pytest
 
 from remote.mailprobe import SmtpProbe, probe_smtp
 from tests.integration.winlab_agent.conftest import start_lab
+from winlab.__main__ import main
 from winlab.control import ControlClient, ControlError, ControlServer
 from winlab.lab import Lab
+from winlab.persist import write_private_json
 from winlab.windows.factory import HostSpec
 from winlab.windows.mailenable import Edition
 from winlab.windows.smtp import RELAY_DENIED
@@ -168,7 +171,9 @@ def test_a_stopped_smtp_service_is_not_connected_with_an_error(lab: Lab) -> None
 
 
 # --- the control surface --------------------------------------------------------------------------
-def test_the_control_surface_changes_relay_auth_and_certificate(lab: Lab, tmp_path: Path) -> None:
+def test_the_control_surface_and_cli_change_relay_auth_and_certificate(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = SPECS["controlled"].name
     assert lab.lab_dir is not None
     control = ControlServer(lab, lab.lab_dir)
@@ -190,11 +195,14 @@ def test_the_control_surface_changes_relay_auth_and_certificate(lab: Lab, tmp_pa
         assert before.certificate is not None
         assert after.certificate is not None
         assert after.certificate.sha256 != before.certificate.sha256
-        client.smtp(name, certificate_days=None)
+        inventory = tmp_path / "inventory.json"
+        write_private_json(inventory, lab.inventory())
+        assert main(["smtp", "--inventory", str(inventory), "--host", name, "--certificate-days", "none"]) == 0
+        assert json.loads(capsys.readouterr().out)["starttls"] is False
         assert not probe(lab, "controlled").starttls_offered
         with pytest.raises(ControlError, match="400"):
             client.smtp(name, relay="ajar")
-        with pytest.raises(ControlError, match="400"):
+        with pytest.raises(ControlError, match="unknown smtp keys"):
             client.smtp(name, colour="blue")
     finally:
         control.stop()

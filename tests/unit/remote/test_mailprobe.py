@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from remote.mailprobe import (
     MAX_LINE_BYTES,
     MAX_REPLY_LINES,
+    MAX_SESSION_BYTES,
     MAX_TEXT_CHARS,
     ProbedCertificate,
     clean_text,
@@ -314,6 +315,27 @@ def test_a_line_just_inside_the_limit_is_read(serve) -> None:
     assert "421" in probe.error
 
 
+def test_a_line_one_byte_over_the_limit_is_refused(serve) -> None:
+    text = b"A" * (MAX_LINE_BYTES - 5)  # "220 " + text + CRLF = MAX_LINE_BYTES + 1
+    probe = probe_smtp(*_at(serve(lambda c: c.send(b"220 " + text + b"\r\n"))), timeout_s=5)
+    assert probe.error == f"the server sent a reply line longer than {MAX_LINE_BYTES} bytes"
+
+
+@pytest.mark.parametrize(("lines", "refused"), [(MAX_REPLY_LINES, False), (MAX_REPLY_LINES + 1, True)])
+def test_a_reply_may_have_at_most_the_line_limit(serve, lines: int, refused: bool) -> None:
+    ehlo = b"250-mx\r\n" + b"250-X\r\n" * (lines - 2) + b"250 HELP\r\n"
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=ehlo))), timeout_s=5)
+    assert (probe.error == f"the server's reply has more than {MAX_REPLY_LINES} lines") is refused
+    assert (probe.plain_keywords == ("X", "HELP")) is not refused
+
+
+def test_a_session_may_receive_at_most_the_byte_limit(serve) -> None:
+    # Every reply within the line and length limits, but together more than the session may read.
+    big = b"".join(b"250-" + b"K" * (MAX_LINE_BYTES - 8) + b"\r\n" for _ in range(MAX_REPLY_LINES - 1)) + b"250 OK\r\n"
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=big, mail=big, rcpt=big))), timeout_s=5)
+    assert probe.error == f"the server sent more than {MAX_SESSION_BYTES} bytes"
+
+
 def test_nuls_and_control_characters_never_reach_the_result(serve) -> None:
     banner = b"220 mx\x00.example\x1b[31m ESMTP\x07 MailEnable\x7f Service\xe2\x80\x8b\r\n"
     ehlo = b"250-mx\x00\r\n250-AUTH LOGIN\x00PLAIN\r\n250 HELP\r\n"
@@ -488,6 +510,28 @@ def test_a_handshake_that_never_completes_ends_at_the_deadline(serve) -> None:
     assert not probe.tls_established
     assert probe.tls_error is not None
     assert "timed out" in probe.tls_error
+
+
+def test_a_drip_fed_handshake_ends_at_the_deadline(serve) -> None:
+    # A TLS record header announcing 16 KiB, then one byte every 50 ms: every read gets data in time,
+    # only the probe's own deadline ends it (the server gives up after 8 s).
+    def drip(conn: Conn) -> bool:
+        conn.send(b"220 Ready to start TLS\r\n")
+        conn.sock.recv(4096)
+        conn.send(b"\x16\x03\x03\x40\x00")
+        for _ in range(160):
+            conn.send(b"\x00")
+            if conn.sock.fileno() < 0:
+                break
+            threading.Event().wait(0.05)
+        return False
+
+    probe = probe_smtp(*_at(serve(mailenable_like(ehlo=STARTTLS_EHLO, starttls=drip))), timeout_s=1.0)
+    assert not probe.tls_established
+    assert probe.tls_error is not None
+    assert "timed out" in probe.tls_error
+    assert probe.error is not None
+    assert probe.error.startswith("timed out")
 
 
 # --- the certificate's names and the text cleaner --------------------------------------------------
