@@ -115,7 +115,6 @@ def test_the_service_refuses_them_too(frozen_clock, alice, builtin_server, kind,
 
 
 def test_a_profile_without_the_rights_has_nothing_to_except(client, frozen_clock, alice, tenant_a) -> None:
-    tenant_a.exception.delete()
     client.force_login(alice)
     response = client.post(_propose_url(tenant_a.server), _form())
     assert response.status_code == 400
