@@ -208,7 +208,7 @@ def tenant_exception(tenant: TenantObjects) -> Waiver:
     found = Waiver.objects.filter(kind="exception", customer=tenant.customer).first()
     if found is not None:
         return found
-    exception: Waiver = WaiverFactory(
+    exception = WaiverFactory.create(
         kind="exception",
         rule_id="exception.integrated_auth",
         customer=tenant.customer,

@@ -232,3 +232,23 @@ def test_the_api_refuses_kind_exception_for_anything_but_the_key(
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not Waiver.objects.filter(server=builtin_server).exists()
+
+
+def test_the_dashboard_shows_an_exception_only_while_it_is_in_force(client, frozen_clock, alice, adam) -> None:
+    server = ServerFactory(customer=CustomerFactory(name="Customer E"), name="mx-e-01")
+    exception = services.waiver_propose(
+        scope=scope_for_user(alice), actor=Actor(user=alice), kind=WaiverKind.EXCEPTION, rule_id=EXCEPTION_KEY,
+        justification=JUSTIFICATION, expires_at=clock.now() + timedelta(days=3), allowed_rule_ids=frozenset(),
+        server=server,
+    )  # fmt: skip
+    link = reverse("waiver_detail", kwargs={"waiver_id": exception.pk})
+    client.force_login(adam)
+    assert link not in client.get(reverse("dashboard")).content.decode()  # pending: nothing is permitted yet
+    services.waiver_approve(scope=scope_for_user(adam), actor=Actor(user=adam), waiver=exception)
+    dashboard = client.get(reverse("dashboard")).content.decode()
+    row = dashboard.split(link, 1)[1].split("</tr>", 1)[0]
+    assert "server mx-e-01" in row
+    assert "2.2.4" in row
+    assert exception.expires_at.strftime("%Y") in row
+    clock.set_now(exception.expires_at)
+    assert link not in client.get(reverse("dashboard")).content.decode()  # expired: gone from the panel
