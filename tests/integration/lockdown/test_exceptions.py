@@ -118,6 +118,13 @@ def test_a_profile_without_the_rights_has_nothing_to_except(client, frozen_clock
     client.force_login(alice)
     response = client.post(_propose_url(tenant_a.server), _form())
     assert response.status_code == 400
+    assert "exception.integrated_auth" in str(response.context["form"].errors["rule_id"])  # not offered
+    with pytest.raises(services.WaiverError, match="no integrated-authentication rights"):
+        services.waiver_propose(
+            scope=scope_for_user(alice), actor=Actor(user=alice), kind=WaiverKind.EXCEPTION, rule_id=EXCEPTION_KEY,
+            justification=JUSTIFICATION, expires_at=clock.now() + timedelta(days=3), allowed_rule_ids=frozenset(),
+            server=tenant_a.server,
+        )  # fmt: skip
     assert not Waiver.objects.filter(kind="exception").exists()
 
 
