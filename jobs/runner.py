@@ -507,13 +507,9 @@ def _probe_observations(run: HostRun, server: Server, plan: Plan) -> list[Any]:
 
     if not smtp_items(plan):
         return []
-    try:
-        vetted = require_inside(server.address, server.smtp_port, server.customer.networks)
-    except OutsideManagementNetworks as refused:
-        event_append(run.pk, f"SMTP probe not made: {refused.message}.")
-        return smtp_observations(plan, {"connected": False, "error": refused.message})
-    target = str(vetted) if vetted is not None else server.address  # the checked address, not a new lookup
-    evidence = probe_smtp(target, server.smtp_port).to_evidence()
+    # probe_smtp vets the address against the management networks itself and connects only to the vetted one.
+    probe = probe_smtp(server.address, server.smtp_port, management_networks=server.customer.networks)
+    evidence = probe.to_evidence()
     event_append(run.pk, f"SMTP probe of port {server.smtp_port}: {describe(evidence)}.")
     return smtp_observations(plan, evidence)
 

@@ -175,7 +175,6 @@ class TenantObjects:
     tag: Tag
     profile: Profile
     waiver: Waiver
-    exception: Waiver  # an approved exception for the customer: the dashboard and lists show it
 
 
 def build_tenant(label: str) -> TenantObjects:
@@ -197,28 +196,32 @@ def build_tenant(label: str) -> TenantObjects:
         rule_id=TENANT_RULE_ID,
         proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label.lower()}")[0],
     )
-    exception = WaiverFactory(
+    return TenantObjects(
+        customer=customer, credential=credential, server=server, tag=tag, profile=version.profile, waiver=waiver
+    )
+
+
+def tenant_exception(tenant: TenantObjects) -> Waiver:
+    """An approved exception (the integrated-authentication rights) for the tenant's customer: the dashboard,
+    the customer page and the lists show it (created on first use)."""
+    label = tenant.customer.name.split()[1].lower()
+    found = Waiver.objects.filter(kind="exception", customer=tenant.customer).first()
+    if found is not None:
+        return found
+    exception = WaiverFactory.create(
         kind="exception",
         rule_id="exception.integrated_auth",
-        customer=customer,
+        customer=tenant.customer,
         conflicts=[
             {"framework": "cis", "id": "2.2.4", "title": "Act as part of the operating system",
              "benchmark": "CIS Microsoft Windows Server 2022 Benchmark", "version": "v4.0.0",
              "source": "https://github.com/ansible-lockdown/Windows-2022-CIS"},
         ],
-        proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label.lower()}")[0],
-        approved_by=get_user_model().objects.get_or_create(username=f"approver-{label.lower()}")[0],
+        proposed_by=get_user_model().objects.get_or_create(username=f"proposer-{label}")[0],
+        approved_by=get_user_model().objects.get_or_create(username=f"approver-{label}")[0],
         approved_at=lockdown_clock.now(),
     )  # fmt: skip
-    return TenantObjects(
-        customer=customer,
-        credential=credential,
-        server=server,
-        tag=tag,
-        profile=version.profile,
-        waiver=waiver,
-        exception=exception,
-    )
+    return exception
 
 
 def tenant_job(tenant: TenantObjects) -> int:

@@ -196,6 +196,17 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> list[Ro
 ROUTES = [route for route in _walk(get_resolver().url_patterns) if route.name not in AUTH_URL_NAMES | PUBLIC_URL_NAMES]
 
 
+@pytest.fixture(autouse=True)
+def _exceptions(request):
+    """Each tenant also has an approved exception (the integrated-authentication rights), so the dashboard,
+    the customer and server pages and the lists render theirs and must not show the other customer's."""
+    from tests.factories import tenant_exception
+
+    for name in ("tenant_a", "tenant_b"):
+        if name in request.fixturenames:
+            tenant_exception(request.getfixturevalue(name))
+
+
 def test_every_route_has_an_expected_action_and_factories_for_its_parameters() -> None:
     for route in ROUTES:
         assert route.name in URL_ACTIONS, f"{route.name}: add it to URL_ACTIONS with the action it needs"

@@ -75,7 +75,9 @@ def test_a_proposal_approved_by_another_msp_admin_applies(alice, oscar, tenant_a
     waiver = Waiver.objects.get(pk=proposed["id"])
     assert proposed == {
         "id": waiver.pk,
+        "kind": "waiver",
         "rule_id": TENANT_RULE_ID,
+        "conflicts": [],
         "applies_to": "server",
         "server": tenant_a.server.pk,
         "server_name": "mx-a-01",

@@ -13,6 +13,7 @@ from django.test import Client, override_settings
 from api.tokens import token_issue
 from lockdown import services
 from lockdown.models import Profile, ProfileVersion
+from lockdown.rules.builtin import BASELINE_SLUG
 from lockdown.selectors import version_document
 from servers.audit import Actor
 from servers.models import AuditEvent
@@ -112,7 +113,7 @@ def test_a_customer_token_sees_the_profiles_of_its_servers_only_and_may_not_impo
 ) -> None:
     api = _api(carol)
     slugs = {row["slug"] for row in _json(api.get("/api/v1/profiles/"), 200)["results"]}
-    assert slugs == {tenant_a.profile.slug, builtin_profile.slug}
+    assert slugs == {tenant_a.profile.slug, builtin_profile.slug, BASELINE_SLUG}  # built-ins are for everyone
     versions = _json(api.get("/api/v1/profile-versions/"), 200)["results"]
     assert {row["profile_slug"] for row in versions} == slugs
     theirs = tenant_b.profile.versions.get()

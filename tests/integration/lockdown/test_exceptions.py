@@ -115,10 +115,16 @@ def test_the_service_refuses_them_too(frozen_clock, alice, builtin_server, kind,
 
 
 def test_a_profile_without_the_rights_has_nothing_to_except(client, frozen_clock, alice, tenant_a) -> None:
-    tenant_a.exception.delete()
     client.force_login(alice)
     response = client.post(_propose_url(tenant_a.server), _form())
     assert response.status_code == 400
+    assert "exception.integrated_auth" in str(response.context["form"].errors["rule_id"])  # not offered
+    with pytest.raises(services.WaiverError, match="no integrated-authentication rights"):
+        services.waiver_propose(
+            scope=scope_for_user(alice), actor=Actor(user=alice), kind=WaiverKind.EXCEPTION, rule_id=EXCEPTION_KEY,
+            justification=JUSTIFICATION, expires_at=clock.now() + timedelta(days=3), allowed_rule_ids=frozenset(),
+            server=tenant_a.server,
+        )  # fmt: skip
     assert not Waiver.objects.filter(kind="exception").exists()
 
 
@@ -233,3 +239,23 @@ def test_the_api_refuses_kind_exception_for_anything_but_the_key(
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not Waiver.objects.filter(server=builtin_server).exists()
+
+
+def test_the_dashboard_shows_an_exception_only_while_it_is_in_force(client, frozen_clock, alice, adam) -> None:
+    server = ServerFactory(customer=CustomerFactory(name="Customer E"), name="mx-e-01")
+    exception = services.waiver_propose(
+        scope=scope_for_user(alice), actor=Actor(user=alice), kind=WaiverKind.EXCEPTION, rule_id=EXCEPTION_KEY,
+        justification=JUSTIFICATION, expires_at=clock.now() + timedelta(days=3), allowed_rule_ids=frozenset(),
+        server=server,
+    )  # fmt: skip
+    link = reverse("waiver_detail", kwargs={"waiver_id": exception.pk})
+    client.force_login(adam)
+    assert link not in client.get(reverse("dashboard")).content.decode()  # pending: nothing is permitted yet
+    services.waiver_approve(scope=scope_for_user(adam), actor=Actor(user=adam), waiver=exception)
+    dashboard = client.get(reverse("dashboard")).content.decode()
+    row = dashboard.split(link, 1)[1].split("</tr>", 1)[0]
+    assert "server mx-e-01" in row
+    assert "2.2.4" in row
+    assert exception.expires_at.strftime("%Y") in row
+    clock.set_now(exception.expires_at)
+    assert link not in client.get(reverse("dashboard")).content.decode()  # expired: gone from the panel

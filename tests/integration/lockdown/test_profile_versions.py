@@ -142,4 +142,4 @@ def test_clone_page_refuses_a_bad_slug_without_saving(client, alice, slug: str) 
     response = client.post(url, {"slug": slug, "name": "Clone"})
     assert response.status_code == 400
     assert "slug" in response.context["form"].errors
-    assert Profile.objects.count() == 2  # the built-in and tenant A's
+    assert Profile.objects.count() == 3  # the two built-ins and tenant A's
