@@ -87,7 +87,7 @@ def test_a_drifted_fresh_host_page_is_folded_scannable_and_refreshed_by_harden(
     top.get_by_role("link", name=f"Show these {count}").click()
     expect(page.locator("#filter-status")).to_contain_text(f"Showing {count} of ")
     rows = compliance.locator("table.rules tbody tr:not(.cause-head)")
-    assert rows.count() == count
+    expect(rows).to_have_count(count)  # waits for the filtered table, like the status line above
     screenshot("02-one-root-cause")
 
     # Problems only: sections open, each cause once with a sample of its rows.
