@@ -49,6 +49,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from lockdown.rules.checks import certificate_names_host
 from remote.errors import OutsideManagementNetworks
 from remote.networks import require_inside
 
@@ -84,26 +85,8 @@ class ProbedCertificate:
     ip_addresses: tuple[str, ...] = ()
 
     def names_host(self, host: str) -> bool:
-        """Whether the certificate is issued to `host` (a DNS name or an IP address).
-
-        RFC 6125 §6.4: an IP address must equal an iPAddress entry; a name must equal a dNSName entry,
-        case-insensitively, where a `*` may stand for the whole left-most label only (`*.example.com`
-        names `mail.example.com`, not `example.com` nor `a.b.example.com`). The subject CN is not
-        consulted (§6.4.4: not when subjectAltName has DNS names; CAs put every name there).
-        """
-        host = host.strip().strip("[]").rstrip(".").lower()
-        try:
-            wanted_ip = ipaddress.ip_address(host)
-        except ValueError:
-            wanted_ip = None
-        if wanted_ip is not None:
-            return any(_same_ip(wanted_ip, entry) for entry in self.ip_addresses)
-        for name in self.dns_names:
-            if name == host:
-                return True
-            if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
-                return True
-        return False
+        """Whether the certificate is issued to `host` (RFC 6125 §6.4; see `certificate_names_host`)."""
+        return certificate_names_host(self.dns_names, self.ip_addresses, host)
 
     def to_evidence(self) -> dict[str, Any]:
         return {
@@ -195,13 +178,6 @@ def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """Untrusted text made safe to store and show: control/format characters removed, capped, trimmed."""
     kept = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
     return kept.strip()[:limit]
-
-
-def _same_ip(wanted: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(entry) == wanted
-    except ValueError:
-        return False
 
 
 class _Channel:

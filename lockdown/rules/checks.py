@@ -7,6 +7,9 @@ says is data (capped and validated before it gets here), never a verdict.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from pydantic import JsonValue
@@ -167,9 +170,52 @@ def judge_smtp(item: PlanItem, obs: ObservedItem, now: datetime) -> Judgement:
     return _judge_certificate(item, probe, now, observed)
 
 
-def _judge_certificate(
-    item: PlanItem, probe: dict[str, JsonValue], now: datetime, observed: dict[str, JsonValue]
-) -> Judgement:
+def certificate_names_host(dns_names: Iterable[str], ip_addresses: Iterable[str], host: str) -> bool:
+    """Whether a certificate with these subjectAltName entries is issued to `host` (a DNS name or an IP address).
+
+    RFC 6125 §6.4: an IP address must equal an iPAddress entry; a name must equal a dNSName entry,
+    case-insensitively, where a `*` may stand for the whole left-most label only (`*.example.com`
+    names `mail.example.com`, not `example.com` nor `a.b.example.com`). The subject CN is not
+    consulted (§6.4.4: not when subjectAltName has DNS names; CAs put every name there).
+    """
+    host = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        wanted_ip = ipaddress.ip_address(host)
+    except ValueError:
+        wanted_ip = None
+    if wanted_ip is not None:
+        return any(_same_ip(wanted_ip, entry) for entry in ip_addresses)
+    for name in dns_names:
+        name = name.rstrip(".").lower()
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+def _same_ip(wanted: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
+    try:
+        return ipaddress.ip_address(entry) == wanted
+    except ValueError:
+        return False
+
+
+# RFC 5321 §4.2 / §4.3.1: the greeting is "220" SP (Domain / address-literal) [SP textstring]; MailEnable's is
+# "220 mail.example.com ESMTP MailEnable Service, Version: ...". The name is the one the server calls itself.
+_GREETING = re.compile(r"^220[ -]\[?([A-Za-z0-9][A-Za-z0-9.:-]{0,252})\]?(?:\s|$)")
+
+
+def greeting_name(banner: object) -> str | None:
+    """The domain (or address literal) the SMTP greeting announces, or None when it names none."""
+    match = _GREETING.match(str(banner or ""))
+    return match.group(1).lower().rstrip(".") if match else None
+
+
+def _presented_certificate(
+    probe: dict[str, JsonValue], observed: dict[str, JsonValue]
+) -> Judgement | dict[str, JsonValue]:
+    """The certificate presented after STARTTLS (its evidence put in `observed`), or the drift that there is none."""
     if not probe.get("starttls_offered"):
         return RuleStatus.DRIFT, "STARTTLS is not offered on the SMTP port", "no STARTTLS", observed
     if not probe.get("tls_established"):
@@ -178,7 +224,6 @@ def _judge_certificate(
     cert = probe.get("certificate")
     if not isinstance(cert, dict):
         return RuleStatus.DRIFT, "no certificate was presented after STARTTLS", "no certificate", observed
-    not_after, not_before = _when(cert.get("not_after")), _when(cert.get("not_before"))
     observed.update(
         {
             "subject": str(cert.get("subject") or "")[:300],
@@ -189,6 +234,51 @@ def _judge_certificate(
             "tls_version": probe.get("tls_version"),
         }
     )
+    return cert
+
+
+def _names(value: JsonValue) -> list[str]:
+    return [str(v)[:255] for v in value][:100] if isinstance(value, list) else []
+
+
+def _judge_certificate_name(cert: dict[str, JsonValue], banner: object, observed: dict[str, JsonValue]) -> Judgement:
+    dns_names, ip_addresses = _names(cert.get("dns_names")), _names(cert.get("ip_addresses"))
+    observed["dns_names"] = list(dns_names)
+    name = greeting_name(banner)
+    observed["greeting_name"] = name
+    if name is None:
+        return (
+            RuleStatus.ERROR,
+            "the SMTP greeting names no host, so the certificate's name cannot be judged",
+            ("no name in greeting"),
+            observed,
+        )
+    if certificate_names_host(dns_names, ip_addresses, name):
+        return (
+            RuleStatus.COMPLIANT,
+            f"the certificate is issued to {name}, the name the server announces",
+            (f"names {name}"),
+            observed,
+        )
+    listed = ", ".join(dns_names + ip_addresses)[:300] or "no subjectAltName entry"
+    return (
+        RuleStatus.DRIFT,
+        f"the certificate is not issued to {name}, the name the server announces (it names {listed}): "
+        "clients that check the name refuse it",
+        f"not issued to {name}",
+        observed,
+    )
+
+
+def _judge_certificate(
+    item: PlanItem, probe: dict[str, JsonValue], now: datetime, observed: dict[str, JsonValue]
+) -> Judgement:
+    cert = _presented_certificate(probe, observed)
+    if isinstance(cert, tuple):
+        return cert
+    if item.smtp_check is SmtpCheck.CERTIFICATE_NAMES_HOST:
+        return _judge_certificate_name(cert, probe.get("banner"), observed)
+    not_after, not_before = _when(cert.get("not_after")), _when(cert.get("not_before"))
     if not_after is None or not_before is None:
         return RuleStatus.ERROR, "the certificate's validity dates could not be read", "unreadable dates", observed
     days = item.min_days_valid or 0

@@ -84,6 +84,7 @@ class SmtpCheck(StrEnum):
     RELAY_REFUSED = "relay_refused"
     NO_AUTH_BEFORE_STARTTLS = "no_auth_before_starttls"
     CERTIFICATE_VALID = "certificate_valid"
+    CERTIFICATE_NAMES_HOST = "certificate_names_host"
 
 
 class Risk(StrEnum):

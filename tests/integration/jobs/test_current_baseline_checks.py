@@ -29,7 +29,7 @@ MSP = Scope(user_id=None, msp_role="admin")
 
 # Fails every new check: an affected version (10.41 < 10.42, CVE-2022-42135/42136), a threshold of 50, no password
 # encryption, the Authentication key inheriting Users:Read, TLS 1.0/1.1 left on, an open relay, AUTH in clear, a
-# certificate that expires in 10 days.
+# certificate that expires in 10 days and is issued to another host's name.
 WEAK = HostSpec(
     name="MEWEAK",
     edition=Edition.ENTERPRISE,
@@ -38,6 +38,7 @@ WEAK = HostSpec(
     smtp_relay="open",
     smtp_auth="always",
     smtp_certificate_days=10,
+    smtp_certificate_name="mail.other-customer.example",
     store_files=2,
 )
 # Passes every new check.
@@ -64,6 +65,7 @@ CHECKS = {
     "smtp_probe.relay_refused": ("drift", "compliant"),
     "smtp_probe.no_auth_before_starttls": ("drift", "compliant"),
     "smtp_probe.certificate_valid": ("drift", "compliant"),
+    "smtp_probe.certificate_names_host": ("drift", "compliant"),
 }
 
 
@@ -109,6 +111,9 @@ def test_every_new_check_fails_on_the_weak_host_and_passes_on_the_strong_one(tmp
         assert "BUILTIN\\Users" in weak["registry_acl_only.providers.authentication"]["reason"]
         assert "open relay" in weak["smtp_probe.relay_refused"]["reason"]
         assert "expires in" in weak["smtp_probe.certificate_valid"]["reason"]
+        named = weak["smtp_probe.certificate_names_host"]["reason"]
+        assert "mail.other-customer.example" in named, named
+        assert "the name the server announces" in named
         assert standard["registry_value.security.abuse_threshold"]["status"] == "not_applicable"
         # the guide's rules are still judged beside the new ones, and harden leaves the new ones alone
         assert weak["local_user.ime_system"]["status"] == "drift"

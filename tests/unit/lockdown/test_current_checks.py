@@ -11,6 +11,7 @@ import pytest
 from lockdown.rules import compile_plan
 from lockdown.rules.advisories import Advisory
 from lockdown.rules.builtin import load_baseline_profile, load_builtin_profile
+from lockdown.rules.checks import greeting_name
 from lockdown.rules.evaluate import evaluate
 from lockdown.rules.observed import Ace, ObservedItem
 from lockdown.rules.plan import PlanItem
@@ -25,6 +26,7 @@ TLS10 = "registry_value.schannel.tls10_server"
 RELAY = "smtp_probe.relay_refused"
 AUTH_TLS = "smtp_probe.no_auth_before_starttls"
 CERT = "smtp_probe.certificate_valid"
+CERT_NAME = "smtp_probe.certificate_names_host"
 VERSION = "mailenable_version.advisories"
 SYSTEM, ADMINS, USERS = "S-1-5-18", "S-1-5-32-544", "S-1-5-32-545"
 FULL, READ = 0xF003F, 0x20019
@@ -66,7 +68,7 @@ def test_the_baseline_is_the_guide_plus_verify_only_checks_each_with_a_remedy_an
     guide, baseline = load_builtin_profile(), load_baseline_profile()
     assert [r.id for r in baseline.rules[: len(guide.rules)]] == [r.id for r in guide.rules]
     added = baseline.rules[len(guide.rules) :]
-    assert {r.id for r in added} >= {ABUSE, ENCRYPTION, AUTH_ACL, TLS10, RELAY, AUTH_TLS, CERT, VERSION}
+    assert {r.id for r in added} >= {ABUSE, ENCRYPTION, AUTH_ACL, TLS10, RELAY, AUTH_TLS, CERT, CERT_NAME, VERSION}
     assert all(RuleType(r.type) in VERIFY_ONLY_TYPES for r in added)
     assert all(r.remedy and r.controls and all(c.source for c in r.controls) for r in added)  # type: ignore[attr-defined]
 
@@ -145,7 +147,7 @@ def _probe(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "connected": True,
         "error": None,
-        "banner": "220 mail ESMTP MailEnable Service, Version: 10.43-- ready",
+        "banner": "220 mail.example.com ESMTP MailEnable Service, Version: 10.43-- ready",
         "plain_keywords": ["SIZE", "STARTTLS"],
         "auth_before_tls": [],
         "starttls_offered": True,
@@ -208,6 +210,46 @@ def test_the_certificate_must_last_30_more_days():
     assert _judge(CERT, probe=_probe(tls_established=False, tls_error="handshake")).status is RuleStatus.DRIFT
     assert _judge(CERT, probe=_probe(certificate=None)).status is RuleStatus.DRIFT
     assert _judge(CERT, probe=_probe(certificate=_cert(not_after="soon"))).status is RuleStatus.ERROR
+
+
+def test_the_certificate_must_be_issued_to_the_name_the_greeting_announces():
+    named = _judge(CERT_NAME, probe=_probe())
+    assert named.status is RuleStatus.COMPLIANT, named.reason
+    assert named.observed["greeting_name"] == "mail.example.com"
+    wrong = _judge(CERT_NAME, probe=_probe(certificate=_cert(dns_names=["other.example.net"])))
+    assert wrong.status is RuleStatus.DRIFT
+    assert "not issued to mail.example.com" in wrong.reason
+    assert "other.example.net" in wrong.reason
+    wildcard = _judge(CERT_NAME, probe=_probe(certificate=_cert(dns_names=["*.EXAMPLE.com"])))
+    assert wildcard.status is RuleStatus.COMPLIANT
+    too_deep = _judge(
+        CERT_NAME, probe=_probe(banner="220 a.mail.example.com ESMTP", certificate=_cert(dns_names=["*.example.com"]))
+    )
+    assert too_deep.status is RuleStatus.DRIFT
+    # The subject CN is not consulted (RFC 6125 §6.4.4): no subjectAltName entry names nothing.
+    no_san = _judge(CERT_NAME, probe=_probe(certificate=_cert(dns_names=[])))
+    assert no_san.status is RuleStatus.DRIFT
+    assert "no subjectAltName entry" in no_san.reason
+    literal = _judge(
+        CERT_NAME,
+        probe=_probe(banner="220 [10.0.0.5] ESMTP", certificate=_cert(dns_names=[], ip_addresses=["10.0.0.5"])),
+    )
+    assert literal.status is RuleStatus.COMPLIANT, literal.reason
+    assert _judge(CERT_NAME, probe=_probe(banner="554 no service")).status is RuleStatus.ERROR
+    # The same preconditions as the validity check: no STARTTLS or no certificate is drift, not a name verdict.
+    assert _judge(CERT_NAME, probe=_probe(starttls_offered=False)).reason == "STARTTLS is not offered on the SMTP port"
+    assert _judge(CERT_NAME, probe=_probe(certificate=None)).status is RuleStatus.DRIFT
+
+
+def test_greeting_name_reads_the_domain_of_an_rfc_5321_greeting():
+    assert greeting_name("220 Mail.Example.COM. ESMTP MailEnable") == "mail.example.com"
+    assert greeting_name("220-mx1.example.net ready") == "mx1.example.net"
+    assert greeting_name("220 [192.0.2.7]") == "192.0.2.7"
+    assert greeting_name("220") is None
+    assert greeting_name("421 mx1.example.net busy") is None
+    assert greeting_name("250 mx1.example.net") is None  # only 220 greets
+    assert greeting_name("220 mx1.example.net/ready") is None  # the name ends at a space or the line's end
+    assert greeting_name(None) is None
 
 
 def test_the_version_is_judged_against_the_advisories_in_the_plan():
