@@ -488,6 +488,8 @@ def _plan(server: Server, facts: Facts) -> tuple[Plan, str]:
             "sql_integrated": server.sql_integrated,
             "integrated_auth": server.integrated_auth,
             "integrated_auth_exception": integrated_auth_exception_state(server, clock.now()),
+            # Who alone may reach webadmin (iis_ip_restriction): the customer's management networks, ours to say.
+            "management_networks": list(server.customer.networks),
         }
     )
     # The advisory file in force travels in the plan: an import changes the next verdict, no release needed.

@@ -31,6 +31,7 @@ $script:FleetOps = @{
     'http_probe'          = 'Invoke-FleetOpHttpProbe'
     'logon_check'         = 'Invoke-FleetOpLogonCheck'
     'journal_read'        = 'Invoke-FleetOpJournalRead'
+    'file_read'           = 'Invoke-FleetOpFileRead'
     'lsa_add'             = 'Invoke-FleetOpLsaAdd'
     'lsa_remove'          = 'Invoke-FleetOpLsaRemove'
     'user_create'         = 'Invoke-FleetOpUserCreate'

@@ -868,6 +868,31 @@ function Invoke-FleetOpJournalRead {
     return @{ exists = $true; trusted = $true; entries = $read[0]; problem = $read[1] }
 }
 
+function Invoke-FleetOpFileRead {
+    # FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite): read-only, and IIS may hold
+    # applicationHost.config open; Stream.Read until max_bytes or the end; Convert.ToBase64String.
+    # Source: MS Learn "FileStream(String, FileMode, FileAccess, FileShare) Constructor", "Stream.Read".
+    param($A)
+    $path = [string]$A.path
+    if (-not [System.IO.File]::Exists($path)) { return @{ exists = $false; size = $null; data = $null; truncated = $false } }
+    $limit = [int64]$A.max_bytes
+    $stream = New-Object -TypeName System.IO.FileStream -ArgumentList @($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
+    try {
+        $size = [int64]$stream.Length
+        if ($size -lt $limit) { $limit = $size }
+        $buffer = New-Object -TypeName byte[] -ArgumentList ([int]$limit)
+        $done = 0
+        while ($done -lt $limit) {
+            $count = $stream.Read($buffer, $done, [int]($limit - $done))
+            if ($count -le 0) { break }
+            $done = $done + $count
+        }
+    } finally {
+        [void]$stream.Close()
+    }
+    return @{ exists = $true; size = $size; data = [Convert]::ToBase64String($buffer, 0, $done); truncated = ($size -gt $done) }
+}
+
 # ------------------------------------------------------------------------------------------------
 # Writes (each returns "changed")
 

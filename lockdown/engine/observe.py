@@ -7,13 +7,15 @@ program; `build_observations` turns the step results into the per-item observati
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from lockdown.engine import sddl
+from lockdown.engine import iisconfig, sddl
 from lockdown.engine.program import Step, StepResult
 from lockdown.rules.observed import (
     AccountObservation,
@@ -23,7 +25,15 @@ from lockdown.rules.observed import (
     SqlObservation,
 )
 from lockdown.rules.plan import Plan, PlanItem
-from lockdown.rules.vocabulary import WORKER_PROBE_TYPES, Judge, PreflightCheck, RuleType, TargetKind, ValueCheck
+from lockdown.rules.vocabulary import (
+    VERIFY_ONLY_TYPES,
+    WORKER_PROBE_TYPES,
+    Judge,
+    PreflightCheck,
+    RuleType,
+    TargetKind,
+    ValueCheck,
+)
 
 UF_ACCOUNTDISABLE: Final = 0x2
 UF_PASSWD_CANT_CHANGE: Final = 0x40
@@ -145,6 +155,10 @@ class Reads:
         key = ("reg", path.casefold(), view, tuple(names) if names is not None else None)
         return self._add(key, "registry_read", {"path": path, "view": view, "names": names})
 
+    def file(self, path: str) -> str:
+        args = {"path": path, "max_bytes": iisconfig.MAX_CONFIG_BYTES}
+        return self._add(("file", path.casefold()), "file_read", args)
+
 
 def actionable(plan: Plan) -> list[PlanItem]:
     return [item for item in plan.items if item.status is None]
@@ -204,6 +218,8 @@ def read_steps(plan: Plan, prefix: str, *, services: Iterable[str] = ()) -> Read
             reads.sd(acl_read_args(item))
         elif kind is RuleType.MAILENABLE_VERSION:
             reads.registry(ME_KEY, 32, list(ME_VERSION_VALUES))
+        elif kind is RuleType.IIS_IP_RESTRICTION:
+            reads.file(item.target)
     wanted = sorted(set(service_names(plan)) | set(services), key=str.casefold)
     if wanted:
         reads._add(("services",), "service_get", {"names": wanted})
@@ -275,6 +291,9 @@ class Observed:
     def sd(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.get(("sd", args["kind"], args["path"].casefold(), args.get("view")))
 
+    def file(self, path: str) -> dict[str, Any]:
+        return self.get(("file", path.casefold()))
+
     def registry(self, path: str, view: int, names: list[str] | None) -> dict[str, Any]:
         return self.get(("reg", path.casefold(), view, tuple(names) if names is not None else None))
 
@@ -324,6 +343,20 @@ def _registry_values(data: dict[str, Any]) -> dict[str, int | str | list[str]]:
     return values
 
 
+def _observe_web_access(item: PlanItem, data: dict[str, Any], base: dict[str, Any]) -> ObservedItem:
+    """applicationHost.config's bytes, parsed here; only the access facts leave (never the file's text)."""
+    if not data.get("exists"):
+        return ObservedItem(**base, exists=False)
+    if data.get("truncated"):
+        return ObservedItem(**base, error="applicationHost.config is larger than 4 MiB; not judged")
+    try:
+        raw = base64.b64decode(str(data.get("data") or ""), validate=True)
+        access = iisconfig.application_access(raw, item.iis_application or "")
+    except (ValueError, binascii.Error) as exc:
+        return ObservedItem(**base, error=f"applicationHost.config: {str(exc)[:300]}")
+    return ObservedItem(**base, exists=True, web_access=access)
+
+
 def _observe_verify_only(item: PlanItem, obs: Observed, base: dict[str, Any]) -> ObservedItem:
     kind = item.rule_type
     if kind is RuleType.REGISTRY_VALUE:
@@ -331,6 +364,8 @@ def _observe_verify_only(item: PlanItem, obs: Observed, base: dict[str, Any]) ->
         if not data.get("exists"):
             return ObservedItem(**base, exists=False)
         return ObservedItem(**base, exists=True, values=_registry_values(data))
+    if kind is RuleType.IIS_IP_RESTRICTION:
+        return _observe_web_access(item, obs.file(item.target), base)
     if kind is RuleType.MAILENABLE_VERSION:
         data = obs.registry(ME_KEY, 32, list(ME_VERSION_VALUES))
         if not data.get("exists"):
@@ -360,7 +395,7 @@ def _observe_item(item: PlanItem, obs: Observed) -> ObservedItem:
     base: dict[str, Any] = {"rule_id": item.rule_id, "target": item.target}
     sid = obs.sid_of(item.principal_name)
     kind = item.rule_type
-    if kind in (RuleType.REGISTRY_VALUE, RuleType.REGISTRY_ACL_ONLY, RuleType.MAILENABLE_VERSION):
+    if kind in VERIFY_ONLY_TYPES:
         return _observe_verify_only(item, obs, base)
     if kind in ACL_TYPES:
         data = obs.sd(acl_read_args(item))

@@ -88,6 +88,9 @@ Primitive semantics (args -> result; every write returns `changed`):
   (the <title> text), error. TLS 1.2 or newer; redirects not followed; a certificate error
   is an error unless allow_self_signed.
 - logon_check {user, password} -> ok, code (LogonUser, LOGON32_LOGON_NETWORK; code = Win32 error).
+- file_read {path, max_bytes (1..4 MiB)} -> exists (a file, not a folder), size (bytes on disk), data (base64 of
+  the first max_bytes bytes, null when absent), truncated (size > the bytes read). Opened read-only, sharing
+  read and write with other processes; no decoding, no interpretation.
 - journal_read {job_id} -> exists, trusted (folder and file not junctions, owned by SYSTEM,
   Administrators or the caller), entries (the appended records), problem (text or null).
 - lsa_add / lsa_remove {sid, right}; user_create {name, password, flags, description} -> sid,
@@ -167,6 +170,8 @@ PRIMITIVES: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "http_probe": (("url", "allow_self_signed", "timeout_ms"), ("status", "location", "title", "error")),
     "logon_check": (("user", "password"), ("ok", "code")),
     "journal_read": (("job_id",), ("exists", "trusted", "entries", "problem")),
+    # file_read: the first max_bytes bytes of one file, base64; the engine parses them (IIS applicationHost.config).
+    "file_read": (("path", "max_bytes"), ("exists", "size", "data", "truncated")),
     # --- writes (each returns "changed") ------------------------------------------------------
     "lsa_add": (("sid", "right"), ("changed",)),
     "lsa_remove": (("sid", "right"), ("changed",)),

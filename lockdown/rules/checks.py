@@ -314,3 +314,90 @@ def judge_version(item: PlanItem, obs: ObservedItem) -> Judgement:
         fixed = f"; the minimum fixed build is {verdict.minimum_fixed}" if verdict.minimum_fixed else ""
         return RuleStatus.DRIFT, f"{shown} is affected by {cves}{fixed}", shown, observed
     return RuleStatus.COMPLIANT, f"no imported advisory affects {shown}", shown, observed
+
+
+def _networks(texts: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for text in texts:
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _inside(text: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether an allowed range lies wholly inside a management network, or is the host itself (loopback)."""
+    try:
+        allowed = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    if allowed.is_loopback:
+        return True
+    return any(allowed.version == n.version and allowed.subnet_of(n) for n in networks)  # type: ignore[arg-type]
+
+
+def _listed(values: JsonValue, limit: int = 5) -> list[str]:
+    return [str(v)[:120] for v in values][:200] if isinstance(values, list) else []
+
+
+def _location_problems(
+    loc: dict[str, JsonValue], networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> list[str]:
+    where = str(loc.get("location") or "?")[:200]
+    problems = []
+    if not loc.get("module_enabled"):
+        problems.append(f"{where}: IpRestrictionModule is not in its modules, so no IP restriction applies")
+    if loc.get("delegated"):
+        problems.append(f"{where}: ipSecurity is unlocked there, so the application's web.config may loosen it")
+    if loc.get("allow_unlisted", True):
+        problems.append(f"{where}: every address not listed may connect (allowUnlisted is true)")
+    outside = [n for n in _listed(loc.get("allowed")) if not _inside(n, networks)]
+    if outside:
+        problems.append(f"{where}: allows {', '.join(outside[:5])} outside the management networks")
+    domains = _listed(loc.get("domains_allowed"))
+    if domains:
+        problems.append(f"{where}: allows by host name ({', '.join(domains[:5])}): reverse DNS decides who that is")
+    unreadable = _listed(loc.get("unreadable"))
+    if unreadable:
+        problems.append(f"{where}: entries that cannot be read as addresses: {', '.join(unreadable[:5])}")
+    return problems
+
+
+def judge_web_access(item: PlanItem, obs: ObservedItem) -> Judgement:
+    """`iis_ip_restriction`: only the management networks (and the host itself) may reach the application."""
+    app = item.iis_application or "?"
+    if obs.exists is False:
+        return (
+            RuleStatus.NOT_APPLICABLE,
+            "IIS is not installed (no applicationHost.config)",
+            "no IIS",
+            {"exists": False},
+        )
+    access = obs.web_access or {}
+    raw_apps = access.get("applications")
+    apps = [a for a in raw_apps if isinstance(a, dict)] if isinstance(raw_apps, list) else []
+    observed: dict[str, JsonValue] = {
+        "module_installed": bool(access.get("module_installed")),
+        "sites": [str(a.get("site"))[:255] for a in apps],
+    }
+    if not apps:
+        return RuleStatus.NOT_APPLICABLE, f"no IIS site has the application {app}", "not in IIS", observed
+    networks = _networks(item.allowed_networks)
+    problems: list[str] = []
+    if not access.get("module_installed"):
+        problems.append("the IP and Domain Restrictions role service is not installed: IIS applies no IP restriction")
+    allowed: list[str] = []
+    for entry in apps:
+        raw_locations = entry.get("locations")
+        for loc in raw_locations if isinstance(raw_locations, list) else []:
+            if isinstance(loc, dict):
+                problems.extend(_location_problems(loc, networks))
+                allowed.extend(n for n in _listed(loc.get("allowed")) if n not in allowed)
+    observed["allowed"] = list(allowed[:50])
+    if problems:
+        observed["problems"] = list(problems[:20])
+        reason = f"{app} can be reached from outside the management networks: " + "; ".join(problems[:6])
+        return RuleStatus.DRIFT, reason[:2000], "reachable from outside", observed
+    who = ", ".join(allowed[:8]) or "no address"
+    return RuleStatus.COMPLIANT, f"IIS lets only {who} reach {app}", f"only {who}"[:200], observed

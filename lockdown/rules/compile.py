@@ -23,6 +23,7 @@ from lockdown.rules.rule import (
     FileAclRule,
     FileDenyRule,
     GroupMemberRule,
+    IisIpRestrictionRule,
     LocalGroupRule,
     LocalUserRule,
     MailEnableVersionRule,
@@ -38,7 +39,7 @@ from lockdown.rules.rule import (
     UserRightRule,
     VerifyOnlyRule,
 )
-from lockdown.rules.targets import STORE_GROUP, STORE_GROUP_NAME, join_path
+from lockdown.rules.targets import STORE_GROUP, STORE_GROUP_NAME, iis_config_path, join_path
 from lockdown.rules.vocabulary import (
     AceFlag,
     AceType,
@@ -347,6 +348,21 @@ def _verify_only_items(rule: VerifyOnlyRule, facts: Facts) -> list[dict[str, obj
                 "min_days_valid": rule.min_days_valid,
             }
         ]
+    if isinstance(rule, IisIpRestrictionRule):
+        if not facts.management_networks:
+            raise UnresolvedError(
+                RuleStatus.NEEDS_INPUT,
+                f"set the customer's management networks: who may reach {rule.application} is judged against them",
+            )
+        return [
+            {
+                **common,
+                "target": iis_config_path(facts.system_root),
+                "target_kind": TargetKind.IIS_CONFIG,
+                "iis_application": rule.application,
+                "allowed_networks": list(facts.management_networks),
+            }
+        ]
     assert isinstance(rule, MailEnableVersionRule)
     return [{**common, "target": "MailEnable", "target_kind": TargetKind.PRODUCT}]
 
@@ -410,6 +426,8 @@ def _nominal_targets(rule: Rule, facts: Facts) -> tuple[TargetKind, list[str]]:
         return TargetKind.SMTP_PORT, ["SMTP"]
     if isinstance(rule, MailEnableVersionRule):
         return TargetKind.PRODUCT, ["MailEnable"]
+    if isinstance(rule, IisIpRestrictionRule):
+        return TargetKind.IIS_CONFIG, [iis_config_path(facts.system_root)]
     if rule.check is PreflightCheck.AV_EXCLUSION:
         return TargetKind.AV_EXCLUSION, [rule.target]
     return TargetKind.SERVICE, [rule.target]

@@ -256,6 +256,7 @@ _JUDGES: dict[Judge, Callable[[PlanItem, ObservedItem], Verdict]] = {
     Judge.REGISTRY_VALUE_MATCHES: lambda item, obs: _verdict(checks.judge_registry_value(item, obs)),
     Judge.ONLY_ALLOWED_PRINCIPALS: lambda item, obs: _verdict(checks.judge_acl_only(item, obs)),
     Judge.NO_ADVISORY_AFFECTS: lambda item, obs: _verdict(checks.judge_version(item, obs)),
+    Judge.ONLY_MANAGEMENT_NETWORKS: lambda item, obs: _verdict(checks.judge_web_access(item, obs)),
     Judge.EFFECTIVE_ACCESS: _judge_acl,
     Judge.EXPLICIT_ALLOW_ACE: _judge_acl,
     Judge.EXPLICIT_DENY_ACE: _judge_acl,
@@ -301,6 +302,9 @@ def _expected(item: PlanItem) -> dict[str, JsonValue]:
     if item.smtp_check is not None:
         data["smtp_check"] = item.smtp_check.value
         data["min_days_valid"] = item.min_days_valid
+    if item.iis_application:
+        data["application"] = item.iis_application
+        data["networks"] = list(item.allowed_networks)
     if item.remedy:
         data["remedy"] = item.remedy
     return data

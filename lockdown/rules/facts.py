@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
@@ -71,6 +72,16 @@ class Facts(LockdownModel):
         default=ExceptionState.NONE,
         description="Whether an approved exception covers the integrated-authentication rights (from the database)",
     )
+    management_networks: list[str] = Field(
+        default_factory=list,
+        max_length=200,
+        description="The customer's management networks (CIDR; from the database): who alone may reach webadmin",
+    )
+
+    @field_validator("management_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value if v.strip()]
 
     @field_validator("computer_name")
     @classmethod

@@ -109,6 +109,11 @@ class ObservedItem(LockdownModel):
     allowed_sids: SidList = Field(
         default_factory=list, description="registry_acl_only: the SIDs the rule's allowed names resolved to"
     )
+    web_access: dict[ShortText, JsonValue] | None = Field(
+        default=None,
+        max_length=10,
+        description="iis_ip_restriction: who IIS lets reach the application (lockdown.engine.iisconfig)",
+    )
     mailenable_edition: ShortText | None = None
     mailenable_version: ShortText | None = None
     sddl_before: str | None = Field(default=None, max_length=MAX_SDDL)

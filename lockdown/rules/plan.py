@@ -79,6 +79,9 @@ class PlanItem(LockdownModel):
     # smtp_probe
     smtp_check: SmtpCheck | None = None
     min_days_valid: int | None = None
+    # iis_ip_restriction: the IIS application and the networks that alone may reach it (the customer's)
+    iis_application: str | None = None
+    allowed_networks: list[str] = Field(default_factory=list, max_length=200)
     # mailenable_version: the advisories of the imported file that could concern this host's edition
     advisories: list[Advisory] = Field(default_factory=list, max_length=500)
     remedy: str | None = Field(default=None, description="Verify-only rules: how to fix a failing host by hand")

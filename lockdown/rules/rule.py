@@ -360,6 +360,16 @@ class MailEnableVersionRule(VerifyOnlyRule):
     judge: Literal[Judge.NO_ADVISORY_AFFECTS] = Judge.NO_ADVISORY_AFFECTS
 
 
+class IisIpRestrictionRule(VerifyOnlyRule):
+    """Only the customer's management networks (and the host itself) may reach an IIS application, by IIS's
+    IP and Domain Restrictions as applicationHost.config sets them (`lockdown.engine.iisconfig`). Needs the
+    customer's management networks; without them the rule needs input."""
+
+    type: Literal["iis_ip_restriction"] = "iis_ip_restriction"
+    application: str = Field(pattern=r"^/[A-Za-z0-9_.\-]{1,100}$", description='The application path, e.g. "/meadmin"')
+    judge: Literal[Judge.ONLY_MANAGEMENT_NETWORKS] = Judge.ONLY_MANAGEMENT_NETWORKS
+
+
 Rule = Annotated[
     RegistryAclRule
     | FileAclRule
@@ -375,7 +385,8 @@ Rule = Annotated[
     | RegistryValueRule
     | RegistryAclOnlyRule
     | SmtpProbeRule
-    | MailEnableVersionRule,
+    | MailEnableVersionRule
+    | IisIpRestrictionRule,
     Field(discriminator="type"),
 ]
 """Any rule; the `type` field picks the model."""

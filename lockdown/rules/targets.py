@@ -110,3 +110,13 @@ def join_path(base: str, *parts: str) -> str:
     for part in parts:
         result = f"{result}\\{part.strip(chr(92))}"
     return result
+
+
+IIS_CONFIG_RELATIVE: Final = r"System32\inetsrv\config\applicationHost.config"
+
+
+def iis_config_path(system_root: str) -> str:
+    r"""IIS's server configuration file under %SystemRoot% (e.g. C:\Windows\System32\inetsrv\config\...).
+
+    Read by a 64-bit process (the agent refuses to run in a 32-bit one), so System32 is not redirected."""
+    return join_path(system_root, IIS_CONFIG_RELATIVE)

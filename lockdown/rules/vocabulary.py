@@ -48,10 +48,17 @@ class RuleType(StrEnum):
     REGISTRY_ACL_ONLY = "registry_acl_only"
     SMTP_PROBE = "smtp_probe"
     MAILENABLE_VERSION = "mailenable_version"
+    IIS_IP_RESTRICTION = "iis_ip_restriction"
 
 
 VERIFY_ONLY_TYPES = frozenset(
-    {RuleType.REGISTRY_VALUE, RuleType.REGISTRY_ACL_ONLY, RuleType.SMTP_PROBE, RuleType.MAILENABLE_VERSION}
+    {
+        RuleType.REGISTRY_VALUE,
+        RuleType.REGISTRY_ACL_ONLY,
+        RuleType.SMTP_PROBE,
+        RuleType.MAILENABLE_VERSION,
+        RuleType.IIS_IP_RESTRICTION,
+    }
 )
 """Rule types harden judges but never changes: each rule says how to fix it by hand (its `remedy`)."""
 
@@ -195,6 +202,7 @@ class Judge(StrEnum):
     ONLY_ALLOWED_PRINCIPALS = "only_allowed_principals"
     SMTP_PROBE = "smtp_probe"
     NO_ADVISORY_AFFECTS = "no_advisory_affects"
+    ONLY_MANAGEMENT_NETWORKS = "only_management_networks"
 
 
 class TargetKind(StrEnum):
@@ -213,6 +221,7 @@ class TargetKind(StrEnum):
     REGISTRY_VALUE = "registry_value"
     SMTP_PORT = "smtp_port"
     PRODUCT = "product"
+    IIS_CONFIG = "iis_config"
 
 
 class SqlGrantKind(StrEnum):

@@ -15,6 +15,7 @@ refusals are v1's (`Assert-FleetJournalTrusted` in lockdown/agent/common.ps1).
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -851,6 +852,39 @@ def journal_delete(ctx: PrimitiveContext, args: dict[str, Any]) -> Result:
     return {"changed": changed}
 
 
+# --- file_read --------------------------------------------------------------------------------------
+MAX_FILE_READ: Final = 4 * 1024 * 1024
+
+
+@_primitive
+def file_read(ctx: PrimitiveContext, args: dict[str, Any]) -> Result:
+    """FileStream(Open, Read, ReadWrite) + Stream.Read: the first max_bytes bytes, base64.
+
+    Opening for read needs FILE_GENERIC_READ on the file (the caller's token is checked). The model keeps the
+    text of only a few files (the journal, IIS's applicationHost.config); reading any other existing file is
+    a model limit, reported as an error rather than invented content.
+    """
+    fs = ctx.host.fs
+    path = str(args["path"])
+    limit = _int(args["max_bytes"], "max_bytes")
+    if not 1 <= limit <= MAX_FILE_READ:
+        raise _fail(f"max_bytes must be between 1 and {MAX_FILE_READ}, not {limit}")
+    if not fs.exists(path) or fs.is_dir(path):
+        return {"exists": False, "size": None, "data": None, "truncated": False}
+    fs.tree.require(fs.tree.node(path), ctx.token, sec.FILE_GENERIC_READ)
+    text = fs.read_text(path)
+    if text is None:
+        raise _fail(f"winlab keeps no content for {path}")
+    raw = text.encode("utf-8")
+    head = raw[:limit]
+    return {
+        "exists": True,
+        "size": len(raw),
+        "data": base64.b64encode(head).decode("ascii"),
+        "truncated": len(raw) > len(head),
+    }
+
+
 # --- sleep ------------------------------------------------------------------------------------------
 @_primitive
 def sleep(ctx: PrimitiveContext, args: dict[str, Any]) -> Result:
@@ -878,6 +912,7 @@ PRIMITIVES: Final[dict[str, Primitive]] = {
     "http_probe": http_probe,
     "logon_check": logon_check,
     "journal_read": journal_read,
+    "file_read": file_read,
     "lsa_add": lsa_add,
     "lsa_remove": lsa_remove,
     "user_create": user_create,

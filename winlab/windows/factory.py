@@ -25,7 +25,7 @@ from winlab.windows.filesystem import (
     system_folder_dacl,
 )
 from winlab.windows.host import WindowsHost
-from winlab.windows.iis import Certificate, Iis, SiteBinding
+from winlab.windows.iis import SITE_NAME, Certificate, Iis, IpSecurity, SiteBinding
 from winlab.windows.lsa import Lsa
 from winlab.windows.mailenable import (
     DATABASE,
@@ -99,6 +99,8 @@ class HostSpec:
     smtp_auth: AuthMode = "secure_only"
     smtp_certificate_days: int | None = 365
     smtp_certificate_name: str | None = None
+    # --- IIS: webadmin restricted by IP and Domain Restrictions to these CIDRs (None: not installed, open) ---
+    webadmin_allowed: tuple[str, ...] | None = None
 
     @property
     def smtp(self) -> SmtpSettings:
@@ -201,6 +203,7 @@ def build_host(spec: HostSpec, clock: Clock | None = None) -> WindowsHost:
     if spec.noncanonical_dacl_folder:
         _make_noncanonical(fs, accounts, install)
     iis = _build_iis(registry, services, mailenable, profile, spec, accounts.machine_name)
+    iis.publish(fs, "C:\\Windows")
     for svc in services.all():
         if svc.start_mode is StartMode.AUTO:
             services.start(svc.name)
@@ -493,6 +496,9 @@ def _build_iis(
     if spec.webmail_https_self_signed:
         iis.disable_server_tls_below("1.2")
         iis.load_schannel()
+    if spec.webadmin_allowed is not None:
+        iis.ip_restriction_installed = True
+        iis.ip_security[f"{SITE_NAME}/meadmin"] = IpSecurity.only(tuple(spec.webadmin_allowed))
     return iis
 
 

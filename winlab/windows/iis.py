@@ -21,11 +21,14 @@ values when the system starts, so a registry change takes effect at the next `Wi
 
 from __future__ import annotations
 
+import html
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from winlab.windows.filesystem import FileSystem
 from winlab.windows.registry import Registry
 from winlab.windows.services import ServiceManager
 
@@ -121,6 +124,29 @@ class HttpProbeResult:
 
 
 AppCheck = Callable[[], tuple[bool, str]]
+SITE_NAME = "Default Web Site"
+CONFIG_RELATIVE = "System32\\inetsrv\\config\\applicationHost.config"
+
+
+@dataclass(frozen=True)
+class IpSecurity:
+    """One `<location>`'s `<ipSecurity>`: allowUnlisted and its `<add ipAddress subnetMask allowed>` entries.
+
+    Defaults as IIS's schema has them (Microsoft Learn, "IPSecuritySection Class": allowUnlisted true;
+    "add Element for ipSecurity": allowed false, subnetMask 255.255.255.255)."""
+
+    allow_unlisted: bool = True
+    entries: tuple[tuple[str, str, bool], ...] = ()  # (ipAddress, subnetMask, allowed)
+
+    @classmethod
+    def only(cls, networks: tuple[str, ...]) -> IpSecurity:
+        """Deny unlisted clients; allow each CIDR (dotted mask for IPv4, prefix length for IPv6) and loopback."""
+        entries = []
+        for text in (*networks, "127.0.0.1/32"):
+            net = ipaddress.ip_network(text, strict=False)
+            mask = str(net.netmask) if net.version == 4 else str(net.prefixlen)
+            entries.append((str(net.network_address), mask, True))
+        return cls(allow_unlisted=False, entries=tuple(dict.fromkeys(entries)))
 
 
 @dataclass
@@ -135,6 +161,11 @@ class Iis:
     applications: dict[str, AppCheck] = field(default_factory=dict)
     # Protocols Schannel loaded at the last boot (see the module docstring).
     server_tls: tuple[str, ...] = ()
+    # IP and Domain Restrictions (role service IIS-IPSecurity; not in a default install) and the <location>s that
+    # set <ipSecurity>, by location path ("Default Web Site/meadmin"). Only applicationHost.config shows them:
+    # `probe` does not enforce them (winlab/README.md, "IIS").
+    ip_restriction_installed: bool = False
+    ip_security: dict[str, IpSecurity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.load_schannel()
@@ -169,6 +200,69 @@ class Iis:
             key = self.registry.create_key(f"{SCHANNEL_PROTOCOLS_KEY}\\TLS {older}\\Server")
             key.set_value("Enabled", 0, "REG_DWORD")
             key.set_value("DisabledByDefault", 1, "REG_DWORD")
+
+    # --- applicationHost.config --------------------------------------------------------------------
+    def application_host_config(self) -> str:
+        """The server's configuration file as IIS keeps it: the parts the product reads, in IIS's own layout.
+
+        The section lock is IIS's default (`<section name="ipSecurity" overrideModeDefault="Deny" />`); the role
+        service adds `IpRestrictionModule` to `<globalModules>` and `<modules>` (Microsoft Learn, "IIS on Nano
+        Server", Appendix 2). The application pool's password is stored encrypted, as IIS stores it: a reader
+        that leaked the file would leak it (the product keeps only the access facts)."""
+
+        def attr(value: object) -> str:
+            return html.escape(str(value), quote=True)
+
+        bindings = "".join(
+            f'<binding protocol="{b.protocol}" bindingInformation="*:{b.port}:" />' for b in self.bindings
+        )
+        apps = "".join(
+            f'<application path="{attr(path)}" applicationPool="MailEnableAppPool">'
+            f'<virtualDirectory path="/" physicalPath="C:\\Program Files (x86)\\Mail Enable\\Bin\\NETWebMail" />'
+            "</application>"
+            for path in self.applications
+        )
+        module_global = (
+            '<add name="IpRestrictionModule" image="%windir%\\System32\\inetsrv\\iprestr.dll" />'
+            if self.ip_restriction_installed
+            else ""
+        )
+        module = '<add name="IpRestrictionModule" lockItem="true" />' if self.ip_restriction_installed else ""
+        locations = ""
+        for path, rules in self.ip_security.items():
+            adds = "".join(
+                f'<add ipAddress="{attr(ip)}" subnetMask="{attr(mask)}" allowed="{str(allowed).lower()}" />'
+                for ip, mask, allowed in rules.entries
+            )
+            locations += (
+                f'<location path="{attr(path)}"><system.webServer><security>'
+                f'<ipSecurity allowUnlisted="{str(rules.allow_unlisted).lower()}">{adds}</ipSecurity>'
+                "</security></system.webServer></location>"
+            )
+        return (
+            '\ufeff<?xml version="1.0" encoding="UTF-8"?>\n<configuration>'
+            '<configSections><sectionGroup name="system.webServer"><sectionGroup name="security">'
+            '<section name="ipSecurity" overrideModeDefault="Deny" />'
+            '<section name="requestFiltering" overrideModeDefault="Allow" />'
+            "</sectionGroup></sectionGroup></configSections>"
+            "<system.applicationHost><applicationPools>"
+            '<add name="MailEnableAppPool"><processModel identityType="SpecificUser" userName="IME_ADMIN" '
+            'password="[enc:IISWASOnlyCngProvider:d2lubGFiLW5vdC1hLXJlYWwtc2VjcmV0:enc]" /></add>'
+            "</applicationPools><sites>"
+            f'<site name="{SITE_NAME}" id="1"><application path="/" applicationPool="DefaultAppPool">'
+            '<virtualDirectory path="/" physicalPath="%SystemDrive%\\inetpub\\wwwroot" /></application>'
+            f"{apps}<bindings>{bindings}</bindings></site>"
+            "</sites></system.applicationHost>"
+            f"<system.webServer><globalModules>{module_global}</globalModules><modules>{module}</modules>"
+            '<security><ipSecurity allowUnlisted="true" /></security></system.webServer>'
+            f"{locations}</configuration>"
+        )
+
+    def publish(self, fs: FileSystem, system_root: str) -> None:
+        """Write applicationHost.config where IIS keeps it (build time, and after a configuration change)."""
+        path = f"{system_root}\\{CONFIG_RELATIVE}"
+        fs.makedirs(path.rsplit("\\", 1)[0])
+        fs.write_text(path, self.application_host_config())
 
     # --- what a probe or a reader sees ------------------------------------------------------------
     def binding(self, port: int) -> SiteBinding | None:

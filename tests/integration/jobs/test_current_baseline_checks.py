@@ -17,7 +17,7 @@ from lockdown.models import ProfileVersion
 from lockdown.rules.builtin import BASELINE_SLUG
 from lockdown.services import builtin_profile_sync, server_assign_profile
 from servers.audit import Actor
-from servers.models import Server
+from servers.models import Customer, Server
 from servers.tenancy import Scope
 from tests.integration.jobs.conftest import lab_server
 from tests.integration.winlab_agent.conftest import start_lab
@@ -29,7 +29,8 @@ MSP = Scope(user_id=None, msp_role="admin")
 
 # Fails every new check: an affected version (10.41 < 10.42, CVE-2022-42135/42136), a threshold of 50, no password
 # encryption, the Authentication key inheriting Users:Read, TLS 1.0/1.1 left on, an open relay, AUTH in clear, a
-# certificate that expires in 10 days and is issued to another host's name.
+# certificate that expires in 10 days and is issued to another host's name, webadmin open to every address (IIS's
+# IP and Domain Restrictions not installed).
 WEAK = HostSpec(
     name="MEWEAK",
     edition=Edition.ENTERPRISE,
@@ -41,7 +42,7 @@ WEAK = HostSpec(
     smtp_certificate_name="mail.other-customer.example",
     store_files=2,
 )
-# Passes every new check.
+# Passes every new check; webadmin answers only the MSP's 10.20.0.0/16 (and the host itself).
 STRONG = HostSpec(
     name="MESTRONG",
     edition=Edition.PROFESSIONAL,
@@ -50,6 +51,7 @@ STRONG = HostSpec(
     password_encryption=True,
     auth_key_restricted=True,
     legacy_tls_disabled=True,
+    webadmin_allowed=("10.20.0.0/16",),
     store_files=2,
 )
 # Standard: no abuse prevention (KB ME020149), so that check is not applicable.
@@ -66,7 +68,10 @@ CHECKS = {
     "smtp_probe.no_auth_before_starttls": ("drift", "compliant"),
     "smtp_probe.certificate_valid": ("drift", "compliant"),
     "smtp_probe.certificate_names_host": ("drift", "compliant"),
+    "iis_ip_restriction.webadmin": ("drift", "compliant"),
 }
+# The customer's management networks: winlab's addresses (WinRM and SMTP reach the hosts there) and the MSP's office.
+NETWORKS = "127.0.0.0/8\n10.20.0.0/16"
 
 
 @pytest.fixture
@@ -88,6 +93,7 @@ def _results(server: Server) -> dict[str, dict[str, Any]]:
 
 
 def _follow_baseline(server: Server) -> None:
+    Customer.objects.filter(pk=server.customer_id).update(management_networks=NETWORKS)
     version = ProfileVersion.objects.filter(profile__slug=BASELINE_SLUG).order_by("-number").first()
     assert version is not None
     server_assign_profile(scope=MSP, actor=Actor.system("test"), server=server, version=version)
@@ -114,6 +120,9 @@ def test_every_new_check_fails_on_the_weak_host_and_passes_on_the_strong_one(tmp
         named = weak["smtp_probe.certificate_names_host"]["reason"]
         assert "mail.other-customer.example" in named, named
         assert "the name the server announces" in named
+        webadmin = weak["iis_ip_restriction.webadmin"]["reason"]
+        assert "IP and Domain Restrictions role service is not installed" in webadmin, webadmin
+        assert "10.20.0.0/16" in strong["iis_ip_restriction.webadmin"]["reason"]
         assert standard["registry_value.security.abuse_threshold"]["status"] == "not_applicable"
         # the guide's rules are still judged beside the new ones, and harden leaves the new ones alone
         assert weak["local_user.ime_system"]["status"] == "drift"

@@ -26,7 +26,7 @@ def test_both_built_in_profiles_are_synced_and_the_fleet_still_falls_back_to_the
     guide, baseline = _latest(DEFAULT_BUILTIN_SLUG), _latest(BASELINE_SLUG)
     assert guide.profile.builtin
     assert baseline.profile.builtin
-    assert len(baseline.rules) == len(guide.rules) + 10
+    assert len(baseline.rules) == len(guide.rules) + 11
     assert builtin_latest_id() == guide.pk
     builtin_profile_sync()  # unchanged files: no new version of either
     assert _latest(BASELINE_SLUG).pk == baseline.pk
@@ -40,7 +40,7 @@ def test_the_compare_page_lists_what_the_baseline_adds_to_the_guide(client, alic
     page = client.get(reverse("profile_compare"), {"from": guide.pk, "to": baseline.pk})
     assert page.status_code == 200
     text = page.content.decode()
-    assert "10 added, 0 removed, 0 changed" in text
+    assert "11 added, 0 removed, 0 changed" in text
     for rule_id in (
         "mailenable_version.advisories",
         "smtp_probe.relay_refused",

@@ -72,7 +72,7 @@ def test_every_primitive_has_exactly_one_function_and_no_other_op_function_exist
     text = read(PRIMITIVES_PS1) + "\n" + read(EXECUTOR_PS1)
     declared = re.findall(r"(?im)^\s*function\s+(Invoke-FleetOp\w+)", text)
     assert sorted(d.lower() for d in declared) == sorted(op_function_name(op).lower() for op in PRIMITIVES)
-    assert len(declared) == len(set(d.lower() for d in declared)) == len(PRIMITIVES) == 31
+    assert len(declared) == len(set(d.lower() for d in declared)) == len(PRIMITIVES) == 32
 
 
 def test_the_dispatch_table_maps_each_op_to_its_function_and_nothing_else() -> None:

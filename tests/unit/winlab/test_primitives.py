@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +99,7 @@ SHAPES: dict[str, Callable[[WindowsHost], dict[str, Any]]] = {
     },
     "logon_check": lambda h: {"user": h.admin_username, "password": h.admin_password},
     "journal_read": lambda h: {"job_id": "job-1"},
+    "file_read": lambda h: {"path": IIS_CONFIG, "max_bytes": 4096},
     "lsa_add": lambda h: {"sid": _ime_user(h), "right": "SeServiceLogonRight"},
     "lsa_remove": lambda h: {"sid": sids.BACKUP_OPERATORS, "right": "SeBackupPrivilege"},
     "user_create": lambda h: {"name": "IME_SYSTEM", "password": PW, "flags": UF_DONT_EXPIRE_PASSWD, "description": "x"},
@@ -499,6 +501,36 @@ def test_sleep_advances_the_model_clock(host, ctx):
     now = host.ctx.clock.now()
     assert call(ctx, "sleep", seconds=7.5) == {"changed": False}
     assert host.ctx.clock.now() == now + 7.5
+
+
+# --- file_read ---------------------------------------------------------------------------------------
+IIS_CONFIG = "C:\\Windows\\System32\\inetsrv\\config\\applicationHost.config"
+
+
+def test_file_read_returns_the_first_max_bytes_base64_and_says_when_it_cut(host, ctx):
+    whole = call(ctx, "file_read", path=IIS_CONFIG, max_bytes=4 * 1024 * 1024)
+    text = base64.b64decode(whole["data"]).decode("utf-8-sig")
+    assert whole["exists"]
+    assert not whole["truncated"]
+    assert whole["size"] == len(base64.b64decode(whole["data"]))
+    assert "<configuration>" in text
+    head = call(ctx, "file_read", path=IIS_CONFIG, max_bytes=10)
+    assert head["truncated"]
+    assert len(base64.b64decode(head["data"])) == 10
+    assert call(ctx, "file_read", path="C:\\nothing.txt", max_bytes=10) == {
+        "exists": False,
+        "size": None,
+        "data": None,
+        "truncated": False,
+    }
+    assert call(ctx, "file_read", path="C:\\Windows", max_bytes=10)["exists"] is False  # a folder is no file
+
+
+def test_file_read_refuses_a_file_whose_content_the_model_does_not_keep(ctx):
+    with pytest.raises(PrimitiveError, match="keeps no content"):
+        call(ctx, "file_read", path="C:\\Windows\\System32\\cmd.exe", max_bytes=10)
+    with pytest.raises(PrimitiveError, match="max_bytes"):
+        call(ctx, "file_read", path=IIS_CONFIG, max_bytes=0)
 
 
 # --- the journal -------------------------------------------------------------------------------------
