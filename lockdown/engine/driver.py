@@ -51,7 +51,6 @@ from lockdown.rules.observed import ObservedItem, SearchObservation
 from lockdown.rules.plan import Plan
 from lockdown.rules.targets import LEGACY_STORE_GROUP_NAME, STORE_GROUP_NAME, validate_service_name
 from lockdown.rules.vocabulary import (
-    VERIFY_ONLY_TYPES,
     AgentMode,
     Arch,
     DomainRole,
@@ -327,10 +326,8 @@ def _apply(request: AgentRequest, invoke: Invoke) -> AgentResult:
     items = build_observations(plan, observed)
     outcomes = evaluate(plan, items, [], datetime.now(UTC))
     drifted_keys = {(o.rule_id, o.target) for o in outcomes if o.status is RuleStatus.DRIFT}
-    # Verify-only checks are judged, never changed: each says how to fix it by hand (its remedy).
-    drifted = [
-        i for i in plan.items if i.key in drifted_keys and i.status is None and i.rule_type not in VERIFY_ONLY_TYPES
-    ]
+    # Verify-only checks are judged, never changed: each says how to fix it by hand (its remedy or reason).
+    drifted = [i for i in plan.items if i.key in drifted_keys and i.status is None and not i.verify_only]
     baseline = health.baseline_from(first, BASE, f"{BASE}services")
     account_data = _ok(first, "o.account")
     logon = _ok(first, "o.logon")

@@ -45,6 +45,7 @@ from lockdown.rules.vocabulary import (
     AceType,
     Arch,
     Condition,
+    Judge,
     PreflightCheck,
     RegistryScope,
     RuleStatus,
@@ -91,6 +92,16 @@ def _condition_status(condition: Condition, facts: Facts, conflicts: list[Contro
     if declared is Tristate.NO:
         return RuleStatus.NOT_APPLICABLE, f"the server is declared not to use {what}"
     return RuleStatus.NEEDS_INPUT, f"declare whether the server uses {what} (currently unknown)"
+
+
+def _uncovered_right(rule: Rule, facts: Facts) -> bool:
+    """An integrated-authentication right on a host declared to use it, with no exception in force."""
+    return (
+        isinstance(rule, UserRightRule)
+        and rule.condition is Condition.INTEGRATED_AUTH
+        and facts.integrated_auth is Tristate.YES
+        and facts.integrated_auth_exception is not ExceptionState.ACTIVE
+    )
 
 
 def _edition_status(rule: Rule, facts: Facts) -> tuple[RuleStatus, str] | None:
@@ -449,6 +460,10 @@ def compile_plan(profile: Profile, facts: Facts, advisories: Sequence[Advisory] 
     for rule in profile.rules:
         base = _base_fields(rule)
         decided = _edition_status(rule, facts) or _condition_status(rule.condition, facts, conflicts)
+        if decided is not None and _uncovered_right(rule, facts):
+            # Declared, but no exception in force: never granted, and read, so one still held is drift.
+            base = {**base, "judge": Judge.RIGHT_NOT_HELD, "reason": decided[1]}
+            decided = None
         if decided is not None:
             specifics = _unresolved_item(rule, facts, *decided)
         else:

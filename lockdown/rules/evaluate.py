@@ -166,6 +166,24 @@ def _judge_sid_in(item: PlanItem, obs: ObservedItem) -> Verdict:
     return Verdict(RuleStatus.DRIFT, f"the SID is not among the {what}", f"{len(holders)} {what}", observed)
 
 
+def _judge_right_not_held(item: PlanItem, obs: ObservedItem) -> Verdict:
+    """An integrated-authentication right no exception covers (`Judge.RIGHT_NOT_HELD`): held is drift."""
+    uncovered = item.reason or "no approved exception covers this right"
+    holders = obs.right_holder_sids
+    if holders is None:
+        return Verdict(RuleStatus.ERROR, "the observation has no right holders", "no right holders")
+    sid = _principal_sid(item, obs)
+    observed: dict[str, JsonValue] = {"right_holders": list(holders), "principal_sid": sid}
+    if sid is not None and sid in holders:
+        who = item.principal_name or sid
+        reason = (
+            f"{who} still holds {item.right or item.target}, which no exception covers now; harden does not remove "
+            f"it. {uncovered[0].upper()}{uncovered[1:]}"
+        )
+        return Verdict(RuleStatus.DRIFT, reason, "held without an exception", observed)
+    return Verdict(RuleStatus.NEEDS_INPUT, uncovered, "not held", observed)
+
+
 def _judge_sql(item: PlanItem, obs: ObservedItem) -> Verdict:
     sql = obs.sql
     if sql is None:
@@ -264,6 +282,7 @@ _JUDGES: dict[Judge, Callable[[PlanItem, ObservedItem], Verdict]] = {
     Judge.GROUP_EXISTS: _judge_account,
     Judge.GROUP_HAS_MEMBER: _judge_sid_in,
     Judge.RIGHT_HELD: _judge_sid_in,
+    Judge.RIGHT_NOT_HELD: _judge_right_not_held,
     Judge.SQL_LOGIN_AND_USER: _judge_sql,
     Judge.SQL_PERMISSIONS: _judge_sql,
     Judge.SERVICE_RUNS_AS: _judge_service,

@@ -75,8 +75,8 @@ def not_covered_reason(state: ExceptionState, conflicts: Iterable[ControlRef]) -
         return (
             "integrated authentication is declared, but the exception that allowed these rights has expired or "
             f"been revoked and no approved exception covers them now; they conflict with {against}. None of them "
-            "is granted, and whether one granted under the ended exception is still held is not read: roll the "
-            "server back (or remove them on the host) to take them away, or have a new exception approved"
+            "is granted again, and one still held from the ended exception is reported as drift until it is taken "
+            "away: roll the server back (or remove it on the host), or have a new exception approved"
         )
     return (
         "integrated authentication is declared, but no approved exception covers these rights; they conflict with "

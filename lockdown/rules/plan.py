@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from lockdown.rules.advisories import Advisory
 from lockdown.rules.base import LockdownModel
 from lockdown.rules.vocabulary import (
+    VERIFY_ONLY_TYPES,
     AccessName,
     AceFlag,
     AceType,
@@ -86,7 +87,9 @@ class PlanItem(LockdownModel):
     advisories: list[Advisory] = Field(default_factory=list, max_length=500)
     remedy: str | None = Field(default=None, description="Verify-only rules: how to fix a failing host by hand")
     status: RuleStatus | None = None
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None, description="Why the item has its status; for a right_not_held item, why no exception covers it"
+    )
 
     @model_validator(mode="after")
     def _plan_status_has_reason(self) -> PlanItem:
@@ -101,6 +104,11 @@ class PlanItem(LockdownModel):
     def key(self) -> tuple[str, str]:
         """(rule id, resolved target): the identity of a plan item, an observation and an outcome."""
         return (self.rule_id, self.target)
+
+    @property
+    def verify_only(self) -> bool:
+        """Judged, never changed by harden: a verify-only rule type, or a right no exception covers."""
+        return self.rule_type in VERIFY_ONLY_TYPES or self.judge is Judge.RIGHT_NOT_HELD
 
 
 class Plan(LockdownModel):

@@ -193,6 +193,9 @@ class Judge(StrEnum):
     GROUP_EXISTS = "group_exists"
     GROUP_HAS_MEMBER = "group_has_member"
     RIGHT_HELD = "right_held"
+    # An integrated-authentication right no exception covers: held is drift (harden does not remove it),
+    # not held needs the operator's decision (lockdown.rules.exceptions).
+    RIGHT_NOT_HELD = "right_not_held"
     SQL_LOGIN_AND_USER = "sql_login_and_user"
     SQL_PERMISSIONS = "sql_permissions"
     SERVICE_RUNS_AS = "service_runs_as"

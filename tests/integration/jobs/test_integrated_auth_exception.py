@@ -5,9 +5,9 @@ Oscar (MSP operator) proposes, Alice (MSP admin) approves; the reports and pages
 
 What happens when an exception ends (decided here, stated in the README): the next harden grants none of
 the rights and does not remove those granted under it (they are what the operator declared MailEnable
-needs; a rollback, which undoes exactly this tool's changes, takes them away); verify reports the six
-as needs_input with a reason that says the exception ended and that a right granted under it is not read
-— never compliant.
+needs; a rollback, which undoes exactly this tool's changes, takes them away); verify reads them: each
+one still held is drift (so the server is not compliant) with a reason that says the exception ended,
+each one no longer held needs input — never compliant.
 """
 
 from __future__ import annotations
@@ -228,9 +228,11 @@ def test_when_the_exception_ends_nothing_more_is_granted_and_verify_does_not_cla
             waiver_revoke(scope=scope_for_user(people["oscar"]), actor=Actor(user=people["oscar"]), waiver=exception)
         run(JobKind.VERIFY, server)
         for outcome in results(server).values():
-            assert outcome["status"] == "needs_input"  # no longer compliant, though the rights are still held
+            assert outcome["status"] == "drift"  # still held, and no exception covers them: not compliant
+            assert "which no exception covers now; harden does not remove it" in outcome["reason"]
             assert "has expired or been revoked" in outcome["reason"]
-            assert "is not read" in outcome["reason"]
+        summary = ServerCompliance.objects.get(server=server).summary
+        assert summary["counts"]["drift"] >= len(RIGHTS)  # counted against the server's compliance
         assert held_rights(lab, name) == set(RIGHTS.values())  # verify changes nothing
         # A right taken away by hand is not granted again by the next harden.
         with lab.host(name).binding.lock:
@@ -238,6 +240,9 @@ def test_when_the_exception_ends_nothing_more_is_granted_and_verify_does_not_cla
             model.lsa.remove_account_rights(model.accounts.user("IME_SYSTEM").sid, ["SeTcbPrivilege"])
         run(JobKind.HARDEN, server)
         assert held_rights(lab, name) == set(RIGHTS.values()) - {"SeTcbPrivilege"}
+        after = results(server)
+        assert after["user_right.se_tcb_privilege"]["status"] == "needs_input"  # gone: the operator decides
+        assert {o["status"] for k, o in after.items() if k != "user_right.se_tcb_privilege"} == {"drift"}
         pdf, evidence = report(server)
         (listed,) = evidence["exceptions"]  # it applied during the period: still listed, no longer active
         assert listed["active"] is False

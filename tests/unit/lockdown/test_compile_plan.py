@@ -7,7 +7,7 @@ import pytest
 from lockdown.rules import masks
 from lockdown.rules.builtin import load_builtin_profile
 from lockdown.rules.compile import compile_plan
-from lockdown.rules.vocabulary import AceFlag, AceType, Judge, RuleStatus, TargetKind
+from lockdown.rules.vocabulary import AceFlag, AceType, Condition, Judge, RuleStatus, TargetKind
 from tests.unit.lockdown.factories import (
     DEFAULT_ME,
     IME_SID,
@@ -56,26 +56,30 @@ def test_windows_placeholder_uses_the_host_system_root(profile):
 
 
 @pytest.mark.parametrize(
-    ("declared", "exception", "status"),
+    ("declared", "exception", "status", "judge"),
     [
-        ("yes", "active", None),
-        ("yes", "none", RuleStatus.NEEDS_INPUT),
-        ("yes", "ended", RuleStatus.NEEDS_INPUT),
-        ("no", "active", RuleStatus.NOT_APPLICABLE),
-        ("no", "none", RuleStatus.NOT_APPLICABLE),
-        ("unknown", "active", RuleStatus.NEEDS_INPUT),
-        ("unknown", "none", RuleStatus.NEEDS_INPUT),
+        ("yes", "active", None, Judge.RIGHT_HELD),
+        # declared, no exception in force: read (never granted), so a right still held shows as drift
+        ("yes", "none", None, Judge.RIGHT_NOT_HELD),
+        ("yes", "ended", None, Judge.RIGHT_NOT_HELD),
+        ("no", "active", RuleStatus.NOT_APPLICABLE, Judge.RIGHT_HELD),
+        ("no", "none", RuleStatus.NOT_APPLICABLE, Judge.RIGHT_HELD),
+        ("unknown", "active", RuleStatus.NEEDS_INPUT, Judge.RIGHT_HELD),
+        ("unknown", "none", RuleStatus.NEEDS_INPUT, Judge.RIGHT_HELD),
     ],
 )
 def test_integrated_auth_rights_apply_only_when_declared_and_an_exception_is_active(
-    profile, declared, exception, status
+    profile, declared, exception, status, judge
 ):
     plan = compile_plan(profile, facts_2022(integrated_auth=declared, integrated_auth_exception=exception))
     for rule in INTEGRATED_AUTH_RIGHTS:
         item = only_item(plan, rule)
         assert item.status == status, rule
-        assert (item.reason is None) == (status is None)
+        assert item.judge is judge, rule
+        assert item.verify_only is (judge is Judge.RIGHT_NOT_HELD)
+        assert (item.reason is None) == (status is None and judge is Judge.RIGHT_HELD)
     assert only_item(plan, "user_right.se_service_logon_right").status is None
+    assert only_item(plan, "user_right.se_service_logon_right").judge is Judge.RIGHT_HELD
 
 
 def test_declared_without_an_exception_the_reason_names_every_cis_and_stig_conflict(profile):
@@ -95,7 +99,7 @@ def test_declared_without_an_exception_the_reason_names_every_cis_and_stig_confl
     assert ended is not None
     assert "has expired or been revoked" in ended
     assert "2.2.4" in ended
-    assert "is not read" in ended  # says plainly that a right granted under it is not checked
+    assert "reported as drift" in ended  # says plainly what a right granted under it becomes
 
 
 @pytest.mark.parametrize(
@@ -272,3 +276,15 @@ def test_sql_rules_name_the_instance_found_in_the_services() -> None:
     assert sql
     assert {i.status for i in sql} == {RuleStatus.NEEDS_INPUT}
     assert all("A, B" in (i.reason or "") for i in sql)
+
+
+def test_only_the_integrated_authentication_rights_become_right_not_held(profile):
+    """A right whose rule depends on another declaration keeps that declaration's status."""
+    tcb = next(r for r in profile.rules if r.id == "user_right.se_tcb_privilege")
+    other = tcb.model_copy(update={"id": "user_right.sql_only", "condition": Condition.SQL_INTEGRATED})
+    custom = profile.model_copy(update={"rules": [*profile.rules, other]})
+    plan = compile_plan(custom, facts_2022(integrated_auth="yes", sql_integrated="no"))
+    item = only_item(plan, "user_right.sql_only")
+    assert item.status is RuleStatus.NOT_APPLICABLE
+    assert item.judge is Judge.RIGHT_HELD
+    assert only_item(plan, "user_right.se_tcb_privilege").judge is Judge.RIGHT_NOT_HELD

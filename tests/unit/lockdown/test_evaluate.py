@@ -268,3 +268,21 @@ def test_fully_hardened_2008r2_host_with_ime_store_users_is_compliant_everywhere
 def test_naive_now_is_refused(plan):
     with pytest.raises(ValueError, match="timezone-aware"):
         evaluate(plan, [], [], datetime(2026, 1, 1))  # naive on purpose
+
+
+@pytest.mark.parametrize("exception", ["none", "ended"])
+def test_a_right_no_exception_covers_is_drift_while_held_and_needs_input_when_not(exception):
+    declared = compile_plan(
+        load_builtin_profile(), facts_2022(integrated_auth="yes", integrated_auth_exception=exception)
+    )
+    item = only_item(declared, "user_right.se_tcb_privilege")
+    sid = item.principal_sid or IME_SID
+    held = judge(declared, item, observe(item, right_holder_sids=["S-1-5-32-544", sid]))
+    assert held.status is RuleStatus.DRIFT
+    assert held.reason.startswith(f"{item.principal_name} still holds SeTcbPrivilege, which no exception covers now")
+    assert "harden does not remove it" in held.reason
+    assert "CIS Microsoft Windows Server 2022 Benchmark" in held.reason  # the conflicts, from the plan's reason
+    not_held = judge(declared, item, observe(item, right_holder_sids=["S-1-5-32-544"]))
+    assert not_held.status is RuleStatus.NEEDS_INPUT
+    assert not_held.reason == item.reason
+    assert judge(declared, item, observe(item)).status is RuleStatus.ERROR  # no holders read
