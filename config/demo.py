@@ -27,6 +27,7 @@ WINLAB_DIR = BASE_DIR / "var" / "winlab"
 WINLAB_INVENTORY = WINLAB_DIR / "inventory.json"
 WINLAB_HOSTS = 20
 WINLAB_CUSTOMERS = (("Demo Customer", ":14"), ("Second Customer", "14:"))
+DEMO_NETWORKS = "127.0.0.0/8\n10.20.0.0/16"
 
 
 def _free_port(preferred: int) -> int:
@@ -117,8 +118,15 @@ def _start_winlab(python: str) -> subprocess.Popen[bytes]:
 def _import_winlab() -> None:
     from django.core.management import call_command
 
+    from servers.models import Customer
+
     for customer, hosts in WINLAB_CUSTOMERS:
         call_command("import_winlab", str(WINLAB_INVENTORY), "--customer", customer, "--slice", hosts)
+    # The management networks: the loopback addresses winlab listens on and a pretend MSP office, 10.20.0.0/16
+    # (ME003 and ME007 restrict webadmin to it, the other hosts leave it open). An operator's own setting is kept.
+    Customer.objects.filter(name__in=[c for c, _ in WINLAB_CUSTOMERS], management_networks="").update(
+        management_networks=DEMO_NETWORKS
+    )
 
 
 def main() -> int:

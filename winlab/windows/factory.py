@@ -507,14 +507,16 @@ _TEMPLATES: tuple[dict[str, object], ...] = (
     {"os": "2008r2", "edition": Edition.STANDARD, "version": "2.53", "indexing_service": True},
     {"os": "2008r2", "edition": Edition.PROFESSIONAL, "version": "9.83", "install_path": "plesk",
      "hardened_by_meinstaller": "IME_STORE_USERS", "wmf51": True, "domain_member": True, "admin_account": "domain"},
-    {"os": "2016", "edition": Edition.ENTERPRISE, "version": "10.43", "sql": True, "admin_account": "local"},
+    {"os": "2016", "edition": Edition.ENTERPRISE, "version": "10.43", "sql": True, "admin_account": "local",
+     "webadmin_allowed": ("10.20.0.0/16",)},
     {"os": "2016", "edition": Edition.PROFESSIONAL, "version": "10.43", "install_path": "plesk",
      "hardened_by_meinstaller": "IME_STORE_GROUP", "uac_filtering": False, "admin_account": "local"},
     {"os": "2019", "edition": Edition.ENTERPRISE, "version": "9.83", "sql": True,
      "hardened_by_meinstaller": "IME_STORE_GROUP", "domain_member": True, "admin_account": "domain"},
     {"os": "2019", "edition": Edition.STANDARD, "version": "10.43", "wsearch": True},
     {"os": "2022", "edition": Edition.ENTERPRISE, "version": "10.43", "install_path": "plesk", "sql": True,
-     "hardened_by_meinstaller": "IME_STORE_USERS", "uac_filtering": False, "admin_account": "local"},
+     "hardened_by_meinstaller": "IME_STORE_USERS", "uac_filtering": False, "admin_account": "local",
+     "webadmin_allowed": ("10.20.0.0/16",)},
     {"os": "2022", "edition": Edition.STANDARD, "version": "9.83", "domain_member": True, "defender": False},
 )  # fmt: skip
 
