@@ -69,7 +69,9 @@ def test_the_server_page_says_harden_leaves_a_verify_only_check_and_how_to_fix_i
 def test_the_harden_preview_marks_the_checks_it_will_not_change(client, alice, drifted) -> None:
     client.force_login(alice)
     page = client.get(reverse("server_harden", args=[drifted.pk])).content.decode()
-    version_row = _row(page, VERSION_RULE)
+    version_row = _row(page, breakable(VERSION_RULE))
     assert "Not changed by harden" in version_row
     assert REMEDY in version_row
-    assert "Not changed by harden" not in _row(page, GUIDE_RULE)
+    assert "Not changed by harden" not in _row(page, breakable(GUIDE_RULE))
+    # long registry paths wrap between keys instead of widening the table past the card
+    assert breakable(r"C:\Windows\System32\cmd.exe") in page
