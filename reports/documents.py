@@ -448,7 +448,9 @@ def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
         if o.get("status") in FAILING_STATUSES:
             # Why it fails, as the server page says it: "MailEnable Standard 9.83 is affected by CVE-...".
             reason = in_words(o.get("reason"), registry=registry) if o.get("reason") else ""
-            if reason and reason != observed:
+            if reason.startswith(observed):
+                observed = reason  # "MailEnable Standard 9.83 is affected by ...", not the version twice
+            elif reason:
                 observed = f"{observed}: {reason}"
             expected = o.get("expected")
             if isinstance(expected, dict) and expected.get("remedy"):

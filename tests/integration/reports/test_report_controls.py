@@ -87,4 +87,5 @@ def test_a_failing_row_gives_its_reason_and_a_verify_only_one_says_harden_leaves
     assert "(a check only: harden does not change it)" in text
     assert text.count("harden does not change it") == 1  # the guide's rule is harden's to fix
     assert "no deny: no deny" not in text  # a reason that repeats the observation is not printed twice
+    assert "9.83: MailEnable Standard 9.83" not in text
     assert "UNSHOWN compliant reason" not in text
