@@ -57,7 +57,7 @@ def test_a_failing_row_gives_its_reason_and_a_verify_only_one_says_harden_leaves
     outcomes = [
         {
             "rule_id": "mailenable_version.advisories", "target": "MailEnable", "section": "s", "status": "drift",
-            "expected_text": "No advisory affects this edition and version", "observed_text": "MailEnable Standard 9.83",
+            "expected_text": "No advisory affects this version", "observed_text": "MailEnable Standard 9.83",
             "expected": {"judge": "no_advisory_affects", "remedy": "Upgrade MailEnable."}, "reason": reason,
         },
         {
