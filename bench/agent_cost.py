@@ -26,7 +26,13 @@ on agent v1 (`run_agent` → `build_stdin` / `run_command_payload` / `decode_res
 (`run_agent` → engine → `run_program` → the same names, `decode_program_result`).
 
     .venv/bin/python bench/agent_cost.py [--reps 15] [--per-rule] [--out NAME] [--profile]
+        [--profile-slug mailenable-hardened|mailenable-current-baseline]
     .venv/bin/python bench/agent_cost.py --compare BEFORE.json AFTER.json   # before/after table
+
+`--profile-slug mailenable-current-baseline` compiles the plan from the current baseline (the guide's rules plus
+its verify-only checks, `load_baseline_profile`) with the shipped advisory file, as the jobs layer does; its
+three `smtp_probe` checks are the worker's own TCP connection to the mail port, not part of `run_agent`, so they
+are not measured here (`jobs_fleet.py --profile-slug` includes them).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from bench.labserver import LabProcess, print_table, write_result
 from bench.winlab_rps import protocol_for, run_cmd
 from lockdown.agent import AGENT_VERSION, RESULT_BEGIN, RESULT_END
 from lockdown.rules import compile_plan, load_builtin_profile
+from lockdown.rules.advisories import load_builtin_advisories
+from lockdown.rules.builtin import load_baseline_profile
 from lockdown.rules.contract import AgentRequest, AgentResult
 from lockdown.rules.vocabulary import AgentMode, Tristate
 from remote import HostConnection, Scheme, TlsVerify, run_agent
@@ -63,6 +71,7 @@ from remote.connection import AuthMethod
 HOST_INDEX = 1  # ME002: Server 2022 with MailEnable 10 (the first template is PowerShell 2.0)
 SERVICE_PASSWORD = "Bench-Ime-System-Pw-42!"
 LATENCIES = (("loopback", 0.0), ("50 ms", 0.05))
+GUIDE_SLUG, BASELINE_SLUG = "mailenable-hardened", "mailenable-current-baseline"
 DECODE_NAME = "decode_program_result" if hasattr(transport, "decode_program_result") else "decode_result"
 
 
@@ -261,7 +270,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         discovered, results["discover"] = agent_call(lab, probe, name, conn, discover)
         assert discovered.facts is not None
         facts = discovered.facts.model_copy(update={"sql_integrated": Tristate.NO, "integrated_auth": Tristate.NO})
-        plan = compile_plan(load_builtin_profile(), facts)
+        if args.profile_slug == BASELINE_SLUG:
+            plan = compile_plan(load_baseline_profile(), facts, load_builtin_advisories().advisories)
+        else:
+            plan = compile_plan(load_builtin_profile(), facts)
+        results["profile_slug"] = args.profile_slug
         checked = [item for item in plan.items if item.status is None]
         results["plan_items"], results["checked_items"] = len(plan.items), len(checked)
         verify = AgentRequest(agent_version=AGENT_VERSION, mode=AgentMode.VERIFY, job_id="bench-verify", plan=plan)
@@ -321,6 +334,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
     v0, v50 = results["loopback"]["verify"], results["50 ms"]["verify"]
     rows: list[tuple[str, str, Any]] = [
         ("agent version", "", results["agent_version"]),
+        ("profile", "", results.get("profile_slug", GUIDE_SLUG)),
         ("plan items (checked on the host)", "", f"{results['plan_items']} ({results['checked_items']})"),
         ("verify: invocations (winlab commands)", "", f"{v50['invocations']} ({v50['host_commands']})"),
         ("verify: HTTP requests", "", v50["requests"]),
@@ -371,6 +385,12 @@ def main() -> int:
     parser.add_argument("--per-rule", action="store_true", help="also time one echo per checked plan item")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of 5 verifies (loopback)")
     parser.add_argument("--out", default="agent_cost", help="name of bench/results/<name>.json")
+    parser.add_argument(
+        "--profile-slug",
+        choices=(GUIDE_SLUG, BASELINE_SLUG),
+        default=GUIDE_SLUG,
+        help="the built-in profile the plan is compiled from (default: the guide's)",
+    )
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     args = parser.parse_args()
     if args.compare:

@@ -11,10 +11,16 @@ serving the hosts over HTTP + NTLM with encryption. Per case:
   (Django runs in autocommit, so every statement outside an atomic block is one commit and an
   atomic block is one: a close lower bound of statements, counted without touching the code);
   `tup_inserted` + `tup_updated` per host as the write volume;
-- worker CPU: utime + stime of the worker process from /proc/<pid>/stat.
+- worker CPU: utime + stime of the worker process from /proc/<pid>/stat;
+- WinRM invocations per host: winlab's command counters (one per agent program run).
+
+`--profile-slug mailenable-current-baseline` makes the current baseline every imported customer's default
+profile (the guide's rules plus its verify-only checks), so each verify also makes the worker's SMTP probe
+of the host (winlab's SMTP listener: EHLO, RCPT TO, STARTTLS), which is no WinRM invocation.
 
     CELERY_BROKER_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/jobs_fleet.py \
-        [--hosts 500] [--small 100] [--threads 32] [--latency 0,0.05] [--kinds verify,reverify,harden]
+        [--hosts 500] [--small 100] [--threads 32] [--latency 0,0.05] [--kinds verify,reverify,harden] \
+        [--profile-slug mailenable-hardened|mailenable-current-baseline]
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ def run_case(env: dict[str, str], lab: LabProcess, worker: Worker, kind: str, ta
     from jobs.models import HostRun, Job
 
     requests_before = sum(lab.requests().values())
+    commands_before = host_commands(lab)
     db_before = db_counters()
     cpu_before = worker.cpu()
     began = time.monotonic()
@@ -113,6 +120,7 @@ def run_case(env: dict[str, str], lab: LabProcess, worker: Worker, kind: str, ta
     time.sleep(1.5)  # pg_stat_database is flushed by each backend about once a second
     db_after = db_counters()
     requests = sum(lab.requests().values()) - requests_before
+    commands = host_commands(lab) - commands_before
     job = Job.objects.order_by("-id").first()
     assert job is not None
     runs = list(HostRun.objects.filter(job=job).values_list("state", "started_at", "finished_at"))
@@ -130,6 +138,8 @@ def run_case(env: dict[str, str], lab: LabProcess, worker: Worker, kind: str, ta
         "p50_s": round(percentile(durations, 50), 2),
         "p95_s": round(percentile(durations, 95), 2),
         "http_per_host": round(requests / hosts, 1),
+        "invocations": commands,
+        "invocations_per_host": round(commands / hosts, 2),
         "db_commits_per_host": round((db_after["commits"] - db_before["commits"]) / hosts, 1),
         "db_rows_written_per_host": round(
             (db_after["inserted"] + db_after["updated"] - db_before["inserted"] - db_before["updated"]) / hosts, 1
@@ -137,6 +147,23 @@ def run_case(env: dict[str, str], lab: LabProcess, worker: Worker, kind: str, ta
         "worker_cpu_s": round(cpu, 1),
         "worker_cpu_pct": round(100 * cpu / wall, 0),
     }
+
+
+def host_commands(lab: LabProcess) -> int:
+    """Commands winlab ran over all hosts (each WinRM invocation of an agent program is one)."""
+    return sum(int(host["commands"]) for host in lab.command("counters")["hosts"].values())
+
+
+def assign_profile(slug: str) -> None:
+    """Every customer's default profile: the newest version of the built-in profile `slug`."""
+    from lockdown import services
+    from lockdown.models import ProfileVersion
+    from servers.models import Customer
+
+    services.builtin_profile_sync()  # both built-in profiles exist in the database
+    version = ProfileVersion.objects.filter(profile__slug=slug).order_by("-number").first()
+    assert version is not None, f"no built-in profile {slug}"
+    Customer.objects.update(default_profile_version=version)
 
 
 def forget_queue(url: str, queue: str) -> None:
@@ -159,6 +186,12 @@ def main() -> int:
     parser.add_argument("--latency", default="0,0.05")
     parser.add_argument("--kinds", default="verify,reverify,harden")
     parser.add_argument("--name", default="jobs_fleet")
+    parser.add_argument(
+        "--profile-slug",
+        choices=("mailenable-hardened", "mailenable-current-baseline"),
+        default="mailenable-hardened",
+        help="the built-in profile every customer follows (default: the guide's)",
+    )
     args = parser.parse_args()
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     queue = f"bench-{uuid.uuid4().hex[:10]}"
@@ -185,6 +218,7 @@ def main() -> int:
                  "--slice", part],
                 cwd=ROOT, env=env, check=True, timeout=600, capture_output=True,
             )  # fmt: skip
+        assign_profile(args.profile_slug)
         for threads in [int(t) for t in args.threads.split(",")]:
             worker = Worker(env, threads, Path(folder) / f"worker-{threads}.log")
             try:
@@ -196,6 +230,7 @@ def main() -> int:
                         for hosts, target in sizes[1:] if kind == "reverify" else sizes:
                             case = run_case(env, lab, worker, kind.replace("reverify", "verify"), target, hosts)
                             case.update(kind=kind, threads=threads, latency_ms=int(latency * 1000))
+                            case["profile"] = args.profile_slug
                             print(case, flush=True)
                             results.append(case)
                 lab.command("latency", seconds=0.0)
@@ -203,10 +238,10 @@ def main() -> int:
                 worker.stop()
     print_table(
         ["threads", "latency ms", "kind", "hosts", "wall s", "hosts/min", "p50 s", "p95 s", "HTTP/host",
-         "DB commits/host", "rows written/host", "worker CPU %", "states"],
+         "invocations/host", "DB commits/host", "rows written/host", "worker CPU %", "states"],
         [[r["threads"], r["latency_ms"], r["kind"], r["hosts"], r["wall_s"], r["hosts_per_min"], r["p50_s"],
-          r["p95_s"], r["http_per_host"], r["db_commits_per_host"], r["db_rows_written_per_host"],
-          r["worker_cpu_pct"], r["states"]] for r in results],
+          r["p95_s"], r["http_per_host"], r["invocations_per_host"], r["db_commits_per_host"],
+          r["db_rows_written_per_host"], r["worker_cpu_pct"], r["states"]] for r in results],
     )  # fmt: skip
     forget_queue(broker, queue)
     print(f"wrote {write_result(args.name, {'queue': queue, 'results': results})}")

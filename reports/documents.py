@@ -255,6 +255,7 @@ SUMMARY_RULES = 10
 SUMMARY_WAIVERS = 5
 SUMMARY_EXCEPTIONS = 3
 SUMMARY_CAUSES = 4
+FAILING_STATUSES = frozenset({"drift", "error"})  # rows whose reason the PDF prints beside what was observed
 
 
 def render_pdf(data: ReportData, progress: Progress | None = None) -> bytes:
@@ -443,13 +444,24 @@ def _server_section(pdf: FPDF, data: ReportData, item: ReportServer) -> None:
             status += f" ({o.get('waiver_justification')})"
         elif o.get("status") == "needs_input" and o.get("reason"):
             status += f": {o.get('reason')}"  # why it was not checked, e.g. no exception for these rights
+        observed = in_words(o.get("observed_text"), registry=registry)
+        if o.get("status") in FAILING_STATUSES:
+            # Why it fails, as the server page says it: "MailEnable Standard 9.83 is affected by CVE-...".
+            reason = in_words(o.get("reason"), registry=registry) if o.get("reason") else ""
+            if reason.startswith(observed):
+                observed = reason  # "MailEnable Standard 9.83 is affected by ...", not the version twice
+            elif reason:
+                observed = f"{observed}: {reason}"
+            expected = o.get("expected")
+            if isinstance(expected, dict) and expected.get("remedy"):
+                observed += " (a check only: harden does not change it)"  # a verify-only rule
         rows.append(
             [
                 o.get("rule_id"),
                 o.get("target"),
                 status,
                 in_words(o.get("expected_text"), registry=registry),
-                in_words(o.get("observed_text"), registry=registry),
+                observed,
             ]
         )
     _table(pdf, ["Rule", "Target", "Status", "Expected", "Observed"], rows, (62, 62, 30, 60, 0))

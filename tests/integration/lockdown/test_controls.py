@@ -183,3 +183,27 @@ def test_results_judged_before_a_rule_gained_its_mappings_show_the_latest_versio
     rollup = controls_rollup(Server.objects.all())
     assert _row(rollup, Framework.NIST_800_53, "CM-7").failing == 1  # CMD: judged alike, mapped by the latest
     assert rollup.unmapped_rules == {ACL}  # changed since: the older version's (absent) mappings
+
+
+def test_the_page_says_of_how_many_servers_a_control_was_checked_on(client, alice, fleet) -> None:
+    """Servers judged by profiles with different rules share the page (the guide's and the current baseline):
+    a control only some of them check reads "1 of 3", not a bare "1" beside rows of "3"."""
+    a, _ = fleet
+    _verified(
+        ServerFactory(customer=a.customer, name="mx-a-only-cmd"), services.builtin_profile_sync().label, {CMD: "drift"}
+    )
+    rollup = controls_rollup(Server.objects.all())
+    everywhere = _row(rollup, Framework.NIST_800_53, "CM-7(2)")  # the cmd.exe deny: judged on all three
+    partial = next(
+        row for f in rollup.frameworks for row in f.controls if CMD not in row.rules and len(row.servers) == 2
+    )
+    assert len(everywhere.servers) == 3
+    client.force_login(alice)
+    page = client.get(reverse("control_list")).content.decode()
+
+    def servers_cell(control_id: str) -> str:
+        row = page[page.index(f"<strong>{control_id}</strong>") :]
+        return row[: row.index("</tr>")].split("<td>")[4]
+
+    assert servers_cell(everywhere.ref.id).startswith("3 of 3")
+    assert servers_cell(partial.ref.id).startswith("2 of 3")
