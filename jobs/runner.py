@@ -383,7 +383,9 @@ def _execute(run: HostRun) -> str:
                 _refresh_facts(run, server, fresh, result.facts)
         outcomes = _store_outcomes(run, server, plan, result, profile_label)
         if kind == JobKind.HARDEN:
-            would_change = sum(1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT)
+            would_change = sum(
+                1 for outcome in outcomes if outcome.status == RuleStatus.DRIFT and not outcome.expected.get("remedy")
+            )
             event_append(run.pk, f"Dry run: {would_change} checks would change; nothing was changed.")
         return _end(run, HostRunState.SUCCEEDED)
     if kind == JobKind.HARDEN:

@@ -139,19 +139,28 @@ class HardenPreview:
     verified: bool
     would_change: list[dict[str, Any]] = field(default_factory=list)
     high_risk: list[dict[str, Any]] = field(default_factory=list)
+    # drifted checks harden never changes (verify-only: each outcome's expected.remedy says how to fix it by hand)
+    fix_by_hand: list[dict[str, Any]] = field(default_factory=list)
     errors: int = 0
     needs_input: int = 0
+
+
+def harden_changes(outcome: dict[str, Any]) -> bool:
+    """Whether a harden would act on this stored outcome: drift on a check it may change (no remedy by hand)."""
+    expected = outcome.get("expected")
+    return outcome.get("status") == "drift" and not (isinstance(expected, dict) and expected.get("remedy"))
 
 
 def harden_preview(server: Server) -> HardenPreview:
     compliance = ServerCompliance.objects.filter(server=server).first()
     if compliance is None:
         return HardenPreview(verified=False)
-    drift = [o for o in compliance.outcomes if o.get("status") == "drift"]
+    drift = [o for o in compliance.outcomes if harden_changes(o)]
     return HardenPreview(
         verified=True,
         would_change=drift,
         high_risk=[o for o in drift if o.get("risk") == "high"],
+        fix_by_hand=[o for o in compliance.outcomes if o.get("status") == "drift" and not harden_changes(o)],
         errors=sum(1 for o in compliance.outcomes if o.get("status") == "error"),
         needs_input=sum(1 for o in compliance.outcomes if o.get("status") == "needs_input"),
     )
@@ -171,7 +180,7 @@ def fleet_preview(servers: list[Server]) -> FleetPreview:
     high: dict[str, int] = {}
     for compliance in compliances.values():
         for outcome in compliance.outcomes:
-            if outcome.get("status") == "drift":
+            if harden_changes(outcome):
                 changes += 1
                 if outcome.get("risk") == "high":
                     high[outcome["rule_id"]] = high.get(outcome["rule_id"], 0) + 1

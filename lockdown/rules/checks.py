@@ -106,7 +106,8 @@ def judge_acl_only(item: PlanItem, obs: ObservedItem) -> Judgement:
     }
     if not offenders:
         return RuleStatus.COMPLIANT, "only the allowed principals have access", "allowed principals only", observed
-    names = ", ".join(f"{_SID_NAMES.get(s, s)} ({s})" if s in _SID_NAMES else s for s in offenders)
+    # A known SID by its name alone (the pages name SIDs in text again: a SID beside it read "account with RID 1").
+    names = ", ".join(_SID_NAMES.get(s, s) for s in offenders)
     return RuleStatus.DRIFT, f"also accessible to {names}", f"{len(offenders)} other principal(s)", observed
 
 
@@ -308,11 +309,27 @@ def judge_version(item: PlanItem, obs: ObservedItem) -> Judgement:
         {"id": a.id, "cves": list(a.cves), "severity": a.severity, "title": a.title} for a in verdict.affected
     ]
     observed["minimum_fixed"] = verdict.minimum_fixed
+    observed["premium_assumed"] = list(verdict.premium_assumed)
     shown = f"MailEnable {edition} {version}"
     if verdict.affected:
-        cves = ", ".join(c for a in verdict.affected for c in a.cves)
-        fixed = f"; the minimum fixed build is {verdict.minimum_fixed}" if verdict.minimum_fixed else ""
-        return RuleStatus.DRIFT, f"{shown} is affected by {cves}{fixed}", shown, observed
+        certain = [a for a in verdict.affected if a.id not in verdict.premium_assumed]
+        possible = [a for a in verdict.affected if a.id in verdict.premium_assumed]
+        parts = []
+        if certain:
+            parts.append(f"{shown} is affected by {', '.join(c for a in certain for c in a.cves)}")
+        if possible:
+            # The registry says "Enterprise" for Enterprise Premium too (lockdown.rules.advisories).
+            cves = ", ".join(c for a in possible for c in a.cves)
+            lead = "it" if certain else shown
+            parts.append(
+                f"{lead} is possibly affected by {cves}, if it is Enterprise Premium (its registry cannot tell)"
+            )
+        fixed = (
+            f"the minimum fixed build is {verdict.minimum_fixed}"
+            if verdict.minimum_fixed
+            else "no fixed build is published for the newest of them"
+        )
+        return RuleStatus.DRIFT, f"{'; '.join(parts)}; {fixed}", shown, observed
     return RuleStatus.COMPLIANT, f"no imported advisory affects {shown}", shown, observed
 
 

@@ -326,6 +326,11 @@ def _expected(item: PlanItem) -> dict[str, JsonValue]:
         data["networks"] = list(item.allowed_networks)
     if item.remedy:
         data["remedy"] = item.remedy
+    elif item.judge is Judge.RIGHT_NOT_HELD:
+        data["remedy"] = (
+            "No exception covers this right: roll the server back (it undoes this tool's grants), remove the right "
+            "on the host (Local Security Policy > User Rights Assignment), or have a new exception approved"
+        )
     return data
 
 

@@ -25,6 +25,11 @@ SID_NAMES: Final[dict[str, str]] = {
     "S-1-5-20": "NETWORK SERVICE",
     "S-1-5-32-547": "Power Users",
     "S-1-5-32-551": "Backup Operators",
+    "S-1-5-32-546": "Guests",
+    "S-1-5-4": "INTERACTIVE",
+    "S-1-5-2": "NETWORK",
+    "S-1-15-2-1": "ALL APPLICATION PACKAGES",
+    "S-1-15-2-2": "ALL RESTRICTED APPLICATION PACKAGES",
 }
 
 # A right already named as .NET names it ("ReadKey (0x20019)") or a bare mask ("effective 0x001200A9"):
@@ -38,10 +43,13 @@ _BREAK_AFTER_RE: Final = re.compile(r"(?<=[\\/._])")
 
 
 def sid_words(sid: str) -> str:
-    """A well-known SID by name; any other as the account it is, by its last number (RID)."""
+    """A well-known SID by name; a machine or domain account (S-1-5-21-…) by its last number (RID); any other
+    SID as it is (its last number names no account: S-1-15-2-1 is no "RID 1")."""
     if sid in SID_NAMES:
         return SID_NAMES[sid]
-    return f"account with RID {sid.rsplit('-', 1)[-1]}"
+    if sid.startswith("S-1-5-21-"):
+        return f"account with RID {sid.rsplit('-', 1)[-1]}"
+    return sid
 
 
 def in_words(text: object, *, registry: bool) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from jobs import selectors
 from jobs.models import ServerCompliance
 from lockdown import clock, services
 from lockdown.templatetags.lockdown_tags import breakable
@@ -70,8 +71,21 @@ def test_the_harden_preview_marks_the_checks_it_will_not_change(client, alice, d
     client.force_login(alice)
     page = client.get(reverse("server_harden", args=[drifted.pk])).content.decode()
     version_row = _row(page, breakable(VERSION_RULE))
-    assert "Not changed by harden" in version_row
     assert REMEDY in version_row
-    assert "Not changed by harden" not in _row(page, breakable(GUIDE_RULE))
+    assert page.index("Not changed by harden") < page.index(breakable(VERSION_RULE))  # listed under that heading
+    assert page.index(breakable(GUIDE_RULE)) < page.index("Not changed by harden")  # the change is listed above
+    assert REMEDY not in _row(page, breakable(GUIDE_RULE))
     # long registry paths wrap between keys instead of widening the table past the card
     assert breakable(r"C:\Windows\System32\cmd.exe") in page
+
+
+def test_the_preview_counts_only_what_harden_changes(client, alice, drifted) -> None:
+    client.force_login(alice)
+    page = client.get(reverse("server_harden", args=[drifted.pk])).content.decode()
+    assert "<strong>1</strong> check in drift would be changed" in page  # the guide's deny, not the version
+    assert "1 check in drift to fix by hand" in page
+    fix = page[page.index('id="fix-by-hand"') :]
+    assert breakable(VERSION_RULE) in fix
+    assert breakable(GUIDE_RULE) not in fix
+    preview = selectors.fleet_preview([drifted])
+    assert preview.changes == 1

@@ -129,7 +129,8 @@ def test_the_authentication_key_may_be_opened_only_by_the_allowed_principals():
     )
     leaky = _judge(AUTH_ACL, exists=True, dacl=[*ok, _ace(USERS, READ, inherited=True)])
     assert leaky.status is RuleStatus.DRIFT
-    assert "BUILTIN\\Users (S-1-5-32-545)" in leaky.reason
+    assert "BUILTIN\\Users" in leaky.reason
+    assert "S-1-5-32-545" not in leaky.reason  # named, not beside its SID (the pages would name the SID again)
     # a Deny ACE only takes access away; the name IME_ADMIN resolved on the host counts as allowed
     admin_sid = "S-1-5-21-1-2-3-1010"
     denied = _judge(
@@ -301,3 +302,51 @@ def test_an_absent_value_is_judged_by_its_documented_default():
     outcome = evaluate(shifted, [obs], [], NOW)[0]
     assert outcome.status is RuleStatus.DRIFT
     assert "(not set: the default)" in outcome.reason
+
+
+PREMIUM_ONLY = Advisory.model_validate(
+    {
+        "id": "cve-2026-44400",
+        "title": "WebAdmin accepts a webmail token",
+        "summary": "A low-privileged webmail token is accepted by the webadmin mobile portal.",
+        "cves": ["CVE-2026-44400"],
+        "severity": "high",
+        "editions": ["Premium"],
+        "affected": [{"introduced": "10.0", "last_affected": "10.55"}],
+        "sources": ["https://www.cve.org/CVERecord?id=CVE-2026-44400"],
+    }
+)
+
+
+def _version(edition: str, version: str, advisories: tuple[Advisory, ...]) -> Any:
+    plan = _plan(advisories=advisories)
+    item = _item(plan, VERSION)
+    obs = ObservedItem(
+        rule_id=VERSION, target=item.target, exists=True, mailenable_version=version, mailenable_edition=edition
+    )
+    return next(o for o in evaluate(plan, [obs], [], NOW) if o.rule_id == VERSION)
+
+
+def test_a_premium_only_advisory_reads_as_possible_on_an_enterprise_host():
+    only = _version("Enterprise", "10.43", (PREMIUM_ONLY,))
+    assert only.status is RuleStatus.DRIFT
+    assert only.reason == (
+        "MailEnable Enterprise 10.43 is possibly affected by CVE-2026-44400, if it is Enterprise Premium (its "
+        "registry cannot tell); no fixed build is published for the newest of them"
+    )
+    assert only.observed["premium_assumed"] == ["cve-2026-44400"]
+    both = _version("Enterprise", "10.41", (ADVISORY, PREMIUM_ONLY))
+    assert both.reason.startswith("MailEnable Enterprise 10.41 is affected by CVE-2022-42135, CVE-2022-42136; it is ")
+    assert "possibly affected by CVE-2026-44400" in both.reason
+    assert _version("Professional", "10.43", (PREMIUM_ONLY,)).status is RuleStatus.COMPLIANT
+    certain = _version("Professional", "10.41", (ADVISORY,))
+    assert certain.reason.endswith("; the minimum fixed build is 10.42")
+    assert "possibly" not in certain.reason
+
+
+def test_the_certificate_checks_are_not_applicable_on_standard_which_has_no_ssl():
+    standard = _plan(facts_2022(mailenable_edition="Standard"))
+    for rule_id in (CERT, CERT_NAME):
+        assert _item(standard, rule_id).status is RuleStatus.NOT_APPLICABLE
+    assert _item(standard, AUTH_TLS).status is None  # AUTH in clear is still judged there
+    assert _item(_plan(facts_2022(mailenable_edition="Professional")), CERT).status is None

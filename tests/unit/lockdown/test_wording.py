@@ -11,6 +11,8 @@ def test_well_known_sids_by_name_and_others_by_rid() -> None:
     assert sid_words("S-1-5-32-545") == "Users"
     assert sid_words("S-1-5-18") == "SYSTEM"
     assert sid_words("S-1-5-21-1004336348-1177238915-682003330-1001") == "account with RID 1001"
+    assert sid_words("S-1-15-2-1") == "ALL APPLICATION PACKAGES"
+    assert sid_words("S-1-5-80-123-456") == "S-1-5-80-123-456"  # a service SID: its last number is no RID
 
 
 def test_a_sentence_keeps_its_words_and_loses_its_numbers() -> None:
