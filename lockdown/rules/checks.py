@@ -402,14 +402,16 @@ def judge_web_access(item: PlanItem, obs: ObservedItem) -> Judgement:
         return RuleStatus.NOT_APPLICABLE, f"no IIS site has the application {app}", "not in IIS", observed
     networks = _networks(item.allowed_networks)
     problems: list[str] = []
-    if not access.get("module_installed"):
+    installed = bool(access.get("module_installed"))
+    if not installed:  # then nothing below applies: one cause, said once
         problems.append("the IP and Domain Restrictions role service is not installed: IIS applies no IP restriction")
     allowed: list[str] = []
     for entry in apps:
         raw_locations = entry.get("locations")
         for loc in raw_locations if isinstance(raw_locations, list) else []:
             if isinstance(loc, dict):
-                problems.extend(_location_problems(loc, networks))
+                if installed:
+                    problems.extend(_location_problems(loc, networks))
                 allowed.extend(n for n in _listed(loc.get("allowed")) if n not in allowed)
     observed["allowed"] = list(allowed[:50])
     if problems:

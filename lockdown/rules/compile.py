@@ -115,7 +115,8 @@ def _edition_status(rule: Rule, facts: Facts) -> tuple[RuleStatus, str] | None:
     names = ", ".join(e.value for e in rule.editions)
     return (
         RuleStatus.NOT_APPLICABLE,
-        f"MailEnable {facts.mailenable_edition} does not have this feature (only {names}; KB ME020149)",
+        f"MailEnable {facts.mailenable_edition} does not have this feature (only {names}; the rule's deviation "
+        "gives the source)",
     )
 
 

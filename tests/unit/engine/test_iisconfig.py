@@ -308,3 +308,12 @@ def test_an_absent_cut_or_unreadable_file_is_no_verdict():
     assert "applicationHost.config" in (_observe({"exists": True, "data": "%%%", "truncated": False}).error or "")
     html = base64.b64encode(b"<html></html>").decode()
     assert "not <configuration>" in (_observe({"exists": True, "data": html, "truncated": False}).error or "")
+
+
+def test_without_the_role_service_the_one_cause_is_said_once():
+    status, reason, _, observed = _judge(config(module=False))
+    assert status is RuleStatus.DRIFT
+    assert observed["problems"] == [
+        "the IP and Domain Restrictions role service is not installed: IIS applies no IP restriction"
+    ]
+    assert "allowUnlisted" not in reason

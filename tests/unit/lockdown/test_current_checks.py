@@ -77,7 +77,9 @@ def test_abuse_detection_is_not_applicable_on_the_standard_edition():
     standard = _item(_plan(facts_2022(mailenable_edition="Standard")), ABUSE)
     assert standard.status is RuleStatus.NOT_APPLICABLE
     assert "Standard" in (standard.reason or "")
-    assert "ME020149" in (standard.reason or "")
+    assert "the rule's deviation gives the source" in (standard.reason or "")
+    abuse = next(r for r in BASELINE.rules if r.id == ABUSE)
+    assert "ME020149" in (abuse.deviation or "")  # where Standard's missing abuse prevention is documented
     assert _item(_plan(facts_2022(mailenable_edition="Professional")), ABUSE).status is None
     # Enterprise may be Premium (the registry does not tell them apart): a Premium-only rule applies there too
     assert _item(_plan(facts_2022(mailenable_edition="Enterprise")), ABUSE).status is None
